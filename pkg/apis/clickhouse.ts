@@ -1,0 +1,51 @@
+// ClickHouse engine settings: the CRD form (secret references) and the runner
+// form (resolved secret values) come from one schema.
+import { z } from "zod";
+import { secretKeyRef } from "./common.ts";
+
+export const clickhouseMethod = z.enum(["dump", "native"]);
+export type ClickHouseMethod = z.infer<typeof clickhouseMethod>;
+
+const patterns = z
+  .object({
+    include: z.array(z.string().min(1)).default(["*"]).describe('Glob patterns ("*", "?") to include; default all'),
+    exclude: z.array(z.string().min(1)).default([]).describe("Glob patterns to exclude; applied after include"),
+  })
+  .describe("Include/exclude glob patterns");
+
+const clickhouseBase = z.object({
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+(:\d+)?\/?$/, "must be an http(s) URL like http://clickhouse:8123")
+    .describe("HTTP(S) endpoint of ClickHouse, e.g. http://clickhouse.db.svc:8123"),
+  username: z.string().min(1).default("default").describe("ClickHouse user"),
+  method: clickhouseMethod
+    .default("dump")
+    .describe("dump: SELECT/INSERT FORMAT Native through the runner (any version from 18.16); native: BACKUP/RESTORE TO S3 (22.8+, S3 storage only)"),
+  databases: patterns
+    .prefault({})
+    .describe("Databases to back up by glob; system, INFORMATION_SCHEMA and information_schema are never included"),
+  tables: patterns.prefault({}).describe('Tables to back up as "database.table" globs'),
+  compressionLevel: z.int().min(1).max(19).default(3).describe("zstd level for the dump method"),
+  native: z
+    .object({
+      fullEvery: z.int().min(1).default(7).describe("Take a full backup every N backups; the others are incremental (1 = always full)"),
+      fullIntervalHours: z.int().min(1).optional().describe("Also take a full backup when the last full one is older than this"),
+    })
+    .prefault({})
+    .describe("Settings of the native method"),
+  requestTimeoutSeconds: z.int().min(1).default(3600).describe("Timeout of one ClickHouse request"),
+});
+
+/** As written in a BackupDefinition: the password comes from a Secret in the definition's namespace. */
+export const clickhouseSpec = clickhouseBase.extend({
+  passwordSecretRef: secretKeyRef.optional().describe("Secret key holding the ClickHouse password"),
+});
+export type ClickHouseSpec = z.infer<typeof clickhouseSpec>;
+
+/** As the runner gets it: the password resolved. */
+export const clickhouseRunnerConfig = clickhouseBase.extend({
+  password: z.string().default(""),
+});
+export type ClickHouseRunnerConfig = z.infer<typeof clickhouseRunnerConfig>;
+export type ClickHouseRunnerConfigInput = z.input<typeof clickhouseRunnerConfig>;

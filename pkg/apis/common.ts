@@ -1,0 +1,22 @@
+import { z } from "zod";
+
+export const API_GROUP = "chbackup.dev";
+export const API_VERSION = "v1alpha1";
+
+const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export const k8sName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a lowercase RFC 1123 name");
+export const k8sNamespace = z.string().min(1).max(63).regex(dnsLabel, "must be a lowercase RFC 1123 label");
+
+export const secretKeyRef = z
+  .object({
+    name: k8sName.describe("Secret name"),
+    key: z.string().min(1).describe("Key in the Secret"),
+  })
+  .describe("A key of a Secret");
+export type SecretKeyRef = z.infer<typeof secretKeyRef>;
+
+/** Every zod issue as "path: message"; never includes input values. */
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
+}

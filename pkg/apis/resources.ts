@@ -1,0 +1,146 @@
+// The custom resources and their CRDs. The zod schemas are the single source
+// of truth: TypeScript types are inferred from them and the CRD manifests in
+// deploy/crds/ are generated from them (npm run gen; a test fails when stale).
+import { z } from "zod";
+import { API_GROUP, API_VERSION } from "./common.ts";
+import { storageLocationSpec, storageLocationValidations } from "./storagelocation.ts";
+import { backupDefinitionSpec, definitionValidations } from "./backupdefinition.ts";
+
+export const condition = z.object({
+  type: z.string(),
+  status: z.enum(["True", "False", "Unknown"]),
+  reason: z.string(),
+  message: z.string().default(""),
+  lastTransitionTime: z.string(),
+  observedGeneration: z.int().optional(),
+});
+export type Condition = z.infer<typeof condition>;
+
+export const backupDefinitionStatus = z.object({
+  observedGeneration: z.int().optional(),
+  conditions: z.array(condition).optional(),
+  runner: z
+    .object({
+      namespace: z.string(),
+      secret: z.string(),
+      statefulSet: z.string(),
+      service: z.string(),
+      configHash: z.string().optional(),
+    })
+    .optional(),
+});
+export const storageLocationStatus = z.object({
+  observedGeneration: z.int().optional(),
+  conditions: z.array(condition).optional(),
+});
+
+export interface CrdDefinition {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  scope: "Namespaced";
+  spec: z.ZodType;
+  status: z.ZodType;
+  validations: { rule: string; message: string }[];
+  printerColumns: { name: string; type: string; jsonPath: string; description?: string }[];
+}
+
+export const CRDS: CrdDefinition[] = [
+  {
+    kind: "StorageLocation",
+    plural: "storagelocations",
+    singular: "storagelocation",
+    shortNames: ["bsl"],
+    scope: "Namespaced",
+    spec: storageLocationSpec,
+    status: storageLocationStatus,
+    validations: storageLocationValidations,
+    printerColumns: [
+      { name: "Bucket", type: "string", jsonPath: ".spec.s3.bucket" },
+      { name: "Path", type: "string", jsonPath: ".spec.filesystem.path" },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ],
+  },
+  {
+    kind: "BackupDefinition",
+    plural: "backupdefinitions",
+    singular: "backupdefinition",
+    shortNames: ["bdef"],
+    scope: "Namespaced",
+    spec: backupDefinitionSpec,
+    status: backupDefinitionStatus,
+    validations: definitionValidations,
+    printerColumns: [
+      { name: "Storage", type: "string", jsonPath: ".spec.storageLocation" },
+      { name: "Schedule", type: "string", jsonPath: ".spec.schedule.cron" },
+      { name: "Mode", type: "string", jsonPath: ".spec.mode" },
+      { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ],
+  },
+];
+
+type JsonSchema = Record<string, unknown>;
+
+/** Converts a zod schema to a Kubernetes structural schema (OpenAPI v3, no unions, no additionalProperties:false). */
+export function toStructuralSchema(schema: z.ZodType): JsonSchema {
+  const raw = z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "throw" }) as JsonSchema;
+  const clean = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(clean);
+    if (!node || typeof node !== "object") return node;
+    const out: JsonSchema = {};
+    for (const [k, v] of Object.entries(node as JsonSchema)) {
+      if (k === "$schema" || k === "id" || k === "$id") continue;
+      if (k === "additionalProperties" && v === false) continue;
+      if (k === "anyOf" || k === "oneOf" || k === "allOf") throw new Error(`structural schemas cannot hold ${k}; use sibling optional fields and CEL rules`);
+      out[k] = clean(v);
+    }
+    // Integers in JSON Schema from zod carry safe-integer bounds; Kubernetes wants int64 format.
+    if (out["type"] === "integer") {
+      if (out["minimum"] === Number.MIN_SAFE_INTEGER) delete out["minimum"];
+      if (out["maximum"] === Number.MAX_SAFE_INTEGER) delete out["maximum"];
+      out["format"] = "int64";
+    }
+    return out;
+  };
+  return clean(raw) as JsonSchema;
+}
+
+export function crdManifest(def: CrdDefinition): Record<string, unknown> {
+  const spec = toStructuralSchema(def.spec);
+  if (def.validations.length) spec["x-kubernetes-validations"] = def.validations;
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${def.plural}.${API_GROUP}` },
+    spec: {
+      group: API_GROUP,
+      names: { kind: def.kind, listKind: `${def.kind}List`, plural: def.plural, singular: def.singular, shortNames: def.shortNames },
+      scope: def.scope,
+      versions: [
+        {
+          name: API_VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: def.printerColumns,
+          schema: {
+            openAPIV3Schema: {
+              type: "object",
+              required: ["spec"],
+              properties: {
+                apiVersion: { type: "string" },
+                kind: { type: "string" },
+                metadata: { type: "object" },
+                spec,
+                status: toStructuralSchema(def.status),
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}

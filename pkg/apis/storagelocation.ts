@@ -1,0 +1,60 @@
+// StorageLocation: where backups go. Lives in the controller's namespace.
+import { z } from "zod";
+import { secretKeyRef } from "./common.ts";
+
+const s3Base = z.object({
+  endpoint: z
+    .string()
+    .regex(/^https?:\/\/\S+$/, "must be an http(s) URL")
+    .optional()
+    .describe("S3 endpoint URL; omit for AWS (the region's endpoint)"),
+  region: z.string().min(1).default("us-east-1").describe("S3 region"),
+  bucket: z.string().min(3).max(63).describe("Bucket name (must exist)"),
+  prefix: z
+    .string()
+    .regex(/^[^/]([^\\]*[^/])?$|^$/, "must not start or end with / nor contain a backslash")
+    .default("")
+    .describe("Key prefix inside the bucket"),
+  forcePathStyle: z.boolean().default(false).describe("Use path-style URLs (MinIO, Ceph)"),
+  partSizeMiB: z.int().min(5).max(5120).default(16).describe("Multipart upload part size in MiB"),
+  concurrency: z.int().min(1).max(64).default(4).describe("Parts uploaded at once per object"),
+});
+
+export const storageLocationSpec = z
+  .object({
+    s3: s3Base
+      .extend({
+        credentialsSecretRef: z
+          .object({
+            name: z.string().min(1).describe("Secret in the controller's namespace"),
+            accessKeyIdKey: z.string().min(1).default("accessKeyId"),
+            secretAccessKeyKey: z.string().min(1).default("secretAccessKey"),
+          })
+          .optional()
+          .describe("Secret with the access key; omit to use the pod's ambient credentials"),
+      })
+      .optional()
+      .describe("S3-compatible object storage"),
+    filesystem: z
+      .object({ path: z.string().regex(/^\//, "must be an absolute path").describe("Directory inside the runner pod (a mounted volume)") })
+      .optional()
+      .describe("A directory (mounted volume)"),
+  })
+  .refine((s) => (s.s3 ? 1 : 0) + (s.filesystem ? 1 : 0) === 1, { message: "exactly one of s3 or filesystem must be set", when: (p) => typeof p.value === "object" && p.value !== null })
+  .describe("StorageLocation spec");
+export type StorageLocationSpec = z.infer<typeof storageLocationSpec>;
+export const storageLocationValidations = [{ rule: "has(self.s3) != has(self.filesystem)", message: "exactly one of s3 or filesystem must be set" }];
+
+/** Storage as the runner gets it: credentials resolved. */
+export const storageRunnerConfig = z
+  .object({
+    s3: s3Base
+      .extend({
+        accessKeyId: z.string().optional(),
+        secretAccessKey: z.string().optional(),
+      })
+      .optional(),
+    filesystem: z.object({ path: z.string().min(1) }).optional(),
+  })
+  .refine((s) => (s.s3 ? 1 : 0) + (s.filesystem ? 1 : 0) === 1, { message: "exactly one of s3 or filesystem must be set", when: (p) => typeof p.value === "object" && p.value !== null });
+export type StorageRunnerConfig = z.infer<typeof storageRunnerConfig>;

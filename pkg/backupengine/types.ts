@@ -1,0 +1,123 @@
+// The engine interface: a backup engine streams a database's backup into a
+// sink the runner gives it and restores from a source, honouring an AbortSignal.
+// The runner knows nothing engine-specific; engines know nothing about
+// catalogs, labels or where the bytes end up.
+import type { Readable } from "node:stream";
+import type { Logger } from "winston";
+
+/** One object written into the backup (relative name inside the backup's directory). */
+export interface WrittenObject {
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+/** Where an engine writes a backup. Names are relative to the backup's directory. */
+export interface BackupSink {
+  /** Streams one object; resolves with its size and SHA-256 once it is durably stored. */
+  putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject>;
+  /**
+   * For engines whose database writes straight to object storage (ClickHouse
+   * BACKUP ... TO S3): the S3 URL of a directory inside this backup and the
+   * credentials to reach it. Undefined when the storage is not S3.
+   */
+  nativeS3Target?(name: string): NativeS3Target | undefined;
+}
+
+export interface NativeS3Target {
+  url: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+/** Where an engine reads a backup from. Checksums are verified by the source. */
+export interface BackupSource {
+  getObject(name: string, signal: AbortSignal): Promise<Readable>;
+  nativeS3Target?(name: string): NativeS3Target | undefined;
+}
+
+export interface Progress {
+  phase: string;
+  tablesDone: number;
+  tablesTotal: number;
+  bytes: number;
+  rows: number;
+  currentTable?: string | undefined;
+}
+
+export interface TableEntry {
+  database: string;
+  name: string;
+  engine: string;
+  /** Rows and bytes of the data written (0 for DDL-only tables). */
+  rows: number;
+  bytes: number;
+  /** Object holding the table's data, if it has its own data. */
+  dataObject?: string | undefined;
+}
+
+/** What an engine reports about a finished backup; stored in the manifest. */
+export interface EngineBackupResult {
+  engineVersion: string;
+  method: string;
+  databases: string[];
+  tables: TableEntry[];
+  objects: WrittenObject[];
+  /** Engine-specific details needed for restore (for example the native backup's location). */
+  details: Record<string, unknown>;
+}
+
+export interface BackupRequest {
+  backupId: string;
+  signal: AbortSignal;
+  sink: BackupSink;
+  logger: Logger;
+  onProgress?: ((p: Progress) => void) | undefined;
+  /** The previous backup this one may build on (native incremental backups). */
+  base?: { backupId: string; source: BackupSource; result: EngineBackupResult } | undefined;
+}
+
+export type ExistingTablePolicy = "fail" | "drop" | "append";
+
+export interface RestoreOptions {
+  /** Databases to restore (default: all in the backup). */
+  databases?: string[] | undefined;
+  /** Tables to restore as "db.table" (default: all in the selected databases). */
+  tables?: string[] | undefined;
+  /** Restore database `from` into database `to`. */
+  renameDatabases?: Record<string, string> | undefined;
+  existingTables: ExistingTablePolicy;
+}
+
+export interface RestoreRequest {
+  signal: AbortSignal;
+  source: BackupSource;
+  backup: EngineBackupResult;
+  options: RestoreOptions;
+  logger: Logger;
+  onProgress?: ((p: Progress) => void) | undefined;
+}
+
+export interface RestoreResult {
+  databases: string[];
+  tables: { database: string; name: string; rows: number }[];
+}
+
+export interface BackupEngine {
+  readonly name: string;
+  /** Connects and returns the database version; throws a typed error if unreachable or unauthorised. */
+  check(signal: AbortSignal): Promise<{ version: string }>;
+  backup(req: BackupRequest): Promise<EngineBackupResult>;
+  restore(req: RestoreRequest): Promise<RestoreResult>;
+  close(): Promise<void>;
+}
+
+/** Errors from engines say whether trying again may help. */
+export class EngineError extends Error {
+  readonly retryable: boolean;
+  constructor(message: string, opts: { cause?: unknown; retryable: boolean }) {
+    super(message, { cause: opts.cause });
+    this.name = "EngineError";
+    this.retryable = opts.retryable;
+  }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time (idempotent) setup of everything the project and its tests need:
+#   - Node.js 24 (from the npm registry, only if the system node is older)
+#   - npm dependencies (npm ci)
+#   - Debian packages: clickhouse-server (18.16), etcd-server, openssl, zstd
+#   - MinIO and kube-apiserver built from the Go module proxy, cached by version
+# Everything downloaded comes from the npm registry, Debian's packages or the
+# Go module proxy. Caches live in ~/.cache/chbackup-tools (BACKUP_TOOLS_CACHE).
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/node-env.sh"
+cd "$ROOT_DIR"
+
+need_apt=()
+command -v clickhouse-server >/dev/null 2>&1 || need_apt+=(clickhouse-server)
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  log "installing Debian packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+command -v go >/dev/null 2>&1 || { log "Go is needed once to build MinIO and kube-apiserver (install Go 1.26+)"; exit 1; }
+# The two builds share 2 cores poorly; run them one after the other.
+bash "$ROOT_DIR/scripts/build-minio.sh" >/dev/null
+bash "$ROOT_DIR/scripts/build-kube-apiserver.sh" >/dev/null
+log "ready: node $(node --version), clickhouse-server $(dpkg-query -W -f "${Version}" clickhouse-server 2>/dev/null || echo "?"), etcd $(etcd --version | head -1 | awk '{print $3}'), minio $MINIO_VERSION, kube-apiserver $KUBERNETES_VERSION"

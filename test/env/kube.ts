@@ -1,0 +1,142 @@
+// A real Kubernetes API server without nodes, like controller-runtime's envtest:
+// etcd (Debian etcd-server) + kube-apiserver (built from the Go module proxy,
+// scripts/build-kube-apiserver.sh). Certificates, a service-account signing
+// key and a static admin token are generated at start.
+import { randomBytes, generateKeyPairSync } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { request } from "node:https";
+import { execa } from "execa";
+import { KubeConfig } from "@kubernetes/client-node";
+import { etcdBinary, kubeApiserverBinary, readVersions } from "./tools.ts";
+import { freePort, makeTempDir, removeDir, startProcess, waitUntil, type ManagedProcess } from "./proc.ts";
+
+export interface KubeApiServer {
+  readonly server: string;
+  readonly token: string;
+  readonly caPem: string;
+  readonly version: string;
+  readonly etcdVersion: string;
+  readonly ports: readonly number[];
+  pids(): number[];
+  /** A KubeConfig (admin, system:masters) for @kubernetes/client-node. */
+  kubeConfig(): KubeConfig;
+  stop(): Promise<void>;
+}
+
+export async function startKubeApiServer(): Promise<KubeApiServer> {
+  const apiserverBin = kubeApiserverBinary();
+  const etcdBin = etcdBinary();
+  const dir = await makeTempDir("kube");
+  const [etcdClient, etcdPeer, securePort] = [await freePort(), await freePort(), await freePort()];
+  const procs: ManagedProcess[] = [];
+  const stopAll = async () => {
+    for (const p of procs.reverse()) await p.stop(10_000);
+    await removeDir(dir);
+  };
+  try {
+    const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+    const etcd = startProcess(
+      "etcd",
+      etcdBin,
+      [
+        "--name=test",
+        `--data-dir=${join(dir, "etcd")}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+      ],
+      { logFile: join(dir, "etcd.log") },
+    );
+    procs.push(etcd);
+    await waitUntil("etcd", async () => (await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(1000) })).ok, {
+      proc: etcd,
+    });
+    const etcdVersion = ((await (await fetch(`${etcdUrl}/version`)).json()) as { etcdserver?: string }).etcdserver ?? "unknown";
+
+    // Serving certificate (self-signed, valid for the loopback address) and service-account keys.
+    const certs = join(dir, "certs");
+    await mkdir(certs, { recursive: true });
+    await execa("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+      "-keyout", join(certs, "apiserver.key"), "-out", join(certs, "apiserver.crt"),
+      "-subj", "/CN=kube-apiserver", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ]);
+    const sa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    await writeFile(join(certs, "sa.key"), sa.privateKey.export({ type: "pkcs8", format: "pem" }));
+    await writeFile(join(certs, "sa.pub"), sa.publicKey.export({ type: "spki", format: "pem" }));
+    const token = randomBytes(24).toString("hex");
+    await writeFile(join(dir, "tokens.csv"), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
+
+    const apiserver = startProcess(
+      "kube-apiserver",
+      apiserverBin,
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--secure-port=${securePort}`,
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        `--tls-cert-file=${join(certs, "apiserver.crt")}`,
+        `--tls-private-key-file=${join(certs, "apiserver.key")}`,
+        `--token-auth-file=${join(dir, "tokens.csv")}`,
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        `--service-account-key-file=${join(certs, "sa.pub")}`,
+        `--service-account-signing-key-file=${join(certs, "sa.key")}`,
+        "--disable-admission-plugins=ServiceAccount",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--allow-privileged=true",
+        `--cert-dir=${certs}`,
+        "--v=0",
+      ],
+      { logFile: join(dir, "kube-apiserver.log") },
+    );
+    procs.push(apiserver);
+    const caPem = await readFile(join(certs, "apiserver.crt"), "utf8");
+    const server = `https://127.0.0.1:${securePort}`;
+    const kubeConfig = () => {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: "test", server, caData: Buffer.from(caPem).toString("base64"), skipTLSVerify: false }],
+        users: [{ name: "admin", token }],
+        contexts: [{ name: "test", cluster: "test", user: "admin", namespace: "default" }],
+        currentContext: "test",
+      });
+      return kc;
+    };
+    await waitUntil(
+      "kube-apiserver /readyz",
+      async () => {
+        // Node's fetch takes no custom CA; use https.request with the generated certificate.
+        return new Promise<boolean>((resolve) => {
+          const req = request(`${server}/readyz`, { ca: caPem, headers: { authorization: `Bearer ${token}` }, timeout: 2000 }, (res) => {
+            res.resume();
+            resolve(res.statusCode === 200);
+          });
+          req.on("error", () => resolve(false));
+          req.on("timeout", () => req.destroy());
+          req.end();
+        });
+      },
+      { proc: apiserver, timeoutMs: 90_000, intervalMs: 500 },
+    );
+    return {
+      server,
+      token,
+      caPem,
+      version: readVersions().KUBERNETES_VERSION,
+      etcdVersion,
+      ports: [etcdClient, etcdPeer, securePort],
+      pids: () => procs.map((p) => p.pid),
+      kubeConfig,
+      stop: stopAll,
+    };
+  } catch (err: unknown) {
+    await stopAll();
+    throw err;
+  }
+}
