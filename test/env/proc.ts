@@ -2,7 +2,7 @@
 // child processes that are always stopped, readiness polling.
 import { createServer, connect } from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
-import { openSync, closeSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
@@ -66,19 +66,17 @@ export interface StartOptions {
 }
 
 export function startProcess(name: string, file: string, args: string[], opts: StartOptions): ManagedProcess {
-  const fd = openSync(opts.logFile, "a");
   const child: ResultPromise = execa(file, args, {
-    cwd: opts.cwd,
-    env: opts.env,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    env: opts.env ?? {},
     extendEnv: true,
     stdin: "ignore",
-    stdout: fd,
-    stderr: fd,
+    stdout: { file: opts.logFile, append: true },
+    stderr: { file: opts.logFile, append: true },
     // execa kills the child when this (test) process exits, so no server outlives a crashed run.
     cleanup: true,
     reject: false,
   });
-  closeSync(fd);
   let done = false;
   const finished = child.then(() => {
     done = true;

@@ -1,0 +1,34 @@
+import { pipeline } from "node:stream/promises";
+import { ChecksumStream } from "./checksum.ts";
+import type { StorageOp } from "./errors.ts";
+
+export type PutBody = AsyncIterable<Uint8Array> | NodeJS.ReadableStream;
+
+export interface HashedBody {
+  /** The body's bytes, hashed and counted on the way through. */
+  stream: ChecksumStream;
+  /** Errors the pipeline (destroying the source and `stream`) with `err`, e.g. when the sink failed. */
+  destroy(err?: Error): void;
+}
+
+/**
+ * Pipes `body` through a ChecksumStream. The caller consumes `stream`; errors
+ * of the source (and abort of `signal`) destroy `stream` with that error, and
+ * destroying `stream` destroys / returns the source. Nothing is buffered beyond
+ * the streams' high-water marks.
+ */
+export function hashBody(
+  body: PutBody,
+  opts: { signal?: AbortSignal | undefined; onProgress?: ((bytes: number) => void) | undefined; op: StorageOp; key: string },
+): HashedBody {
+  const stream = new ChecksumStream({ onProgress: opts.onProgress, op: opts.op, key: opts.key });
+  const signal = opts.signal;
+  // Errors surface through `stream` (pipeline destroys it); the promise itself is only observed to avoid an unhandled rejection.
+  pipeline(body, stream, signal === undefined ? {} : { signal }).catch(() => {});
+  return {
+    stream,
+    destroy(err?: Error) {
+      if (!stream.destroyed) stream.destroy(err);
+    },
+  };
+}
