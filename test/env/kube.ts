@@ -19,6 +19,13 @@ export interface KubeApiServer {
   readonly etcdVersion: string;
   readonly ports: readonly number[];
   pids(): number[];
+  /**
+   * A raw JSON request as admin. Useful for objects whose fields the typed
+   * client's serializer would drop (it silently drops `x-kubernetes-*` keys of CRD schemas).
+   */
+  request(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; body: unknown }>;
+  /** Server-side applies a raw object (JSON) with the given field manager. */
+  apply(path: string, obj: unknown, fieldManager: string): Promise<unknown>;
   /** A KubeConfig (admin, system:masters) for @kubernetes/client-node. */
   kubeConfig(): KubeConfig;
   stop(): Promise<void>;
@@ -90,6 +97,8 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         "--disable-admission-plugins=ServiceAccount",
         "--service-cluster-ip-range=10.0.0.0/24",
         "--allow-privileged=true",
+        // No nodes and no kube-proxy here: do not reconcile the kubernetes Service endpoints (as envtest does).
+        "--endpoint-reconciler-type=none",
         `--cert-dir=${certs}`,
         "--v=0",
       ],
@@ -124,7 +133,42 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       },
       { proc: apiserver, timeoutMs: 90_000, intervalMs: 500 },
     );
+    const rawRequest = (method: string, path: string, body?: unknown, contentType = "application/json") =>
+      new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+        const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+        const req = request(
+          `${server}${path}`,
+          {
+            method,
+            ca: caPem,
+            headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(data ? { "content-type": contentType } : {}) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => {
+              const text = Buffer.concat(chunks).toString("utf8");
+              let parsed: unknown = text;
+              try {
+                parsed = JSON.parse(text);
+              } catch {
+                // not JSON
+              }
+              resolve({ status: res.statusCode ?? 0, body: parsed });
+            });
+          },
+        );
+        req.on("error", reject);
+        req.end(data);
+      });
     return {
+      request: rawRequest,
+      apply: async (path, obj, fieldManager) => {
+        const sep = path.includes("?") ? "&" : "?";
+        const r = await rawRequest("PATCH", `${path}${sep}fieldManager=${encodeURIComponent(fieldManager)}&force=true`, obj, "application/apply-patch+yaml");
+        if (r.status >= 300) throw new Error(`apply ${path}: HTTP ${r.status}: ${JSON.stringify(r.body)}`);
+        return r.body;
+      },
       server,
       token,
       caPem,
