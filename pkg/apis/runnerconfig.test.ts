@@ -20,7 +20,7 @@ describe("runner config", () => {
     expect(c.definition.clickhouse.method).toBe("dump");
     expect(c.definition.clickhouse.databases).toEqual({ include: ["*"], exclude: [] });
     expect(c.storage.s3?.region).toBe("us-east-1");
-    expect(c.storage.s3?.partSizeMiB).toBe(16);
+    expect(c.storage.s3?.partSizeMiB).toBe(8);
     expect(c.api.port).toBe(8080);
   });
 

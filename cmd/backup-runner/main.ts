@@ -1,0 +1,113 @@
+// backup-runner: thin entry point. Loads config, wires, starts; logic is in pkg/.
+import { readFile } from "node:fs/promises";
+import { parseRunnerConfigText, ConfigError } from "../../pkg/apis/index.ts";
+import { parseCommand, USAGE, UsageError, type Command } from "../../pkg/runner/cli.ts";
+import { createLogger } from "../../pkg/runner/logging.ts";
+import { createRunner } from "../../pkg/runner/app.ts";
+import { RunnerService } from "../../pkg/runner/service.ts";
+import { startApiServer } from "../../pkg/runner/api/server.ts";
+import { RunnerMetrics } from "../../pkg/runner/api/metrics.ts";
+import { describeError } from "../../pkg/runner/errors.ts";
+
+const GRACE_MS = Number(process.env["RUNNER_SHUTDOWN_GRACE_MS"] ?? 25_000);
+
+async function main(argv: string[]): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCommand(argv);
+  } catch (err: unknown) {
+    process.stderr.write(`${err instanceof UsageError ? err.message : String(err)}\n`);
+    return 2;
+  }
+  if (command.cmd === "help") {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const logger = createLogger({ level: process.env["LOG_LEVEL"] ?? "info", defaultMeta: { component: "backup-runner" } });
+  const path = command.config ?? process.env["RUNNER_CONFIG"] ?? "/etc/backup-runner/config.json";
+  let config;
+  try {
+    config = parseRunnerConfigText(await readFile(path, "utf8"), path);
+  } catch (err: unknown) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+    } else {
+      process.stderr.write(`cannot read runner config ${path}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}\n`);
+    }
+    return 2;
+  }
+  const metrics = new RunnerMetrics();
+  const runner = createRunner({ config, logger, observer: metrics.observer() });
+  const abort = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    logger.warn("signal received; shutting down", { signal: sig });
+    abort.abort(new Error(`received ${sig}`));
+    if (signals > 1) process.exit(130);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  if (command.cmd === "serve") {
+    const service = new RunnerService({ runner, logger });
+    const api = await startApiServer({ service, metrics, logger, token: config.api.token, host: config.api.host, port: config.api.port });
+    try {
+      await service.start(abort.signal);
+    } catch (err: unknown) {
+      logger.error("runner start failed", { error: describeError(err) });
+      await api.close(1000);
+      return 1;
+    }
+    await new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => resolve(), { once: true }));
+    await api.stopAccepting();
+    await service.stop(GRACE_MS);
+    await api.close(5000);
+    logger.info("stopped", {});
+    return 0;
+  }
+
+  if (command.cmd === "list") {
+    await runner.catalog.rebuild(abort.signal);
+    const decision = runner.retentionDecision();
+    for (const e of runner.catalog.list()) {
+      process.stdout.write(`${JSON.stringify({ id: e.manifest.id, startedAt: e.manifest.startedAt, method: e.manifest.method, bytes: e.manifest.totalBytes, rows: e.manifest.totalRows, labels: decision.labels.get(e.manifest.id) ?? [], pinned: e.pinned, baseBackupId: e.manifest.baseBackupId })}\n`);
+    }
+    return 0;
+  }
+
+  let started;
+  if (command.cmd === "backup") {
+    const target = command.target ?? config.definition.singleBackup?.target;
+    if (!target) {
+      process.stderr.write("backup --once needs --target PATH or definition.singleBackup.target in the config\n");
+      return 2;
+    }
+    started = runner.startSingleBackup(target);
+  } else {
+    const opts = {
+      databases: command.databases.length ? command.databases : undefined,
+      tables: command.tables.length ? command.tables : undefined,
+      renameDatabases: Object.keys(command.rename).length ? command.rename : undefined,
+      existingTables: command.existing,
+    };
+    if (command.from) {
+      started = runner.startTargetRestore(command.from, opts);
+    } else {
+      await runner.catalog.rebuild(abort.signal);
+      started = runner.startRestore({ backup: command.backup!, ...opts }, "cli");
+    }
+  }
+  abort.signal.addEventListener("abort", () => void runner.shutdown(GRACE_MS), { once: true });
+  const op = await started.finished;
+  process.stdout.write(`${JSON.stringify({ operation: op.id, kind: op.kind, state: op.state, backupId: op.backupId, result: op.result, error: op.error })}\n`);
+  return op.state === "succeeded" ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`backup-runner: ${describeError(err)}\n`);
+    process.exit(1);
+  },
+);

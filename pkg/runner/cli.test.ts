@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { parseCommand, UsageError } from "./cli.ts";
+
+describe("backup-runner command line", () => {
+  it("defaults to serve", () => {
+    expect(parseCommand([])).toEqual({ cmd: "serve", config: undefined });
+    expect(parseCommand(["--config", "/c.json"])).toEqual({ cmd: "serve", config: "/c.json" });
+  });
+  it("parses a one-off backup", () => {
+    expect(parseCommand(["backup", "--once", "--target", "exports/x"])).toEqual({ cmd: "backup", config: undefined, target: "exports/x" });
+    expect(() => parseCommand(["backup"])).toThrow(UsageError);
+  });
+  it("parses restore options", () => {
+    expect(parseCommand(["restore", "--backup", "latest", "--database", "a", "--rename", "a=b", "--existing", "drop"])).toEqual({
+      cmd: "restore",
+      config: undefined,
+      from: undefined,
+      backup: "latest",
+      databases: ["a"],
+      tables: [],
+      rename: { a: "b" },
+      existing: "drop",
+    });
+    expect(() => parseCommand(["restore"])).toThrow(/exactly one of/);
+    expect(() => parseCommand(["restore", "--from", "x", "--existing", "merge"])).toThrow(/--existing/);
+    expect(() => parseCommand(["restore", "--from", "x", "--rename", "ab"])).toThrow(/FROM=TO/);
+    expect(() => parseCommand(["frobnicate"])).toThrow(/unknown command/);
+    expect(() => parseCommand(["serve", "--bogus"])).toThrow(UsageError);
+  });
+});

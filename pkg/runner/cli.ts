@@ -1,0 +1,96 @@
+// Command-line parsing for backup-runner (pure: argv in, command out).
+import { parseArgs } from "node:util";
+import type { ExistingTablePolicy } from "../backupengine/types.ts";
+
+export type Command =
+  | { cmd: "serve"; config: string | undefined }
+  | { cmd: "backup"; config: string | undefined; target: string | undefined }
+  | {
+      cmd: "restore";
+      config: string | undefined;
+      from: string | undefined;
+      backup: string | undefined;
+      databases: string[];
+      tables: string[];
+      rename: Record<string, string>;
+      existing: ExistingTablePolicy;
+    }
+  | { cmd: "list"; config: string | undefined }
+  | { cmd: "help" };
+
+export const USAGE = `Usage:
+  backup-runner [serve] [--config FILE]
+      Run the runner: scheduled backups with retention (or the single backup
+      of single mode), restores and status over the HTTP API.
+  backup-runner backup --once [--config FILE] [--target PATH]
+      One-off export: one backup to exactly PATH (default: the definition's
+      singleBackup.target), no catalog, no labels, no retention.
+  backup-runner restore [--config FILE] (--from PATH | --backup ID|latest)
+                        [--database DB]... [--table DB.TABLE]...
+                        [--rename FROM=TO]... [--existing fail|drop|append]
+      Restore a one-off export (--from) or a catalog backup (--backup).
+  backup-runner list [--config FILE]
+      Print the catalog as JSON lines.
+
+The config file defaults to $RUNNER_CONFIG, then /etc/backup-runner/config.json.`;
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(`${message}\n\n${USAGE}`);
+    this.name = "UsageError";
+  }
+}
+
+export function parseCommand(argv: readonly string[]): Command {
+  const [first, ...rest] = argv;
+  const sub = first && !first.startsWith("-") ? first : "serve";
+  const args = first && !first.startsWith("-") ? rest : [...argv];
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        config: { type: "string" },
+        once: { type: "boolean" },
+        target: { type: "string" },
+        from: { type: "string" },
+        backup: { type: "string" },
+        database: { type: "string", multiple: true },
+        table: { type: "string", multiple: true },
+        rename: { type: "string", multiple: true },
+        existing: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err: unknown) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const v = parsed.values;
+  if (v.help || sub === "help") return { cmd: "help" };
+  const config = v.config;
+  switch (sub) {
+    case "serve":
+      return { cmd: "serve", config };
+    case "list":
+      return { cmd: "list", config };
+    case "backup":
+      if (!v.once) throw new UsageError("backup needs --once (scheduled backups run under `serve`)");
+      return { cmd: "backup", config, target: v.target };
+    case "restore": {
+      if (!!v.from === !!v.backup) throw new UsageError("restore needs exactly one of --from PATH or --backup ID|latest");
+      const existing = v.existing ?? "fail";
+      if (existing !== "fail" && existing !== "drop" && existing !== "append") throw new UsageError(`--existing must be fail, drop or append, not "${existing}"`);
+      const rename: Record<string, string> = {};
+      for (const r of v.rename ?? []) {
+        const m = /^([^=]+)=([^=]+)$/.exec(r);
+        if (!m) throw new UsageError(`--rename wants FROM=TO, got "${r}"`);
+        rename[m[1]!] = m[2]!;
+      }
+      return { cmd: "restore", config, from: v.from, backup: v.backup, databases: v.database ?? [], tables: v.table ?? [], rename, existing };
+    }
+    default:
+      throw new UsageError(`unknown command "${sub}"`);
+  }
+}

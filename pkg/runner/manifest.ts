@@ -1,0 +1,54 @@
+// The manifest: written last, it is what makes a backup complete.
+import { z } from "zod";
+
+export const MANIFEST_NAME = "manifest.json";
+export const PIN_NAME = "pinned.json";
+export const MANIFEST_FORMAT = 1;
+
+const writtenObject = z.object({ name: z.string(), size: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+
+export const manifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  id: z.string(),
+  namespace: z.string(),
+  definition: z.string(),
+  mode: z.enum(["scheduled", "single"]),
+  trigger: z.enum(["schedule", "api", "missed", "cli", "single"]),
+  engine: z.string(),
+  method: z.string(),
+  engineVersion: z.string(),
+  startedAt: z.string(),
+  endedAt: z.string(),
+  durationMs: z.number().min(0),
+  databases: z.array(z.string()),
+  tables: z.array(
+    z.object({
+      database: z.string(),
+      name: z.string(),
+      engine: z.string(),
+      rows: z.number().min(0),
+      bytes: z.number().min(0),
+      dataObject: z.string().optional(),
+    }),
+  ),
+  objects: z.array(writtenObject),
+  totalBytes: z.number().min(0),
+  totalRows: z.number().min(0),
+  baseBackupId: z.string().optional(),
+  /** Labels the backup got when it was created (retention recomputes them). */
+  labels: z.array(z.string()),
+  details: z.record(z.string(), z.unknown()),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+export function parseManifest(text: string, where: string): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err: unknown) {
+    throw new Error(`manifest ${where}: not valid JSON`, { cause: err });
+  }
+  const r = manifestSchema.safeParse(json);
+  if (!r.success) throw new Error(`manifest ${where}: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  return r.data;
+}
