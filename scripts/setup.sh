@@ -13,6 +13,7 @@ need_apt=()
 command -v clickhouse-server >/dev/null 2>&1 || need_apt+=(clickhouse-server)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+[ -x /usr/bin/time ] || need_apt+=(time)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   log "installing Debian packages: ${need_apt[*]}"

@@ -33,7 +33,7 @@ const definitionShared = {
   schedule: scheduleSpec.optional().describe("Required in scheduled mode"),
   retention: retentionPolicy.default({ hourly: 24, daily: 7, weekly: 4, monthly: 12 }),
   singleBackup: z
-    .object({ target: z.string().min(1).describe("Exact key (S3) or path (filesystem) relative to the storage location") })
+    .object({ target: z.string().min(1).describe("Key prefix (S3) or directory (filesystem), relative to the storage location, that receives exactly this one backup") })
     .optional()
     .describe("Required in single mode"),
   suspend: z.boolean().default(false).describe("Pause scheduled backups (the runner keeps serving restores)"),
@@ -64,10 +64,10 @@ export type BackupDefinitionSpec = z.infer<typeof backupDefinitionSpec>;
 /** The definition as the runner gets it: identity plus resolved engine settings. */
 export const definitionRunnerConfig = z
   .object({
-    namespace: z.string().min(1),
-    name: z.string().min(1),
-    engine: z.literal("clickhouse").default("clickhouse"),
-    clickhouse: clickhouseRunnerConfig,
+    namespace: z.string().min(1).describe("Namespace of the BackupDefinition (part of the backup path)"),
+    name: z.string().min(1).describe("Name of the BackupDefinition (part of the backup path)"),
+    engine: z.literal("clickhouse").default("clickhouse").describe("Backup engine"),
+    clickhouse: clickhouseRunnerConfig.describe("ClickHouse engine settings"),
     ...definitionShared,
   })
   .superRefine(modeRules, alwaysCheck);

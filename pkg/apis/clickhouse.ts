@@ -45,7 +45,7 @@ export type ClickHouseSpec = z.infer<typeof clickhouseSpec>;
 
 /** As the runner gets it: the password resolved. */
 export const clickhouseRunnerConfig = clickhouseBase.extend({
-  password: z.string().default(""),
+  password: z.string().default("").describe("ClickHouse password (resolved from passwordSecretRef)"),
 });
 export type ClickHouseRunnerConfig = z.infer<typeof clickhouseRunnerConfig>;
 export type ClickHouseRunnerConfigInput = z.input<typeof clickhouseRunnerConfig>;

@@ -6,16 +6,15 @@ import { storageRunnerConfig } from "./storagelocation.ts";
 import { formatIssues } from "./common.ts";
 
 export const runnerConfig = z.object({
-  definition: definitionRunnerConfig,
-  storage: storageRunnerConfig,
+  definition: definitionRunnerConfig.describe("The BackupDefinition, with the ClickHouse password resolved"),
+  storage: storageRunnerConfig.describe("The StorageLocation, with the S3 credentials resolved"),
   api: z
     .object({
-      token: z.string().min(16, "must be at least 16 characters"),
-      port: z.int().min(1).max(65535).default(8080),
-      host: z.string().default("0.0.0.0"),
+      token: z.string().min(16, "must be at least 16 characters").describe("Bearer token every /api/v1 request must present"),
+      port: z.int().min(1).max(65535).default(8080).describe("Port of the HTTP API, probes and metrics"),
+      host: z.string().default("0.0.0.0").describe("Address to listen on"),
     })
     .describe("HTTP API of the runner"),
-  stateDir: z.string().optional().describe("Scratch/state directory (the runner's volume)"),
 });
 export type RunnerConfig = z.infer<typeof runnerConfig>;
 export type RunnerConfigInput = z.input<typeof runnerConfig>;

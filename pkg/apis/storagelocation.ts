@@ -50,11 +50,12 @@ export const storageRunnerConfig = z
   .object({
     s3: s3Base
       .extend({
-        accessKeyId: z.string().optional(),
-        secretAccessKey: z.string().optional(),
+        accessKeyId: z.string().optional().describe("Access key id (resolved from credentialsSecretRef)"),
+        secretAccessKey: z.string().optional().describe("Secret access key (resolved from credentialsSecretRef)"),
       })
-      .optional(),
-    filesystem: z.object({ path: z.string().min(1) }).optional(),
+      .optional()
+      .describe("S3-compatible object storage"),
+    filesystem: z.object({ path: z.string().min(1).describe("Directory the backups are written to") }).optional().describe("A directory"),
   })
   .refine((s) => (s.s3 ? 1 : 0) + (s.filesystem ? 1 : 0) === 1, { message: "exactly one of s3 or filesystem must be set", when: (p) => typeof p.value === "object" && p.value !== null });
 export type StorageRunnerConfig = z.infer<typeof storageRunnerConfig>;
