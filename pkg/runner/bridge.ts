@@ -1,5 +1,5 @@
 // Bridges between the runner's storage layout and the engine's sink/source.
-import type { Readable } from "node:stream";
+import { Transform, pipeline, type Readable } from "node:stream";
 import type { ObjectStore } from "../storage/index.ts";
 import type { BackupSink, BackupSource, NativeS3Target, WrittenObject } from "../backupengine/types.ts";
 import type { StorageRunnerConfig } from "../apis/index.ts";
@@ -56,11 +56,13 @@ export class StoreSource implements BackupSource {
   readonly #store: ObjectStore;
   readonly #dir: string;
   readonly #objects: Map<string, WrittenObject>;
+  readonly #onBytes: ((n: number) => void) | undefined;
   readonly nativeS3Target?: (name: string) => NativeS3Target | undefined;
 
-  constructor(store: ObjectStore, dir: string, objects: readonly WrittenObject[], storage: StorageRunnerConfig) {
+  constructor(store: ObjectStore, dir: string, objects: readonly WrittenObject[], storage: StorageRunnerConfig, onBytes?: (n: number) => void) {
     this.#store = store;
     this.#dir = dir;
+    this.#onBytes = onBytes;
     this.#objects = new Map(objects.map((o) => [o.name, o]));
     const t = nativeTargetFor(storage, dir);
     if (t) this.nativeS3Target = t;
@@ -69,6 +71,16 @@ export class StoreSource implements BackupSource {
   async getObject(name: string, signal: AbortSignal): Promise<Readable> {
     const obj = this.#objects.get(name);
     if (!obj) throw new Error(`object "${name}" is not part of the backup in ${this.#dir}`);
-    return this.#store.get(`${this.#dir}/${name}`, { signal, expectedSha256: obj.sha256, expectedSize: obj.size });
+    const stream = await this.#store.get(`${this.#dir}/${name}`, { signal, expectedSha256: obj.sha256, expectedSize: obj.size });
+    const onBytes = this.#onBytes;
+    if (!onBytes) return stream;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        onBytes(chunk.length);
+        cb(null, chunk);
+      },
+    });
+    // pipeline() forwards errors (a checksum mismatch at the end) and destroys both sides on failure.
+    return pipeline(stream, counter, () => undefined);
   }
 }

@@ -98,9 +98,11 @@ export class Catalog {
     return m;
   }
 
-  /** Newest first. */
+  /** Newest first (by start time to the millisecond; ids only resolve seconds). */
   list(): CatalogEntry[] {
-    return [...this.#entries.values()].sort((a, b) => b.manifest.id.localeCompare(a.manifest.id));
+    return [...this.#entries.values()].sort(
+      (a, b) => Date.parse(b.manifest.startedAt) - Date.parse(a.manifest.startedAt) || b.manifest.id.localeCompare(a.manifest.id),
+    );
   }
 
   get(id: string): CatalogEntry | undefined {

@@ -450,7 +450,7 @@ export class Runner {
   }
 
   async restoreFrom(manifest: Manifest, dir: string, opts: RestoreOptions, signal: AbortSignal, op?: Operation): Promise<RestoreResult> {
-    const source = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage);
+    const source = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage, (n) => this.#observer.bytes?.("restore", n));
     const progress = op ? this.#progress(op, "restore") : undefined;
     try {
       return await this.#engine.restore({

@@ -1,0 +1,111 @@
+// A real Runner over a filesystem store with a fake engine, for the API unit
+// tests: the engine writes one small object per backup, can be held running
+// (gate), can fail its check, and records what restores were asked for.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import type { Logger } from "winston";
+import { parseRunnerConfig, type RunnerConfig } from "../../pkg/apis/index.ts";
+import type { BackupEngine, BackupRequest, EngineBackupResult, RestoreRequest, RestoreResult } from "../../pkg/backupengine/types.ts";
+import { Runner, type RunnerObserver } from "../../pkg/runner/runner.ts";
+import { createFilesystemStore } from "../../pkg/storage/index.ts";
+
+export const FAKE_CH_PASSWORD = "ch-password-do-not-leak";
+
+export class FakeEngine implements BackupEngine {
+  readonly name = "fake";
+  /** When set, backups and restores wait for it before finishing. */
+  gate: Promise<void> | undefined;
+  /** When set, check() throws this message. */
+  checkError: string | undefined;
+  /** check() takes this long. */
+  checkDelayMs = 0;
+  /** When set, restore() fails with this message. */
+  restoreError: string | undefined;
+  readonly restores: RestoreRequest["options"][] = [];
+  dataBytes = 4096;
+
+  async check(signal: AbortSignal): Promise<{ version: string }> {
+    if (this.checkDelayMs) await new Promise((r) => setTimeout(r, this.checkDelayMs));
+    signal.throwIfAborted();
+    if (this.checkError) throw new Error(this.checkError);
+    return { version: "1.2.3" };
+  }
+
+  async backup(req: BackupRequest): Promise<EngineBackupResult> {
+    req.onProgress?.({ phase: "dump", tablesDone: 0, tablesTotal: 2, bytes: 0, rows: 0, currentTable: "db1.t1" });
+    const data = Buffer.alloc(this.dataBytes, 7);
+    const obj = await req.sink.putObject("data.bin", Readable.from([data]), req.signal);
+    req.onProgress?.({ phase: "dump", tablesDone: 1, tablesTotal: 2, bytes: data.length, rows: 100, currentTable: "db1.t2" });
+    if (this.gate) await this.gate;
+    req.signal.throwIfAborted();
+    req.onProgress?.({ phase: "dump", tablesDone: 2, tablesTotal: 2, bytes: data.length, rows: 150 });
+    return {
+      engineVersion: "1.2.3",
+      method: "dump",
+      databases: ["db1"],
+      tables: [
+        { database: "db1", name: "t1", engine: "MergeTree", rows: 100, bytes: data.length, dataObject: "data.bin" },
+        { database: "db1", name: "t2", engine: "MergeTree", rows: 50, bytes: 0 },
+      ],
+      objects: [obj],
+      details: {},
+    };
+  }
+
+  async restore(req: RestoreRequest): Promise<RestoreResult> {
+    this.restores.push(req.options);
+    const stream = await req.source.getObject("data.bin", req.signal);
+    let bytes = 0;
+    for await (const c of stream as AsyncIterable<Buffer>) bytes += c.length;
+    req.onProgress?.({ phase: "restore", tablesDone: 1, tablesTotal: 2, bytes, rows: 100 });
+    if (this.gate) await this.gate;
+    if (this.restoreError) throw new Error(this.restoreError);
+    req.onProgress?.({ phase: "restore", tablesDone: 2, tablesTotal: 2, bytes, rows: 150 });
+    return { databases: ["db1"], tables: [{ database: "db1", name: "t1", rows: 100 }, { database: "db1", name: "t2", rows: 50 }] };
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A gate: `open()` lets held operations finish. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+export interface FakeRunner {
+  runner: Runner;
+  engine: FakeEngine;
+  config: RunnerConfig;
+  dir: string;
+  cleanup(): Promise<void>;
+}
+
+export async function fakeRunner(opts: { token: string; logger: Logger; observer?: RunnerObserver; mode?: "scheduled" | "single" }): Promise<FakeRunner> {
+  const dir = await mkdtemp(join(tmpdir(), "api-unit-"));
+  const config = parseRunnerConfig({
+    definition: {
+      namespace: "shop",
+      name: "orders",
+      mode: opts.mode ?? "scheduled",
+      clickhouse: { url: "http://127.0.0.1:9", username: "backup", password: FAKE_CH_PASSWORD },
+      schedule: { cron: "0 0 1 1 *", timeZone: "Europe/Berlin" },
+      ...(opts.mode === "single" ? { singleBackup: { target: "exports/one" } } : {}),
+    },
+    storage: { filesystem: { path: dir } },
+    api: { token: opts.token },
+  });
+  const engine = new FakeEngine();
+  const runner = new Runner({
+    config,
+    store: createFilesystemStore({ root: dir }),
+    engine,
+    logger: opts.logger,
+    ...(opts.observer ? { observer: opts.observer } : {}),
+  });
+  await runner.init();
+  return { runner, engine, config, dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
