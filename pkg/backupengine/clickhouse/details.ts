@@ -1,0 +1,77 @@
+// The engine-specific part of a backup's manifest (EngineBackupResult.details):
+// written by backup, read back (from JSON) by restore.
+import { z } from "zod";
+
+const database = z.object({
+  name: z.string(),
+  engine: z.string(),
+  /** CREATE DATABASE statement as the server showed it. */
+  ddl: z.string(),
+});
+
+export const DUMP_FORMAT = "clickhouse-dump/1";
+export const NATIVE_FORMAT = "clickhouse-native/1";
+
+export const dumpTable = z.object({
+  database: z.string(),
+  name: z.string(),
+  engine: z.string(),
+  /** data: own data; view-data: materialized view without TO (data restored by INSERT into the view); schema: DDL only */
+  kind: z.enum(["data", "view-data", "schema"]),
+  ddl: z.string(),
+  /** Object holding `SELECT * ... FORMAT Native`, zstd-compressed. */
+  dataObject: z.string().optional(),
+  /** Rows (count() when the table was dumped). */
+  rows: z.number(),
+  /** Compressed bytes written. */
+  bytes: z.number(),
+  /** Native bytes before compression. */
+  uncompressedBytes: z.number(),
+});
+export type DumpTable = z.infer<typeof dumpTable>;
+
+export const dumpDetails = z.object({
+  format: z.literal(DUMP_FORMAT),
+  serverVersion: z.string(),
+  compression: z.object({ codec: z.literal("zstd"), level: z.number() }),
+  databases: z.array(database),
+  tables: z.array(dumpTable),
+});
+export type DumpDetails = z.infer<typeof dumpDetails>;
+
+export const nativeTable = z.object({
+  database: z.string(),
+  name: z.string(),
+  engine: z.string(),
+  ddl: z.string(),
+  rows: z.number(),
+  bytes: z.number(),
+});
+
+export const nativeDetails = z.object({
+  format: z.literal(NATIVE_FORMAT),
+  serverVersion: z.string(),
+  native: z.object({
+    /** Name passed to nativeS3Target() for this backup's directory. */
+    object: z.string(),
+    /** Where ClickHouse wrote the backup (no credentials). */
+    url: z.string(),
+    /** ClickHouse's id of the BACKUP operation. */
+    operationId: z.string(),
+    incremental: z.boolean(),
+    /** Backup id (the runner's) of the base backup, for incrementals. Retention must keep it. */
+    baseBackupId: z.string().optional(),
+    baseUrl: z.string().optional(),
+    numFiles: z.number().optional(),
+    totalSize: z.number().optional(),
+    uncompressedSize: z.number().optional(),
+    compressedSize: z.number().optional(),
+  }),
+  /** The BACKUP statement's element list ("DATABASE `a`, TABLE `b`.`t`"). */
+  elements: z.string(),
+  /** Whether whole databases or single tables were backed up. */
+  scope: z.enum(["databases", "tables"]),
+  databases: z.array(database),
+  tables: z.array(nativeTable),
+});
+export type NativeDetails = z.infer<typeof nativeDetails>;

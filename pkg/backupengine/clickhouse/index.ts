@@ -1,0 +1,110 @@
+// The ClickHouse backup engine: talks to ClickHouse over HTTP with
+// @clickhouse/client and backs up with one of two methods - "dump"
+// (SELECT/INSERT FORMAT Native streamed through the runner, any version from
+// 18.16) or "native" (BACKUP/RESTORE TO S3, 22.8+).
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickhouse/client";
+import type { Logger } from "winston";
+import { clickhouseRunnerConfig, type ClickHouseRunnerConfig } from "../../apis/clickhouse.ts";
+import type { EngineRegistry } from "../registry.ts";
+import type { BackupEngine, BackupRequest, EngineBackupResult, RestoreRequest, RestoreResult } from "../types.ts";
+import { EngineError } from "../types.ts";
+import { Conn } from "./conn.ts";
+import { dumpBackup, dumpRestore } from "./dump.ts";
+import { nativeBackup, nativeRestore, requireNativeVersion } from "./native.ts";
+
+export { redact } from "./sql.ts";
+export { DUMP_CONCURRENCY, dataObjectName } from "./dump.ts";
+export { NATIVE_OBJECT } from "./native.ts";
+
+export interface ClickHouseEngineDeps {
+  logger: Logger;
+  /** A ready client (tests inject a chDB-backed one); the engine uses it and never closes it. */
+  client?: ClickHouseClient | undefined;
+  /** Poll interval of system.backups for the native method (ms). */
+  nativePollMs?: number | undefined;
+  /** Tables dumped/restored at once by the dump method (default DUMP_CONCURRENCY). */
+  dumpConcurrency?: number | undefined;
+}
+
+export const ENGINE_NAME = "clickhouse";
+
+class ClickHouseEngine implements BackupEngine {
+  readonly name = ENGINE_NAME;
+  readonly #config: ClickHouseRunnerConfig;
+  readonly #logger: Logger;
+  readonly #client: ClickHouseClient;
+  readonly #ownsClient: boolean;
+  readonly #conn: Conn;
+  readonly #pollMs: number | undefined;
+  readonly #concurrency: number | undefined;
+
+  constructor(config: ClickHouseRunnerConfig, deps: ClickHouseEngineDeps) {
+    this.#config = config;
+    this.#logger = deps.logger;
+    this.#pollMs = deps.nativePollMs;
+    this.#concurrency = deps.dumpConcurrency;
+    if (deps.client) {
+      this.#client = deps.client;
+      this.#ownsClient = false;
+    } else {
+      this.#client = createClient({
+        url: config.url,
+        username: config.username,
+        password: config.password,
+        request_timeout: config.requestTimeoutSeconds * 1000,
+        // the dump method compresses with zstd itself; HTTP compression would only cost CPU twice
+        compression: { request: false, response: false },
+        log: { level: ClickHouseLogLevel.OFF },
+        max_open_connections: 8,
+        application: "clickhouse-k8s-backup",
+      });
+      this.#ownsClient = true;
+    }
+    this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : []);
+  }
+
+  async check(signal: AbortSignal): Promise<{ version: string }> {
+    const info = await this.#conn.info(signal);
+    if (this.#config.method === "native") requireNativeVersion(info);
+    return { version: info.version };
+  }
+
+  async backup(req: BackupRequest): Promise<EngineBackupResult> {
+    const info = await this.#conn.info(req.signal);
+    const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, pollMs: this.#pollMs, concurrency: this.#concurrency };
+    return this.#config.method === "native" ? nativeBackup(ctx, info, req) : dumpBackup(ctx, info, req);
+  }
+
+  async restore(req: RestoreRequest): Promise<RestoreResult> {
+    const info = await this.#conn.info(req.signal);
+    const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, pollMs: this.#pollMs, concurrency: this.#concurrency };
+    switch (req.backup.method) {
+      case "dump":
+        return dumpRestore(ctx, info, req);
+      case "native":
+        return nativeRestore(ctx, info, req);
+      default:
+        throw new EngineError(`cannot restore a backup made with method "${req.backup.method}"`, { retryable: false });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsClient) await this.#client.close();
+  }
+}
+
+export function createClickHouseEngine(config: ClickHouseRunnerConfig, deps: ClickHouseEngineDeps): BackupEngine {
+  return new ClickHouseEngine(config, deps);
+}
+
+/** Registers the engine as "clickhouse"; its config is validated with clickhouseRunnerConfig. */
+export function registerClickHouse(registry: EngineRegistry): EngineRegistry {
+  return registry.register(ENGINE_NAME, (config, deps) => {
+    const parsed = clickhouseRunnerConfig.safeParse(config);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      throw new EngineError(`invalid ClickHouse engine config: ${issues}`, { retryable: false });
+    }
+    return createClickHouseEngine(parsed.data, { logger: deps.logger });
+  });
+}

@@ -1,0 +1,151 @@
+// Stream pieces of the dump method: byte counting, detection of an exception
+// that ClickHouse wrote into a response body that had already started (it
+// cannot change the HTTP status by then), and a small worker pool.
+import { Transform, type TransformCallback } from "node:stream";
+import { extractErrorAtTheEndOfChunk } from "@clickhouse/client";
+import { abortReason } from "./errors.ts";
+
+/** Counts bytes passing through. */
+export class ByteCounter extends Transform {
+  bytes = 0;
+  readonly #onBytes: ((delta: number) => void) | undefined;
+  constructor(onBytes?: (delta: number) => void) {
+    super();
+    this.#onBytes = onBytes;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.#onBytes?.(chunk.length);
+    cb(null, chunk);
+  }
+}
+
+/** How much of the end of a response is held back to look for an exception. */
+export const TRAILER_WINDOW = 64 * 1024;
+
+// 18.x-19.x: "Code: 395, e.displayText() = DB::Exception: ..., e.what() = DB::Exception\n"
+const OLD_TRAILER = /Code: \d+, e\.displayText\(\) = [\s\S]*, e\.what\(\) = [\w:]+\n?$/;
+// 20.x-25.x: "Code: 395. DB::Exception: .... (TYPE) (version 23.8.1.1)\n"
+const NEW_TRAILER = /Code: \d+\. DB::Exception: [\s\S]*\(version [^)\n]*\)\n?$/;
+
+/**
+ * Finds an exception that ClickHouse appended to a streamed response after
+ * the data had started. Servers from 25.11 announce a random tag in the
+ * X-ClickHouse-Exception-Tag header and frame the exception with it (exact);
+ * older ones append the exception text, which is recognised by its exact
+ * shape at the very end of the stream.
+ */
+export function trailingException(tail: Buffer, exceptionTag: string | undefined): Error | undefined {
+  if (exceptionTag) {
+    const marker = Buffer.from(`${exceptionTag}\r\n__exception__\r\n`);
+    if (tail.length >= marker.length && tail.subarray(tail.length - marker.length).equals(marker)) {
+      return extractErrorAtTheEndOfChunk(tail, exceptionTag);
+    }
+    return undefined;
+  }
+  const text = tail.toString("latin1");
+  const at = text.lastIndexOf("Code: ");
+  if (at < 0) return undefined;
+  // scan back over earlier "Code: " occurrences (nested exception texts)
+  for (let from = at; from >= 0; from = text.lastIndexOf("Code: ", from - 1)) {
+    const candidate = text.slice(from);
+    if (OLD_TRAILER.test(candidate) || NEW_TRAILER.test(candidate)) {
+      return new Error(Buffer.from(candidate, "latin1").toString("utf8").trim());
+    }
+    if (from === 0) break;
+  }
+  return undefined;
+}
+
+/** Size of the blocks passed on: HTTP responses arrive in chunks of a few KB, and zstd works much faster on large blocks. */
+export const BLOCK_SIZE = 1024 * 1024;
+
+/**
+ * Passes data through in blocks of about BLOCK_SIZE, holding back the last
+ * TRAILER_WINDOW bytes until the end; fails the stream instead of passing an
+ * exception text on as data.
+ */
+export class TrailingExceptionCheck extends Transform {
+  #bufs: Buffer[] = [];
+  #len = 0;
+  readonly #tag: string | undefined;
+  constructor(exceptionTag: string | undefined) {
+    super();
+    this.#tag = exceptionTag;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#bufs.push(chunk);
+    this.#len += chunk.length;
+    if (this.#len >= TRAILER_WINDOW + BLOCK_SIZE) {
+      const all = Buffer.concat(this.#bufs, this.#len);
+      const cut = this.#len - TRAILER_WINDOW;
+      // copy the tail so the big block is not kept alive by it
+      this.#bufs = [Buffer.from(all.subarray(cut))];
+      this.#len = TRAILER_WINDOW;
+      this.push(all.subarray(0, cut));
+    }
+    cb();
+  }
+  override _flush(cb: TransformCallback): void {
+    const all = Buffer.concat(this.#bufs, this.#len);
+    this.#bufs = [];
+    const err = trailingException(all.subarray(Math.max(0, all.length - TRAILER_WINDOW)), this.#tag);
+    if (err) return cb(err);
+    cb(null, all.length > 0 ? all : undefined);
+  }
+}
+
+/**
+ * Remembers which part of a stream pipeline failed first. When one stage
+ * fails, pipeline() destroys all the others with the same error, so only the
+ * first failure says where the problem is (the database, the storage, or the
+ * engine itself).
+ */
+export class FailureTracker<Origin extends string> {
+  first: { origin: Origin; err: unknown } | undefined;
+  note(origin: Origin, err: unknown): void {
+    this.first ??= { origin, err };
+  }
+  watch(origin: Origin, ...streams: NodeJS.EventEmitter[]): void {
+    for (const s of streams) s.once("error", (err: unknown) => this.note(origin, err));
+  }
+}
+
+/**
+ * Runs `fn` over the items with at most `concurrency` at a time. On the first
+ * failure no new item starts, the shared signal is aborted so running ones
+ * stop, and that first failure is thrown.
+ */
+export async function runPool<T>(
+  items: readonly T[],
+  concurrency: number,
+  signal: AbortSignal,
+  fn: (item: T, signal: AbortSignal) => Promise<void>,
+): Promise<void> {
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  if (signal.aborted) onAbort();
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && !ac.signal.aborted && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item, ac.signal);
+      } catch (err) {
+        if (!failure) {
+          failure = { err };
+          ac.abort(err);
+        }
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+  if (signal.aborted) throw abortReason(signal);
+  if (failure) throw failure.err;
+}
