@@ -2,17 +2,20 @@
 // in the same run, on ClickHouse 18.16 (local process) and MinIO.
 //
 // For each data size it prints:
-//   raw export    SELECT * FORMAT Native over HTTP to /dev/null (baseline)
-//   runner backup backup-runner backup --once to MinIO (zstd, multipart)
-//   raw insert    INSERT ... FORMAT Native of the same data from a local file (baseline)
-//   runner restore backup-runner restore --from (download, unzstd, INSERT)
-// and the runner's peak RSS (GNU time's maximum resident set size).
+//   raw export      SELECT * FORMAT Native over HTTP to /dev/null (baseline)
+//   raw insert      INSERT ... FORMAT Native of the same data from a local file (baseline)
+// and, for each compression of the dump method:
+//   runner backup   backup-runner backup --once to MinIO
+//   runner restore  backup-runner restore --from (download, decompress, INSERT)
+// with the runner's peak RSS (GNU time's maximum resident set size).
+// Ratios compare the runner's operation time (it reports it) with the
+// baseline; the process wall time, including Node start-up, is shown too.
 //
-// Usage: npm run bench [-- --sizes 0.25,1.1]   (GiB of Native data per size)
+// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N]
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
 import { parseArgs } from "node:util";
@@ -24,8 +27,12 @@ const MiB = 1024 ** 2;
 // Five columns as in the design's reference measurement: ~36 bytes per row as Native.
 const BYTES_PER_ROW = 35.9;
 
-const { values } = parseArgs({ options: { sizes: { type: "string", default: "0.25,1.1" } } });
+const { values } = parseArgs({
+  options: { sizes: { type: "string", default: "0.25,1.1" }, level: { type: "string" }, compression: { type: "string", default: "zstd,lz4" } },
+});
 const sizes = values.sizes.split(",").map(Number);
+const level = values.level === undefined ? undefined : Number(values.level);
+const codecs = values.compression.split(",") as ("zstd" | "lz4")[];
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -55,25 +62,34 @@ async function rawExport(ch: ClickHouseServer, file?: string): Promise<number> {
   }
 }
 
-async function rawInsert(ch: ClickHouseServer, file: string): Promise<void> {
+async function rawInsert(ch: ClickHouseServer, file: string, table: string): Promise<void> {
   const c = ch.client();
   try {
-    await c.exec({ query: "INSERT INTO bench.t FORMAT Native", values: createReadStream(file, { highWaterMark: 1024 * 1024 }) });
+    await c.exec({ query: `INSERT INTO ${table} FORMAT Native`, values: createReadStream(file, { highWaterMark: 1024 * 1024 }) });
   } finally {
     await c.close();
   }
 }
 
-async function runRunner(args: string[], configPath: string): Promise<{ ms: number; maxRssKiB: number }> {
+interface RunnerRun {
+  ms: number;
+  opMs: number;
+  maxRssKiB: number;
+  bytes: number;
+}
+
+async function runRunner(args: string[], configPath: string): Promise<RunnerRun> {
   const t = performance.now();
-  const r = await execa("/usr/bin/time", ["-f", "MAXRSS %M", process.execPath, join(repoRoot, "cmd", "backup-runner", "main.ts"), ...args, "--config", configPath], {
-    env: { LOG_LEVEL: "warn" },
+  // bin/backup-runner: the compiled runner with the V8 limits it is deployed with.
+  const r = await execa("/usr/bin/time", ["-f", "MAXRSS %M", join(repoRoot, "bin", "backup-runner"), ...args, "--config", configPath], {
+    env: { LOG_LEVEL: "warn", PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}` },
     reject: false,
   });
   const ms = performance.now() - t;
   if (r.exitCode !== 0) throw new Error(`backup-runner ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
   const m = /MAXRSS (\d+)/.exec(r.stderr);
-  return { ms, maxRssKiB: Number(m?.[1] ?? 0) };
+  const res = JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as { durationMs?: number; result?: { bytes?: number } };
+  return { ms, opMs: res.durationMs ?? ms, maxRssKiB: Number(m?.[1] ?? 0), bytes: res.result?.bytes ?? 0 };
 }
 
 const mbps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
@@ -90,44 +106,57 @@ async function benchSize(gib: number): Promise<void> {
     await ch.exec(
       `INSERT INTO bench.t SELECT number, toDateTime('2026-01-01 00:00:00') + number % 31536000, number % 100000, number / 7, concat('label-', toString(number % 1000)) FROM system.numbers LIMIT ${rows}`,
     );
+    // One part, no background merges competing with the measurements.
     await ch.exec("OPTIMIZE TABLE bench.t FINAL");
     const nativeFile = join(dir, "t.native");
-    // Warm the page cache, and keep a Native copy for the raw insert baseline.
+    // Warms the page cache, and keeps a Native copy for the raw insert baseline.
     const bytes = await rawExport(ch, nativeFile);
     const exp = await timed(() => rawExport(ch));
-    const config = {
-      definition: {
-        namespace: "bench",
-        name: "t",
-        clickhouse: { url: ch.url, username: ch.username, password: ch.password, databases: { include: ["bench"] } },
-        mode: "single",
-        singleBackup: { target: "bench-export" },
-      },
-      storage: {
-        s3: { endpoint: minio.endpoint, region: minio.region, bucket, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
-      },
-      api: { token: randomBytes(16).toString("hex") },
-    };
-    const configPath = join(dir, "config.json");
-    await writeFile(configPath, JSON.stringify(config));
-    const backup = await runRunner(["backup", "--once"], configPath);
+    await ch.exec("CREATE TABLE bench.scratch AS bench.t");
+    const ins = await timed(() => rawInsert(ch, nativeFile, "bench.scratch"));
+    await ch.exec("DROP TABLE bench.scratch");
 
-    await ch.exec("TRUNCATE TABLE bench.t");
-    const ins = await timed(() => rawInsert(ch, nativeFile));
-    await ch.exec("DROP TABLE bench.t");
-    const restore = await runRunner(["restore", "--from", "bench-export"], configPath);
-    const [check] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM bench.t");
-    if (Number(check?.c) !== rows) throw new Error(`restore check: ${check?.c} rows, expected ${rows}`);
-
-    const row = (name: string, ms: number, base?: number) =>
-      out(`${name.padEnd(16)} ${(ms / 1000).toFixed(2).padStart(7)} s ${mbps(bytes, ms).toFixed(0).padStart(6)} MiB/s${base ? `   ratio ${(base / ms).toFixed(2)}x` : ""}`);
+    const row = (name: string, ms: number, base?: number, extra = "") =>
+      out(
+        `${name.padEnd(16)} ${(ms / 1000).toFixed(2).padStart(6)} s ${mbps(bytes, ms).toFixed(0).padStart(5)} MiB/s${base ? `   ratio ${(base / ms).toFixed(2)}x` : ""}${extra}`,
+      );
     out(`Native data: ${(bytes / MiB).toFixed(0)} MiB (${(bytes / GiB).toFixed(2)} GiB), ${rows.toLocaleString("en")} rows`);
     row("raw export", exp.ms);
-    row("runner backup", backup.ms, exp.ms);
     row("raw insert", ins.ms);
-    row("runner restore", restore.ms, ins.ms);
-    out(`runner peak RSS: backup ${(backup.maxRssKiB / 1024).toFixed(0)} MiB, restore ${(restore.maxRssKiB / 1024).toFixed(0)} MiB`);
-    out(`(runner times include process start-up, ~0.3 s)`);
+    for (const codec of codecs) {
+      const config = {
+        definition: {
+          namespace: "bench",
+          name: "t",
+          clickhouse: {
+            url: ch.url,
+            username: ch.username,
+            password: ch.password,
+            databases: { include: ["bench"] },
+            compression: codec,
+            ...(level === undefined ? {} : { compressionLevel: level }),
+          },
+          mode: "single",
+          singleBackup: { target: `bench-${codec}` },
+        },
+        storage: {
+          s3: { endpoint: minio.endpoint, region: minio.region, bucket, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
+        },
+        api: { token: randomBytes(16).toString("hex") },
+      };
+      const configPath = join(dir, `config-${codec}.json`);
+      await writeFile(configPath, JSON.stringify(config));
+      const backup = await runRunner(["backup", "--once"], configPath);
+      await ch.exec("RENAME TABLE bench.t TO bench.keep");
+      const restore = await runRunner(["restore", "--from", `bench-${codec}`], configPath);
+      const [check] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM bench.t");
+      if (Number(check?.c) !== rows) throw new Error(`restore check: ${check?.c} rows, expected ${rows}`);
+      await ch.exec("DROP TABLE bench.t");
+      await ch.exec("RENAME TABLE bench.keep TO bench.t");
+      out(`-- dump, compression ${codec}: ${(backup.bytes / MiB).toFixed(0)} MiB stored (${(bytes / backup.bytes).toFixed(1)}:1)`);
+      row("runner backup", backup.opMs, exp.ms, `   wall ${(backup.ms / 1000).toFixed(2)} s, peak RSS ${(backup.maxRssKiB / 1024).toFixed(0)} MiB`);
+      row("runner restore", restore.opMs, ins.ms, `   wall ${(restore.ms / 1000).toFixed(2)} s, peak RSS ${(restore.maxRssKiB / 1024).toFixed(0)} MiB`);
+    }
   } finally {
     await ch.stop();
     await minio.stop();
@@ -136,3 +165,4 @@ async function benchSize(gib: number): Promise<void> {
 }
 
 for (const s of sizes) await benchSize(s);
+out("\nratio = baseline time / runner operation time (process start-up excluded; see wall)");

@@ -5,8 +5,6 @@ import { parseCommand, USAGE, UsageError, type Command } from "../../pkg/runner/
 import { createLogger } from "../../pkg/runner/logging.ts";
 import { createRunner } from "../../pkg/runner/app.ts";
 import { RunnerService } from "../../pkg/runner/service.ts";
-import { startApiServer } from "../../pkg/runner/api/server.ts";
-import { RunnerMetrics } from "../../pkg/runner/api/metrics.ts";
 import { describeError } from "../../pkg/runner/errors.ts";
 
 const GRACE_MS = Number(process.env["RUNNER_SHUTDOWN_GRACE_MS"] ?? 25_000);
@@ -36,8 +34,10 @@ async function main(argv: string[]): Promise<number> {
     }
     return 2;
   }
-  const metrics = new RunnerMetrics();
-  const runner = createRunner({ config, logger, observer: metrics.observer() });
+  // The API server and metrics are only loaded by `serve`; one-off commands stay lean.
+  const api = command.cmd === "serve" ? await import("../../pkg/runner/api/server.ts") : undefined;
+  const metrics = command.cmd === "serve" ? new (await import("../../pkg/runner/api/metrics.ts")).RunnerMetrics() : undefined;
+  const runner = createRunner({ config, logger, ...(metrics ? { observer: metrics.observer() } : {}) });
   const abort = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -50,19 +50,20 @@ async function main(argv: string[]): Promise<number> {
   process.on("SIGINT", onSignal);
 
   if (command.cmd === "serve") {
+    if (!api || !metrics) throw new Error("internal: API modules not loaded");
     const service = new RunnerService({ runner, logger });
-    const api = await startApiServer({ service, metrics, logger, token: config.api.token, host: config.api.host, port: config.api.port });
+    const server = await api.startApiServer({ service, metrics, logger, token: config.api.token, host: config.api.host, port: config.api.port });
     try {
       await service.start(abort.signal);
     } catch (err: unknown) {
       logger.error("runner start failed", { error: describeError(err) });
-      await api.close(1000);
+      await server.close(1000);
       return 1;
     }
     await new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => resolve(), { once: true }));
-    await api.stopAccepting();
+    await server.stopAccepting();
     await service.stop(GRACE_MS);
-    await api.close(5000);
+    await server.close(5000);
     logger.info("stopped", {});
     return 0;
   }
@@ -100,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
   }
   abort.signal.addEventListener("abort", () => void runner.shutdown(GRACE_MS), { once: true });
   const op = await started.finished;
-  process.stdout.write(`${JSON.stringify({ operation: op.id, kind: op.kind, state: op.state, backupId: op.backupId, result: op.result, error: op.error })}\n`);
+  process.stdout.write(`${JSON.stringify({ operation: op.id, kind: op.kind, state: op.state, backupId: op.backupId, durationMs: op.durationMs, result: op.result, error: op.error })}\n`);
   return op.state === "succeeded" ? 0 : 1;
 }
 

@@ -26,7 +26,13 @@ const clickhouseBase = z.object({
     .prefault({})
     .describe("Databases to back up by glob; system, INFORMATION_SCHEMA and information_schema are never included"),
   tables: patterns.prefault({}).describe('Tables to back up as "database.table" globs'),
-  compressionLevel: z.int().min(1).max(19).default(3).describe("zstd level for the dump method"),
+  compression: z
+    .enum(["zstd", "lz4"])
+    .default("zstd")
+    .describe(
+      "Dump method compression. zstd: the runner compresses (parallel frames, compressionLevel), smallest backups. lz4: ClickHouse sends its own LZ4-compressed Native (HTTP compress=1) and decompresses it on restore, so the runner spends no CPU on compression; about 2x larger",
+    ),
+  compressionLevel: z.int().min(-7).max(19).default(1).describe("zstd level for compression zstd (negative levels are faster, larger)"),
   native: z
     .object({
       fullEvery: z.int().min(1).default(7).describe("Take a full backup every N backups; the others are incremental (1 = always full)"),

@@ -17,7 +17,7 @@ const s3Base = z.object({
     .describe("Key prefix inside the bucket"),
   forcePathStyle: z.boolean().default(false).describe("Use path-style URLs (MinIO, Ceph)"),
   partSizeMiB: z.int().min(5).max(5120).default(8).describe("Multipart upload part size in MiB (an object can have at most 10,000 parts)"),
-  concurrency: z.int().min(1).max(64).default(2).describe("Parts uploaded at once per object (memory ≈ partSize × (concurrency + 4) per object)"),
+  concurrency: z.int().min(1).max(64).default(2).describe("Parts uploaded at once per object (memory = partSize × (concurrency + 1) per object being uploaded)"),
 });
 
 export const storageLocationSpec = z

@@ -10,7 +10,6 @@ import {
   S3Client,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { Readable } from "node:stream";
 import type { Logger } from "winston";
 import { hashBody, type PutBody } from "./body.ts";
@@ -24,6 +23,7 @@ import {
   StorageError,
   type StorageOp,
 } from "./errors.ts";
+import { multipartUpload } from "./multipart.ts";
 import { assertValidKey, assertValidPrefix, MAX_KEY_BYTES, normalizeStorePrefix } from "./keys.ts";
 import type { GetOptions, ListOptions, ObjectInfo, ObjectStore, PutOptions, PutResult } from "./types.ts";
 
@@ -54,9 +54,8 @@ export interface S3StoreConfig {
   partSizeBytes?: number | undefined;
   /**
    * Parts uploaded concurrently, default 4. Memory per put is bounded and
-   * independent of the object size: queueSize part buffers in flight plus the
-   * part being assembled (lib-storage concatenates, i.e. copies, incoming
-   * chunks); measured peak ≈ partSizeBytes × (queueSize + 3..5).
+   * independent of the object size: exactly queueSize + 1 reusable part
+   * buffers (see multipart.ts).
    */
   queueSize?: number | undefined;
   /** Attempts per HTTP request (SDK "standard" retry mode with exponential backoff), default 5. */
@@ -158,10 +157,10 @@ function safeEndpoint(endpoint: string): string {
 /**
  * Object store on S3 or an S3-compatible server (MinIO, Ceph RGW).
  *
- * put streams the body through a SHA-256 transform into lib-storage's Upload
- * (multipart, `queueSize` parts in flight, each part a Buffer so the SDK can
- * retry it), so memory per put is bounded by a few part sizes (see
- * `queueSize`) regardless of object size.
+ * put streams the body through a SHA-256 transform into multipartUpload
+ * (`queueSize` parts in flight, each part a Buffer so the SDK can retry it,
+ * part buffers reused), so memory per put is (queueSize + 1) × partSize
+ * regardless of object size.
  */
 export function createS3Store(cfg: S3StoreConfig): S3Store {
   if (typeof cfg.bucket !== "string" || cfg.bucket === "") throw new TypeError("s3 store: bucket is required");
@@ -202,6 +201,20 @@ export function createS3Store(cfg: S3StoreConfig): S3Store {
   if (cfg.requestChecksumCalculation !== undefined) clientConfig.requestChecksumCalculation = cfg.requestChecksumCalculation;
   if (cfg.responseChecksumValidation !== undefined) clientConfig.responseChecksumValidation = cfg.responseChecksumValidation;
   const client = new S3Client(clientConfig);
+  // Data bodies are sent with UNSIGNED-PAYLOAD: otherwise SigV4 hashes every
+  // part a second time (put already computes the object's SHA-256 in the
+  // stream for the manifest, and reads verify it). Each part still carries the
+  // SDK's CRC32 checksum, which the server verifies on receipt.
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const req = args.request as { headers?: Record<string, string> };
+      if ((context.commandName === "UploadPartCommand" || context.commandName === "PutObjectCommand") && req.headers) {
+        req.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
+      }
+      return next(args);
+    },
+    { step: "build", name: "unsignedPayload" },
+  );
 
   function scrub(text: string): string {
     let out = text;
@@ -278,38 +291,38 @@ export function createS3Store(cfg: S3StoreConfig): S3Store {
     const { signal } = opts;
     if (signal?.aborted) throw new StorageAbortedError({ op: "put", key, cause: signal.reason });
     const hashed = hashBody(body, { signal, onProgress: opts.onProgress, op: "put", key });
-    let upload: Upload | undefined;
+    let uploadId: string | undefined;
+    let multipart = false;
     try {
       // Abort design: when the signal fires, hashBody's pipeline destroys the
-      // body stream. lib-storage then stops cutting new parts, waits for the
-      // parts in flight, sends AbortMultipartUpload and only then rejects
-      // done(). (upload.abort() would make done() reject immediately while
-      // parts and the AbortMultipartUpload are still running in the background,
-      // so "no multipart upload left behind once put rejects" would not hold.)
-      upload = new Upload({
+      // body stream; multipartUpload stops cutting parts, waits for the parts
+      // in flight, sends AbortMultipartUpload and only then rejects, so no
+      // multipart upload is left behind once put rejects.
+      const r = await multipartUpload({
         client,
-        params: {
-          Bucket: bucket,
-          Key: full,
-          Body: hashed.stream,
-          ...(opts.contentType === undefined ? {} : { ContentType: opts.contentType }),
-        },
+        bucket,
+        key: full,
+        body: hashed.stream,
         partSize,
         queueSize,
-        leavePartsOnError: false,
+        contentType: opts.contentType,
+        signal,
+        onUploadId: (id) => {
+          uploadId = id;
+        },
       });
-      await upload.done();
+      multipart = r.uploadId !== undefined;
     } catch (err) {
       hashed.destroy(err instanceof Error ? err : new Error(String(err)));
-      // lib-storage aborts the multipart upload before rejecting; if that
-      // request itself failed, try once more so nothing is left behind.
-      const uploadId = upload?.uploadId;
+      // The upload was aborted before rejecting; if that request itself
+      // failed, try once more so nothing is left behind.
       if (uploadId !== undefined) {
-        await abortMultipart(full, uploadId).catch((abortErr: unknown) => {
+        const id = uploadId;
+        await abortMultipart(full, id).catch((abortErr: unknown) => {
           logger?.warn("storage: could not abort multipart upload; cleanupIncomplete will remove it", {
             store: where,
             key,
-            uploadId,
+            uploadId: id,
             error: scrub(errorMessage(abortErr)),
           });
         });
@@ -327,7 +340,7 @@ export function createS3Store(cfg: S3StoreConfig): S3Store {
     const sha256 = hashed.stream.sha256;
     if (sha256 === undefined) throw new StorageError("internal: body stream ended without a checksum", { op: "put", key });
     const size = hashed.stream.bytesSeen;
-    logger?.debug("storage: put complete", { store: where, key, size, sha256, multipart: upload.uploadId !== undefined });
+    logger?.debug("storage: put complete", { store: where, key, size, sha256, multipart });
     return { key, size, sha256 };
   }
 

@@ -91,10 +91,10 @@ export class Conn {
   }
 
   /** A streaming SELECT; the caller must consume or destroy the stream. */
-  async execStream(query: string, signal: AbortSignal, what: string): Promise<ExecStream> {
+  async execStream(query: string, signal: AbortSignal, what: string, settings?: ClickHouseSettings): Promise<ExecStream> {
     signal.throwIfAborted();
     try {
-      const r = await this.client.exec({ query, abort_signal: signal });
+      const r = await this.client.exec({ query, abort_signal: signal, ...(settings ? { clickhouse_settings: settings } : {}) });
       return { stream: r.stream as Readable, headers: r.response_headers };
     } catch (err) {
       this.fail(err, signal, what, query);

@@ -33,7 +33,13 @@ export type DumpTable = z.infer<typeof dumpTable>;
 export const dumpDetails = z.object({
   format: z.literal(DUMP_FORMAT),
   serverVersion: z.string(),
-  compression: z.object({ codec: z.literal("zstd"), level: z.number() }),
+  /** frameBytes: written as independent zstd frames of that many input bytes (read in parallel); absent: one frame. */
+  compression: z.object({
+    codec: z.enum(["zstd", "lz4"]),
+    /** zstd level (zstd only). */
+    level: z.number().optional(),
+    frameBytes: z.number().int().positive().optional(),
+  }),
   databases: z.array(database),
   tables: z.array(dumpTable),
 });

@@ -4,12 +4,14 @@
 // Nothing is ever held whole in memory: every table is one stream pipeline.
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { constants as zc, createZstdCompress, createZstdDecompress } from "node:zlib";
+import { createZstdDecompress } from "node:zlib";
 import type { ClickHouseSettings } from "@clickhouse/client";
 import type { Logger } from "winston";
 import type { ClickHouseRunnerConfig } from "../../apis/clickhouse.ts";
 import type { BackupRequest, EngineBackupResult, Progress, RestoreRequest, RestoreResult, TableEntry, WrittenObject } from "../types.ts";
 import { EngineError } from "../types.ts";
+import { DEFAULT_FRAME_BYTES, ZstdFramesCompress, ZstdFramesDecompress } from "../zstd.ts";
+import { CompressedStreamCheck } from "./compressed.ts";
 import { createDatabaseSql, readCatalog, type TableInfo } from "./catalog.ts";
 import type { Conn, ServerInfo } from "./conn.ts";
 import { versionAtLeast } from "./conn.ts";
@@ -33,8 +35,9 @@ export function encodeName(name: string): string {
   return out || "%";
 }
 
-export function dataObjectName(db: string, table: string): string {
-  return `data/${encodeName(db)}/${encodeName(table)}.native.zst`;
+/** `.native.zst`: zstd frames of Native; `.native.lz4`: ClickHouse's compressed block stream (HTTP compress=1) of Native. */
+export function dataObjectName(db: string, table: string, codec: "zstd" | "lz4" = "zstd"): string {
+  return `data/${encodeName(db)}/${encodeName(table)}.native.${codec === "lz4" ? "lz4" : "zst"}`;
 }
 
 /** Emits progress at most every `everyMs`, and always when forced. */
@@ -125,7 +128,8 @@ export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: Backup
   const details: DumpDetails = {
     format: DUMP_FORMAT,
     serverVersion: info.version,
-    compression: { codec: "zstd", level: config.compressionLevel },
+    compression:
+      config.compression === "lz4" ? { codec: "lz4" } : { codec: "zstd", level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES },
     databases: catalog.databases,
     tables: detailTables,
   };
@@ -161,17 +165,20 @@ async function dumpTable(
   const [c] = await conn.rows<{ c: string | number }>(countSql, signal, `counting the rows of ${key}`);
   const rows = Number(c?.c ?? 0);
 
-  const name = dataObjectName(t.database, t.name);
+  const lz4 = config.compression === "lz4";
+  const name = dataObjectName(t.database, t.name, config.compression);
   const selectSql = `SELECT * FROM ${q} FORMAT Native`;
   const { ac, dispose } = linked(signal);
   try {
-    const res = await conn.execStream(selectSql, ac.signal, `dumping ${key}`);
+    // lz4: the server compresses (its own block format, HTTP compress=1), the runner only checks the framing.
+    const res = await conn.execStream(selectSql, ac.signal, `dumping ${key}`, lz4 ? ({ compress: 1 } as ClickHouseSettings) : undefined);
     const tagHeader = res.headers["x-clickhouse-exception-tag"];
-    const check = new TrailingExceptionCheck(typeof tagHeader === "string" ? tagHeader : undefined);
+    const tag = typeof tagHeader === "string" ? tagHeader : undefined;
+    const blocks = lz4 ? new CompressedStreamCheck(tag) : undefined;
+    const check = blocks ?? new TrailingExceptionCheck(tag);
     const raw = new ByteCounter();
-    const zstd = createZstdCompress({
-      params: { [zc.ZSTD_c_compressionLevel]: config.compressionLevel, [zc.ZSTD_c_checksumFlag]: 1 },
-    });
+    // zstd: independent frames compressed on the thread pool (one zstd stream would cap the dump at one core).
+    const zstd = lz4 ? new PassThrough() : new ZstdFramesCompress({ level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES });
     const out = new ByteCounter(onBytes);
     const body = new PassThrough();
     const failures = new FailureTracker<"clickhouse" | "sink" | "engine">();
@@ -196,7 +203,7 @@ async function dumpTable(
     if (f?.origin === "sink") throw f.err;
     if (f) throw new EngineError(`dumping ${key} failed: ${messageOf(f.err)}`, { cause: f.err, retryable: true });
     if (w.status === "rejected") throw w.reason;
-    return { rows, bytes: w.value.size, uncompressed: raw.bytes, object: w.value };
+    return { rows, bytes: w.value.size, uncompressed: blocks ? blocks.decompressedBytes : raw.bytes, object: w.value };
   } finally {
     dispose();
   }
@@ -254,7 +261,7 @@ export async function dumpRestore(ctx: DumpContext, info: ServerInfo, req: Resto
   };
   const restoreData = async (t: PlannedTable<DumpTable>, sig: AbortSignal) => {
     progress.currentTable = t.key;
-    await insertTable(ctx, info, req, t, sig, (delta) => {
+    await insertTable(ctx, info, req, t, details.compression, sig, (delta) => {
       progress.bytes += delta;
       report({ ...progress });
     });
@@ -304,6 +311,7 @@ async function insertTable(
   info: ServerInfo,
   req: RestoreRequest,
   t: PlannedTable<DumpTable>,
+  compression: DumpDetails["compression"],
   signal: AbortSignal,
   onBytes: (delta: number) => void,
 ): Promise<void> {
@@ -322,7 +330,9 @@ async function insertTable(
       throw err;
     }
     const counter = new ByteCounter(onBytes);
-    const unzstd = createZstdDecompress();
+    // lz4 objects are ClickHouse's own compressed format: the server decompresses them (decompress=1).
+    const lz4 = compression.codec === "lz4";
+    const unzstd = lz4 ? new PassThrough() : compression.frameBytes !== undefined ? new ZstdFramesDecompress() : createZstdDecompress();
     const body = new PassThrough();
     const failures = new FailureTracker<"source" | "clickhouse">();
     failures.watch("source", src, counter, unzstd);
@@ -334,7 +344,7 @@ async function insertTable(
       throw err;
     });
     const inserted = conn
-      .insertStream(insertSql, body, ac.signal, `restoring the data of ${t.key}`, insertSettings(info))
+      .insertStream(insertSql, body, ac.signal, `restoring the data of ${t.key}`, { ...insertSettings(info), ...(lz4 ? { decompress: 1 } : {}) } as ClickHouseSettings)
       .catch((err: unknown) => {
         failures.note("clickhouse", err);
         if (!ac.signal.aborted) ac.abort(err);

@@ -61,9 +61,10 @@ export function trailingException(tail: Buffer, exceptionTag: string | undefined
 export const BLOCK_SIZE = 1024 * 1024;
 
 /**
- * Passes data through in blocks of about BLOCK_SIZE, holding back the last
- * TRAILER_WINDOW bytes until the end; fails the stream instead of passing an
- * exception text on as data.
+ * Passes data through, holding back the last TRAILER_WINDOW bytes (and at
+ * most one more chunk) until the end; fails the stream instead of passing an
+ * exception text on as data. Chunks are passed on as they came, without
+ * copying (the framed zstd compressor gathers them into frames itself).
  */
 export class TrailingExceptionCheck extends Transform {
   #bufs: Buffer[] = [];
@@ -76,13 +77,17 @@ export class TrailingExceptionCheck extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#bufs.push(chunk);
     this.#len += chunk.length;
-    if (this.#len >= TRAILER_WINDOW + BLOCK_SIZE) {
-      const all = Buffer.concat(this.#bufs, this.#len);
-      const cut = this.#len - TRAILER_WINDOW;
-      // copy the tail so the big block is not kept alive by it
-      this.#bufs = [Buffer.from(all.subarray(cut))];
-      this.#len = TRAILER_WINDOW;
-      this.push(all.subarray(0, cut));
+    // Release whole chunks from the front while what stays covers the window.
+    let i = 0;
+    let len = this.#len;
+    while (i < this.#bufs.length && len - this.#bufs[i]!.length >= TRAILER_WINDOW) {
+      len -= this.#bufs[i]!.length;
+      this.push(this.#bufs[i]);
+      i++;
+    }
+    if (i > 0) {
+      this.#bufs = this.#bufs.slice(i);
+      this.#len = len;
     }
     cb();
   }

@@ -1,0 +1,84 @@
+import { randomBytes } from "node:crypto";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { zstdCompressSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { ZstdFramesCompress, ZstdFramesDecompress, ZstdFrameScanner, ZstdFormatError } from "./zstd.ts";
+
+async function collect(src: Readable, ...stages: NodeJS.ReadWriteStream[]): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline([src, ...stages, new Writable({ write(c: Buffer, _e, cb) { out.push(c); cb(); } })] as never);
+  return Buffer.concat(out);
+}
+
+/** Splits a buffer into chunks of random sizes, like a network stream. */
+function chunked(buf: Buffer, seed: number): Readable {
+  const parts: Buffer[] = [];
+  let x = seed;
+  for (let off = 0; off < buf.length; ) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    const n = 1 + (x % 70_000);
+    parts.push(buf.subarray(off, off + n));
+    off += n;
+  }
+  return Readable.from(parts);
+}
+
+function sample(n: number): Buffer {
+  // compressible but not trivial: repeated text with random bytes mixed in
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = i % 97 < 80 ? 65 + ((i * 7) % 26) : Math.floor(Math.random() * 256);
+  return b;
+}
+
+describe("multi-frame zstd", () => {
+  it("round-trips through the framed compressor and decompressor with odd chunking", async () => {
+    const data = sample(5 * 1024 * 1024 + 123);
+    const z = await collect(chunked(data, 1), new ZstdFramesCompress({ level: 1, frameBytes: 1024 * 1024, parallel: 3 }));
+    const back = await collect(chunked(z, 7), new ZstdFramesDecompress({ parallel: 2 }));
+    expect(back.equals(data)).toBe(true);
+    // Several frames were written (what lets both sides work in parallel).
+    let frames = 0;
+    for (let i = z.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])); i >= 0; i = z.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), i + 4)) frames++;
+    expect(frames).toBeGreaterThanOrEqual(6);
+  });
+
+  it("reads single-frame streams and skippable frames", async () => {
+    const data = randomBytes(300_000);
+    const single = zstdCompressSync(data);
+    expect((await collect(chunked(single, 3), new ZstdFramesDecompress())).equals(data)).toBe(true);
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]), single]);
+    expect((await collect(chunked(skippable, 5), new ZstdFramesDecompress())).equals(data)).toBe(true);
+  });
+
+  it("rejects garbage, truncated data and oversized frames", async () => {
+    await expect(collect(Readable.from([Buffer.alloc(100, 7)]), new ZstdFramesDecompress())).rejects.toThrow(ZstdFormatError);
+    const z = zstdCompressSync(randomBytes(100_000));
+    await expect(collect(Readable.from([z.subarray(0, z.length - 10)]), new ZstdFramesDecompress())).rejects.toThrow(/incomplete frame/);
+    await expect(collect(Readable.from([z]), new ZstdFramesDecompress({ maxFrameBytes: 1000 }))).rejects.toThrow(/larger than/);
+    await expect(collect(Readable.from([]), new ZstdFramesDecompress())).rejects.toThrow(/no frame/);
+    // An empty input compresses to one empty frame, which decompresses to nothing.
+    const empty = await collect(Readable.from([]), new ZstdFramesCompress({ level: 1 }));
+    expect(empty.length).toBeGreaterThan(0);
+    expect((await collect(Readable.from([empty]), new ZstdFramesDecompress())).length).toBe(0);
+  });
+
+  it("finds frame boundaries for any data, level and frame size (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 200_000 }), fc.integer({ min: -3, max: 6 }), fc.integer({ min: 1000, max: 70_000 }), fc.integer(), async (arr, level, frameBytes, seed) => {
+        const data = Buffer.from(arr);
+        const z = await collect(chunked(data, seed), new ZstdFramesCompress({ level, frameBytes, parallel: 2 }));
+        const back = await collect(chunked(z, seed + 1), new ZstdFramesDecompress({ parallel: 2 }));
+        expect(back.equals(data)).toBe(true);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("scanner reports the exact frame length", () => {
+    const z = zstdCompressSync(randomBytes(50_000));
+    const q = { length: z.length, byte: (i: number) => z[i]!, u32: (i: number) => z.readUInt32LE(i) };
+    expect(new ZstdFrameScanner().scan(q, 1 << 20)).toBe(z.length);
+  });
+});

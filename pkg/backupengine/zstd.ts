@@ -1,0 +1,266 @@
+// Multi-frame zstd in parallel, for engines that compress their own streams.
+//
+// One zstd stream is single-threaded (Node's nbWorkers option crashes the
+// stream on Node 24), which caps a dump at one core. Here the input is cut
+// into independent frames of `frameBytes`, compressed on libuv's thread pool
+// `parallel` at a time and written in order. Concatenated frames are a valid
+// zstd stream (`zstd -d` reads it), but Node's streaming decompressor stops
+// after the first frame, so reading uses ZstdFramesDecompress, which finds the
+// frame boundaries from the frame format (RFC 8878) and decompresses frames in
+// parallel too. Memory is bounded by about parallel × frameBytes × 2 per stream.
+import { Transform, type TransformCallback } from "node:stream";
+import { promisify } from "node:util";
+import { constants as zc, zstdCompress, zstdDecompress, type ZstdOptions } from "node:zlib";
+
+const compressAsync = promisify<Buffer, ZstdOptions, Buffer>(zstdCompress);
+const decompressAsync = promisify<Buffer, ZstdOptions, Buffer>(zstdDecompress);
+
+export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_PARALLEL = 3;
+const CHUNK = 1024 * 1024;
+
+export interface ZstdFramesOptions {
+  level: number;
+  frameBytes?: number;
+  parallel?: number;
+}
+
+/** Ordered queue of results computed concurrently, drained from the head. */
+class OrderedWork {
+  readonly #queue: Promise<Buffer>[] = [];
+  get size(): number {
+    return this.#queue.length;
+  }
+  add(p: Promise<Buffer>): void {
+    // Keep a rejection from being reported as unhandled before it is awaited in order.
+    p.catch(() => undefined);
+    this.#queue.push(p);
+  }
+  async shift(): Promise<Buffer> {
+    const p = this.#queue.shift();
+    if (!p) throw new Error("OrderedWork: empty");
+    return p;
+  }
+}
+
+export class ZstdFramesCompress extends Transform {
+  readonly #opts: ZstdOptions;
+  readonly #frameBytes: number;
+  readonly #parallel: number;
+  readonly #work = new OrderedWork();
+  #buf: Buffer;
+  #len = 0;
+  #frames = 0;
+
+  constructor(opts: ZstdFramesOptions) {
+    super();
+    this.#frameBytes = opts.frameBytes ?? DEFAULT_FRAME_BYTES;
+    this.#parallel = Math.max(1, opts.parallel ?? DEFAULT_PARALLEL);
+    // A large chunkSize: zlib's one-shot API otherwise works in 16 KiB steps with a main-thread callback each.
+    this.#opts = { chunkSize: CHUNK, params: { [zc.ZSTD_c_compressionLevel]: opts.level, [zc.ZSTD_c_checksumFlag]: 1 } };
+    this.#buf = Buffer.allocUnsafe(this.#frameBytes);
+  }
+
+  #submit(): void {
+    const frame = this.#len === this.#buf.length ? this.#buf : this.#buf.subarray(0, this.#len);
+    this.#work.add(compressAsync(frame, this.#opts));
+    this.#frames++;
+    this.#buf = Buffer.allocUnsafe(this.#frameBytes);
+    this.#len = 0;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    void (async () => {
+      let off = 0;
+      while (off < chunk.length) {
+        const n = Math.min(chunk.length - off, this.#frameBytes - this.#len);
+        chunk.copy(this.#buf, this.#len, off, off + n);
+        this.#len += n;
+        off += n;
+        if (this.#len === this.#frameBytes) {
+          this.#submit();
+          // Backpressure: never more than `parallel` frames in flight.
+          while (this.#work.size >= this.#parallel) this.push(await this.#work.shift());
+        }
+      }
+    })().then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    void (async () => {
+      // An empty input still gets one (empty) frame, so every object is a valid zstd stream.
+      if (this.#len > 0 || this.#frames === 0) this.#submit();
+      while (this.#work.size > 0) this.push(await this.#work.shift());
+    })().then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+}
+
+const FRAME_MAGIC = 0xfd2fb528;
+
+export class ZstdFormatError extends Error {
+  constructor(message: string) {
+    super(`zstd data is corrupt: ${message}`);
+    this.name = "ZstdFormatError";
+  }
+}
+
+/** Bytes received but not yet consumed, as a list of chunks; random reads without copying. */
+class ByteQueue {
+  #chunks: Buffer[] = [];
+  #length = 0;
+  // read cursor cache: chunk index and the absolute offset where it starts
+  #ci = 0;
+  #cstart = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  push(b: Buffer): void {
+    if (b.length) {
+      this.#chunks.push(b);
+      this.#length += b.length;
+    }
+  }
+
+  byte(i: number): number {
+    if (i < this.#cstart) {
+      this.#ci = 0;
+      this.#cstart = 0;
+    }
+    while (i >= this.#cstart + this.#chunks[this.#ci]!.length) {
+      this.#cstart += this.#chunks[this.#ci]!.length;
+      this.#ci++;
+    }
+    return this.#chunks[this.#ci]![i - this.#cstart]!;
+  }
+
+  u32(i: number): number {
+    return (this.byte(i) | (this.byte(i + 1) << 8) | (this.byte(i + 2) << 16) | (this.byte(i + 3) << 24)) >>> 0;
+  }
+
+  /** Removes and returns the first n bytes as one Buffer (one copy at most). */
+  take(n: number): Buffer {
+    const parts: Buffer[] = [];
+    let need = n;
+    while (need > 0) {
+      const c = this.#chunks[0]!;
+      if (c.length <= need) {
+        parts.push(c);
+        this.#chunks.shift();
+        need -= c.length;
+      } else {
+        parts.push(c.subarray(0, need));
+        this.#chunks[0] = c.subarray(need);
+        need = 0;
+      }
+    }
+    this.#length -= n;
+    this.#ci = 0;
+    this.#cstart = 0;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+  }
+}
+
+/**
+ * Incremental scanner of zstd frame boundaries (RFC 8878 frame and block
+ * headers). State is kept between calls, so each byte is looked at once
+ * however the frame arrives.
+ */
+export class ZstdFrameScanner {
+  #pos = 0; // next unread structure, relative to the frame start
+  #stage: "header" | "blocks" = "header";
+  #checksum = false;
+
+  /** Length of the complete frame at the start of `q`, or undefined if more bytes are needed. */
+  scan(q: { length: number; byte(i: number): number; u32(i: number): number }, maxFrame: number): number | undefined {
+    if (this.#stage === "header") {
+      if (q.length < 4) return undefined;
+      const magic = q.u32(0);
+      if ((magic & 0xfffffff0) >>> 0 === 0x184d2a50) {
+        if (q.length < 8) return undefined;
+        const len = 8 + q.u32(4);
+        if (len > maxFrame) throw new ZstdFormatError(`skippable frame of ${len} bytes`);
+        return q.length >= len ? this.#done(len) : undefined;
+      }
+      if (magic !== FRAME_MAGIC) throw new ZstdFormatError(`bad frame magic 0x${magic.toString(16)}`);
+      if (q.length < 5) return undefined;
+      const fhd = q.byte(4);
+      const fcsFlag = fhd >> 6;
+      const single = (fhd >> 5) & 1;
+      if ((fhd >> 3) & 1) throw new ZstdFormatError("reserved bit set in frame header");
+      this.#checksum = ((fhd >> 2) & 1) === 1;
+      const didBytes = [0, 1, 2, 4][fhd & 3]!;
+      const fcsBytes = fcsFlag === 0 ? single : [0, 2, 4, 8][fcsFlag]!;
+      this.#pos = 5 + (single ? 0 : 1) + didBytes + fcsBytes;
+      this.#stage = "blocks";
+    }
+    for (;;) {
+      if (this.#pos > maxFrame) throw new ZstdFormatError(`frame larger than ${maxFrame} bytes`);
+      if (q.length < this.#pos + 3) return undefined;
+      const h = q.byte(this.#pos) | (q.byte(this.#pos + 1) << 8) | (q.byte(this.#pos + 2) << 16);
+      const last = h & 1;
+      const type = (h >> 1) & 3;
+      const size = h >>> 3;
+      if (type === 3) throw new ZstdFormatError("reserved block type");
+      const body = type === 1 ? 1 : size;
+      if (this.#pos + 3 + body > maxFrame) throw new ZstdFormatError(`frame larger than ${maxFrame} bytes`);
+      if (last) {
+        const end = this.#pos + 3 + body + (this.#checksum ? 4 : 0);
+        return q.length >= end ? this.#done(end) : undefined;
+      }
+      if (q.length < this.#pos + 3 + body) return undefined;
+      this.#pos += 3 + body;
+    }
+  }
+
+  #done(len: number): number {
+    this.#pos = 0;
+    this.#stage = "header";
+    this.#checksum = false;
+    return len;
+  }
+}
+
+export interface ZstdFramesDecompressOptions {
+  parallel?: number;
+  /** Largest compressed frame accepted (guards memory against corrupt input). */
+  maxFrameBytes?: number;
+}
+
+export class ZstdFramesDecompress extends Transform {
+  readonly #parallel: number;
+  readonly #maxFrame: number;
+  readonly #scanner = new ZstdFrameScanner();
+  readonly #work = new OrderedWork();
+  readonly #queue = new ByteQueue();
+  #frames = 0;
+
+  constructor(opts: ZstdFramesDecompressOptions = {}) {
+    super();
+    this.#parallel = Math.max(1, opts.parallel ?? DEFAULT_PARALLEL);
+    this.#maxFrame = opts.maxFrameBytes ?? 64 * 1024 * 1024;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#queue.push(chunk);
+    void (async () => {
+      for (;;) {
+        const n = this.#scanner.scan(this.#queue, this.#maxFrame);
+        if (n === undefined) return;
+        const frame = this.#queue.take(n);
+        this.#frames++;
+        if (frame.readUInt32LE(0) === FRAME_MAGIC) this.#work.add(decompressAsync(frame, { chunkSize: CHUNK }));
+        while (this.#work.size >= this.#parallel) this.push(await this.#work.shift());
+      }
+    })().then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    void (async () => {
+      if (this.#queue.length > 0) throw new ZstdFormatError(`${this.#queue.length} bytes of an incomplete frame at the end`);
+      if (this.#frames === 0) throw new ZstdFormatError("no frame");
+      while (this.#work.size > 0) this.push(await this.#work.shift());
+    })().then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+}
