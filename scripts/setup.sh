@@ -23,7 +23,11 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm install, not npm ci: chdb lists optional per-platform packages
+  # (darwin, linux-arm64) that this registry does not serve, so they are not in
+  # the lock file and npm ci would refuse; the lock file still pins every
+  # package that is installed.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 command -v go >/dev/null 2>&1 || { log "Go is needed once to build MinIO and kube-apiserver (install Go 1.26+)"; exit 1; }
