@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) setup of everything the project and its tests need:
 #   - Node.js 24 (from the npm registry, only if the system node is older)
-#   - npm dependencies (npm ci)
+#   - npm dependencies (npm install, pinned by package-lock.json)
 #   - Debian packages: clickhouse-server (18.16), etcd-server, openssl, zstd
 #   - MinIO and kube-apiserver built from the Go module proxy, cached by version
 # Everything downloaded comes from the npm registry, Debian's packages or the
