@@ -164,5 +164,8 @@ async function benchSize(gib: number): Promise<void> {
   }
 }
 
+// Measure the runner as deployed: compiled (bin/backup-runner runs dist/ when it exists).
+out("building the runner (tsc) ...");
+await execa("tsc", ["-p", join(repoRoot, "tsconfig.json")], { preferLocal: true, cwd: repoRoot, stdio: "inherit" });
 for (const s of sizes) await benchSize(s);
 out("\nratio = baseline time / runner operation time (process start-up excluded; see wall)");

@@ -63,6 +63,8 @@ describe("runner, native method on ClickHouse 26 (chDB)", () => {
     expect(kept).toEqual([ids[3], ids[4], ids[5]].sort());
     expect(runner.catalog.get(ids[5]!)?.manifest.baseBackupId).toBe(ids[4]);
     expect(runner.catalog.get(ids[4]!)?.manifest.baseBackupId).toBe(ids[3]);
+    // ClickHouse wrote the data itself: the manifest records its size from system.backups.
+    expect(runner.catalog.get(ids[3]!)?.manifest.totalBytes).toBeGreaterThan(100_000);
 
     const source = await tableChecksum(ch, "shop.orders");
     expect(source.rows).toBe(60_000);

@@ -63,6 +63,10 @@ export interface EngineBackupResult {
   databases: string[];
   tables: TableEntry[];
   objects: WrittenObject[];
+  /** The backup this one is incremental on (BackupRequest.base), if the engine used it; retention keeps it. */
+  baseBackupId?: string | undefined;
+  /** Bytes stored when they are not objects of the sink (a database that writes to storage itself). */
+  storedBytes?: number | undefined;
   /** Engine-specific details needed for restore (for example the native backup's location). */
   details: Record<string, unknown>;
 }

@@ -92,6 +92,7 @@ export function manifestToEngineResult(m: Manifest): EngineBackupResult {
     databases: m.databases,
     tables: m.tables,
     objects: m.objects,
+    baseBackupId: m.baseBackupId,
     details: m.details,
   };
 }
@@ -361,12 +362,11 @@ export class Runner {
       objects: mergeObjects(sink.written, result.objects),
       totalBytes: 0,
       totalRows: result.tables.reduce((s, t) => s + t.rows, 0),
-      baseBackupId: typeof result.details["baseBackupId"] === "string" ? (result.details["baseBackupId"] as string) : base?.manifest.id,
+      baseBackupId: result.baseBackupId,
       labels: [],
       details: result.details,
     };
-    manifest.totalBytes = manifest.objects.reduce((s, o) => s + o.size, 0) || Number(result.details["totalBytes"] ?? 0);
-    if (result.method !== "native") manifest.baseBackupId = undefined;
+    manifest.totalBytes = manifest.objects.reduce((s, o) => s + o.size, 0) + (result.storedBytes ?? 0);
     if (singleTarget !== undefined) {
       try {
         await writeManifestAt(this.#store, dir, manifest, signal);

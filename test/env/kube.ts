@@ -99,6 +99,9 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         "--allow-privileged=true",
         // No nodes and no kube-proxy here: do not reconcile the kubernetes Service endpoints (as envtest does).
         "--endpoint-reconciler-type=none",
+        // A fresh server bootstraps its priority-and-fairness objects after /readyz; until then requests
+        // can be refused with 429. Tests want a deterministic server: plain max-in-flight limits instead.
+        "--enable-priority-and-fairness=false",
         `--cert-dir=${certs}`,
         "--v=0",
       ],

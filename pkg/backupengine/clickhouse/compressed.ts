@@ -108,10 +108,11 @@ export class CompressedStreamCheck extends Transform {
   readonly #exceptionTag: string | undefined;
   #header = Buffer.alloc(CHECKSUM + HEADER);
   #headerLen = 0;
-  #block: Buffer | undefined; // the current block, being filled
-  #blockLen = 0;
-  #last: Buffer | undefined;
-  #prev: Buffer | undefined; // the block before the last (an exception may straddle two)
+  // The current block as views of the incoming chunks (no copy), and how much of it is still to come.
+  #block: Buffer[] | undefined;
+  #remaining = 0;
+  #last: Buffer[] | undefined;
+  #prev: Buffer[] | undefined; // the block before the last (an exception may straddle two)
   decompressedBytes = 0;
   blocks = 0;
 
@@ -136,16 +137,15 @@ export class CompressedStreamCheck extends Transform {
             throw new CompressedStreamError(`not a ClickHouse compressed stream (block of ${compressed} bytes)`);
           }
           this.decompressedBytes += decompressed;
-          this.#block = Buffer.allocUnsafe(CHECKSUM + compressed);
-          this.#header.copy(this.#block, 0);
-          this.#blockLen = this.#header.length;
+          this.#block = [Buffer.from(this.#header)];
+          this.#remaining = compressed - HEADER;
           this.#headerLen = 0;
         }
-        const n = Math.min(chunk.length - off, this.#block.length - this.#blockLen);
-        chunk.copy(this.#block, this.#blockLen, off, off + n);
-        this.#blockLen += n;
+        const n = Math.min(chunk.length - off, this.#remaining);
+        if (n > 0) this.#block.push(chunk.subarray(off, off + n));
+        this.#remaining -= n;
         off += n;
-        if (this.#blockLen === this.#block.length) {
+        if (this.#remaining === 0) {
           this.#prev = this.#last;
           this.#last = this.#block;
           this.#block = undefined;
@@ -162,7 +162,8 @@ export class CompressedStreamCheck extends Transform {
     try {
       if (this.#block || this.#headerLen > 0) throw new CompressedStreamError("the response ended in the middle of a compressed block");
       if (this.#last) {
-        const tail = Buffer.concat([this.#prev ? decompressBlock(this.#prev) : Buffer.alloc(0), decompressBlock(this.#last)]);
+        const parts = [this.#prev, this.#last].filter((b): b is Buffer[] => b !== undefined).map((b) => decompressBlock(Buffer.concat(b)));
+        const tail = Buffer.concat(parts);
         const err = trailingException(tail.subarray(Math.max(0, tail.length - 64 * 1024)), this.#exceptionTag);
         if (err) throw err;
       }

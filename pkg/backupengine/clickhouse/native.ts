@@ -204,6 +204,8 @@ export async function nativeBackup(ctx: NativeContext, info: ServerInfo, req: Ba
   return {
     engineVersion: info.version,
     method: "native",
+    baseBackupId: base?.backupId,
+    storedBytes: details.native.totalSize,
     databases: details.databases.map((d) => d.name),
     tables,
     objects: [],
