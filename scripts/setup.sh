@@ -10,6 +10,8 @@
 cd "$ROOT_DIR"
 
 need_apt=()
+# (look in sbin too: a non-login PATH may lack it)
+PATH="$PATH:/usr/sbin:/sbin"
 command -v clickhouse-server >/dev/null 2>&1 || need_apt+=(clickhouse-server)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
@@ -34,4 +36,4 @@ command -v go >/dev/null 2>&1 || { log "Go is needed once to build MinIO and kub
 # The two builds share 2 cores poorly; run them one after the other.
 bash "$ROOT_DIR/scripts/build-minio.sh" >/dev/null
 bash "$ROOT_DIR/scripts/build-kube-apiserver.sh" >/dev/null
-log "ready: node $(node --version), clickhouse-server $(dpkg-query -W -f "${Version}" clickhouse-server 2>/dev/null || echo "?"), etcd $(etcd --version | head -1 | awk '{print $3}'), minio $MINIO_VERSION, kube-apiserver $KUBERNETES_VERSION"
+log "ready: node $(node --version), clickhouse-server $(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo "?"), etcd $(etcd --version | head -1 | awk '{print $3}'), minio $MINIO_VERSION, kube-apiserver $KUBERNETES_VERSION"
