@@ -157,7 +157,11 @@ describe("runner on ClickHouse 18.16", () => {
   });
 
   it("fails cleanly when MinIO dies mid-upload and succeeds once it is back", async () => {
-    const config = runnerConfig({ clickhouse: ch, storage: s3Storage(minio, bucket, "fault"), databases: ["shop"] });
+    // Incompressible data, so the upload takes long enough for the kill to land in the middle of it.
+    await ch.exec("CREATE DATABASE fault");
+    await ch.exec("CREATE TABLE fault.big (id UInt64, noise String) ENGINE = MergeTree ORDER BY id");
+    await ch.exec("INSERT INTO fault.big SELECT number, concat(toString(rand64()), toString(rand64()), toString(rand64())) FROM system.numbers LIMIT 2000000");
+    const config = runnerConfig({ clickhouse: ch, storage: s3Storage(minio, bucket, "fault"), databases: ["fault"] });
     const runner = makeRunner(config);
     await runner.init();
     const started = runner.startBackup("api");
@@ -178,6 +182,7 @@ describe("runner on ClickHouse 18.16", () => {
     const ok = await backupNow(fresh);
     expect(ok.state).toBe("succeeded");
     expect(fresh.catalog.list().map((e) => e.manifest.id)).toEqual([ok.backupId]);
+    await ch.exec("DROP DATABASE fault");
   });
 
   it("reports rejected S3 credentials clearly and without the secret", async () => {

@@ -225,6 +225,15 @@ describe("S3 store on MinIO", () => {
 
   it.each([0, 30])("an abort racing with completion (%i ms after the body ended) still leaves nothing", async (delayMs) => {
     const s = store({ prefix: `race${delayMs}` });
+    // Hold CompleteMultipartUpload back a little, so the abort deterministically lands
+    // after the whole body was read but before the upload is complete.
+    s.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === "CompleteMultipartUploadCommand") await new Promise((r) => setTimeout(r, 300));
+        return next(args);
+      },
+      { step: "initialize", name: "slowComplete" },
+    );
     const ac = new AbortController();
     async function* body(): AsyncGenerator<Uint8Array> {
       yield* generate(12 * MiB);
