@@ -26,6 +26,7 @@ import {
   type S3StoreConfig,
 } from "../pkg/storage/index.ts";
 import { startMinio, type MinioServer } from "./env/index.ts";
+import { buffer } from "node:stream/consumers";
 
 const MiB = 1024 * 1024;
 
@@ -54,17 +55,8 @@ async function sha256Of(it: AsyncIterable<unknown>): Promise<{ sha256: string; s
   return { sha256: h.digest("hex"), size };
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
-  const out: ObjectInfo[] = [];
-  for await (const o of it) out.push(o);
-  return out;
-}
+const readAll = (stream: Readable): Promise<Buffer> => buffer(stream);
+const collect = (it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> => Array.fromAsync(it);
 
 /** Incomplete multipart uploads whose key starts with prefix (filtered here: MinIO only honours exact-key prefixes). */
 async function multipartUploads(raw: S3Client, bucket: string, prefix = ""): Promise<{ key: string; id: string }[]> {

@@ -4,6 +4,7 @@
 import type { Logger } from "winston";
 import type { ObjectStore } from "../storage/index.ts";
 import { Readable } from "node:stream";
+import { text } from "node:stream/consumers";
 import { BackupNotFoundError } from "./errors.ts";
 import { isBackupId } from "./ids.ts";
 import { MANIFEST_NAME, PIN_NAME, parseManifest, type Manifest } from "./manifest.ts";
@@ -19,16 +20,10 @@ export interface IncompleteBackup {
   newest: Date | undefined;
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as unknown as Uint8Array));
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 /** Reads and validates `<dir>/manifest.json`. */
 export async function readManifestAt(store: ObjectStore, dir: string, signal?: AbortSignal): Promise<Manifest> {
   const key = `${dir}/${MANIFEST_NAME}`;
-  return parseManifest(await readAll(await store.get(key, { signal })), key);
+  return parseManifest(await text(await store.get(key, { signal })), key);
 }
 
 /** Writes `<dir>/manifest.json`; the last object of every backup. */

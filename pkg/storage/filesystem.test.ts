@@ -15,18 +15,10 @@ import {
 import { createFilesystemStore, type FilesystemStore } from "./filesystem.ts";
 import { createStore } from "./index.ts";
 import type { ObjectInfo } from "./types.ts";
+import { buffer } from "node:stream/consumers";
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
-  const out: ObjectInfo[] = [];
-  for await (const o of it) out.push(o);
-  return out;
-}
+const readAll = (stream: Readable): Promise<Buffer> => buffer(stream);
+const collect = (it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> => Array.fromAsync(it);
 
 /** Every file (recursively) under dir, relative, sorted. */
 async function filesUnder(dir: string): Promise<string[]> {

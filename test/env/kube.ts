@@ -120,22 +120,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       });
       return kc;
     };
-    await waitUntil(
-      "kube-apiserver /readyz",
-      async () => {
-        // Node's fetch takes no custom CA; use https.request with the generated certificate.
-        return new Promise<boolean>((resolve) => {
-          const req = request(`${server}/readyz`, { ca: caPem, headers: { authorization: `Bearer ${token}` }, timeout: 2000 }, (res) => {
-            res.resume();
-            resolve(res.statusCode === 200);
-          });
-          req.on("error", () => resolve(false));
-          req.on("timeout", () => req.destroy());
-          req.end();
-        });
-      },
-      { proc: apiserver, timeoutMs: 90_000, intervalMs: 500 },
-    );
+    // Node's fetch takes no custom CA: https.request with the generated certificate.
     const rawRequest = (method: string, path: string, body?: unknown, contentType = "application/json") =>
       new Promise<{ status: number; body: unknown }>((resolve, reject) => {
         const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -144,6 +129,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
           {
             method,
             ca: caPem,
+            timeout: 10_000,
             headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(data ? { "content-type": contentType } : {}) },
           },
           (res) => {
@@ -162,8 +148,14 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
           },
         );
         req.on("error", reject);
+        req.on("timeout", () => req.destroy(new Error(`${method} ${path}: no answer in 10 s`)));
         req.end(data);
       });
+    await waitUntil("kube-apiserver /readyz", async () => (await rawRequest("GET", "/readyz")).status === 200, {
+      proc: apiserver,
+      timeoutMs: 90_000,
+      intervalMs: 500,
+    });
     return {
       request: rawRequest,
       apply: async (path, obj, fieldManager) => {
