@@ -1,4 +1,5 @@
 // BackupDefinition: what to back up, when, how long to keep it. Lives in the app namespace.
+import cron from "node-cron";
 import { z } from "zod";
 import { k8sName } from "./common.ts";
 import { clickhouseSpec, clickhouseRunnerConfig } from "./clickhouse.ts";
@@ -19,10 +20,25 @@ const cronExpr = z
   .regex(/^\s*\S+(\s+\S+){4,5}\s*$/, "must be a cron expression with 5 or 6 fields")
   .describe('Cron expression, e.g. "0 * * * *" (5 fields, or 6 with seconds)');
 
+/** True when the runtime knows the IANA time zone. */
+export function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const scheduleSpec = z
   .object({
-    cron: cronExpr,
-    timeZone: z.string().min(1).default("UTC").describe("IANA time zone for the schedule and the retention periods"),
+    cron: cronExpr.refine((c) => cron.validateDetailed(c).valid, "is not a valid cron expression"),
+    timeZone: z
+      .string()
+      .min(1)
+      .default("UTC")
+      .refine(isTimeZone, "must be an IANA time zone such as UTC or Europe/Berlin")
+      .describe("IANA time zone for the schedule and the retention periods"),
   })
   .describe("When backups run");
 
@@ -51,11 +67,55 @@ export const definitionValidations = [
   { rule: "self.mode != 'single' || has(self.singleBackup)", message: "singleBackup is required when mode is single" },
 ];
 
+const quantity = z
+  .string()
+  .regex(/^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkKMGTPE]i?)?$/, "must be a Kubernetes quantity such as 500m, 2 or 1Gi");
+const resourceList = z.record(z.string().min(1), quantity);
+
+export const runnerSpec = z
+  .object({
+    image: z.string().min(1).optional().describe("Runner image; default: the controller's RUNNER_IMAGE"),
+    resources: z
+      .object({
+        requests: resourceList.optional().describe('e.g. {"cpu": "500m", "memory": "256Mi"}'),
+        limits: resourceList.optional().describe('e.g. {"memory": "512Mi"}'),
+      })
+      .optional()
+      .describe("Container resources; default: the controller's runner defaults"),
+    nodeSelector: z.record(z.string().min(1), z.string()).optional().describe("Node labels the runner pod must run on"),
+    tolerations: z
+      .array(
+        z.object({
+          key: z.string().optional(),
+          operator: z.enum(["Exists", "Equal"]).optional(),
+          value: z.string().optional(),
+          effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+          tolerationSeconds: z.int().optional(),
+        }),
+      )
+      .optional()
+      .describe("Tolerations of the runner pod"),
+    databaseAffinity: z
+      .object({
+        podLabels: z.record(z.string().min(1), z.string()).describe("Labels of the database's pods (in the definition's namespace)"),
+        topologyKey: z.string().min(1).default("kubernetes.io/hostname").describe("Topology domain to share with them"),
+        weight: z.int().min(1).max(100).default(100).describe("Preference weight"),
+      })
+      .optional()
+      .describe("Prefer to schedule the runner next to the database's pods (preferred pod affinity)"),
+    storageSize: quantity.optional().describe("Size of the runner's scratch volume claim; default: the controller's runner defaults (1Gi)"),
+    storageClassName: z.string().min(1).optional().describe("Storage class of the scratch volume claim"),
+  })
+  .describe("How the runner pod runs");
+export type RunnerSpec = z.infer<typeof runnerSpec>;
+
 export const backupDefinitionSpec = z
   .object({
     storageLocation: k8sName.describe("Name of a StorageLocation in the controller's namespace"),
+    engine: z.enum(["clickhouse"]).default("clickhouse").describe("Backup engine"),
     clickhouse: clickhouseSpec.describe("The ClickHouse to back up"),
     ...definitionShared,
+    runner: runnerSpec.optional(),
   })
   .superRefine(modeRules, alwaysCheck)
   .describe("BackupDefinition spec");

@@ -28,6 +28,14 @@ export const backupDefinitionStatus = z.object({
       configHash: z.string().optional(),
     })
     .optional(),
+  lastBackup: z
+    .object({
+      id: z.string(),
+      time: z.string().describe("End time of the newest backup the runner reports"),
+      checkedAt: z.string().optional(),
+    })
+    .optional()
+    .describe("Newest backup, as reported by the runner's API"),
 });
 export const storageLocationStatus = z.object({
   observedGeneration: z.int().optional(),
@@ -43,7 +51,7 @@ export interface CrdDefinition {
   spec: z.ZodType;
   status: z.ZodType;
   validations: { rule: string; message: string }[];
-  printerColumns: { name: string; type: string; jsonPath: string; description?: string }[];
+  printerColumns: { name: string; type: string; jsonPath: string; description?: string; priority?: number }[];
 }
 
 export const CRDS: CrdDefinition[] = [
@@ -72,11 +80,13 @@ export const CRDS: CrdDefinition[] = [
     status: backupDefinitionStatus,
     validations: definitionValidations,
     printerColumns: [
+      { name: "Engine", type: "string", jsonPath: ".spec.engine" },
       { name: "Storage", type: "string", jsonPath: ".spec.storageLocation" },
       { name: "Schedule", type: "string", jsonPath: ".spec.schedule.cron" },
-      { name: "Mode", type: "string", jsonPath: ".spec.mode" },
+      { name: "Mode", type: "string", jsonPath: ".spec.mode", priority: 1 },
       { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
+      { name: "Last Backup", type: "date", jsonPath: ".status.lastBackup.time" },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
   },

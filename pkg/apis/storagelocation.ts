@@ -1,6 +1,6 @@
 // StorageLocation: where backups go. Lives in the controller's namespace.
 import { z } from "zod";
-import { secretKeyRef } from "./common.ts";
+import { k8sName, secretKeyRef } from "./common.ts";
 
 const s3Base = z.object({
   endpoint: z
@@ -36,9 +36,14 @@ export const storageLocationSpec = z
       .optional()
       .describe("S3-compatible object storage"),
     filesystem: z
-      .object({ path: z.string().regex(/^\//, "must be an absolute path").describe("Directory inside the runner pod (a mounted volume)") })
+      .object({
+        path: z.string().regex(/^\//, "must be an absolute path").describe("Directory inside the runner pod where the backups are written"),
+        claimName: k8sName
+          .optional()
+          .describe("PersistentVolumeClaim (in the controller's namespace) mounted at path; without it the runner's own scratch volume claim holds the backups"),
+      })
       .optional()
-      .describe("A directory (mounted volume)"),
+      .describe("A directory on a mounted volume"),
   })
   .refine((s) => (s.s3 ? 1 : 0) + (s.filesystem ? 1 : 0) === 1, { message: "exactly one of s3 or filesystem must be set", when: (p) => typeof p.value === "object" && p.value !== null })
   .describe("StorageLocation spec");

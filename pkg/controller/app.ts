@@ -1,0 +1,154 @@
+// Wiring of one controller process: API client, metrics, the probe/metrics
+// server, leader election, and the controller that runs while leading.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "winston";
+import { Controller, type ControllerHooks } from "./controller.ts";
+import { KubeClient, type RequestRecord } from "./kube.ts";
+import { LeaderElector } from "./leader.ts";
+import { ControllerMetrics } from "./metrics.ts";
+import { runnerLastBackupFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
+import { RUNNER_CONTAINER } from "./contract.ts";
+import type { ControllerSettings } from "./settings.ts";
+
+export interface ControllerAppDeps {
+  kubeConfig: KubeConfig;
+  settings: ControllerSettings;
+  logger: Logger;
+  /** Where runners answer (default: their Service's cluster DNS name). */
+  runnerUrl?: RunnerUrl;
+  /** Extra observer of API requests (tests). */
+  observe?: (r: RequestRecord) => void;
+  defaultMetrics?: boolean;
+}
+
+export interface ControllerApp {
+  readonly metrics: ControllerMetrics;
+  readonly client: KubeClient;
+  /** The controller while leading, else undefined. */
+  controller(): Controller | undefined;
+  isLeader(): boolean;
+  /** Port of the probe server (0 when disabled). */
+  readonly probePort: number;
+  /** Resolves when the app stopped; rejects when leadership was lost (the process should exit and restart). */
+  readonly done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startControllerApp(deps: ControllerAppDeps): Promise<ControllerApp> {
+  const { settings, logger } = deps;
+  const metrics = new ControllerMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+  const client = new KubeClient({
+    kubeConfig: deps.kubeConfig,
+    observe: (r) => {
+      metrics.observeRequest(r);
+      deps.observe?.(r);
+    },
+  });
+  const hooks: ControllerHooks = {
+    reconciled: metrics.observeReconcile,
+    runnerLastBackup: runnerLastBackupFetcher(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)),
+  };
+  let controller: Controller | undefined;
+  let starting: Promise<void> | undefined;
+  const abort = new AbortController();
+
+  const lead = async () => {
+    metrics.leader.set(1);
+    controller = new Controller({ client, settings, logger, hooks });
+    const c = controller;
+    starting = c.start().catch((err: unknown) => {
+      logger.error("controller start failed", { error: err instanceof Error ? err.message : String(err) });
+    });
+    await starting;
+  };
+  const unlead = async () => {
+    metrics.leader.set(0);
+    await starting;
+    const c = controller;
+    controller = undefined;
+    await c?.stop();
+  };
+
+  let server: Server | undefined;
+  let probePort = 0;
+  if (settings.probePort >= 0) {
+    server = createServer((req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      const send = (code: number, body: string, type = "application/json") => {
+        res.writeHead(code, { "content-type": type });
+        res.end(body);
+      };
+      if (req.method !== "GET") return send(405, JSON.stringify({ error: "method not allowed" }));
+      if (path === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
+      if (path === "/readyz") {
+        // A standby replica is ready (it only waits for the lease); the leader once its caches are in.
+        const leader = controller !== undefined;
+        const ok = !leader || controller!.ready;
+        return send(ok ? 200 : 503, JSON.stringify({ status: ok ? "ok" : "syncing", leader }));
+      }
+      if (path === "/metrics") {
+        void metrics.registry.metrics().then((text) => send(200, text, metrics.registry.contentType));
+        return;
+      }
+      send(404, JSON.stringify({ error: "not found" }));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server!.once("error", reject);
+      server!.listen(settings.probePort, settings.probeHost, () => resolve());
+    });
+    probePort = (server.address() as AddressInfo).port;
+  }
+
+  let done: Promise<void>;
+  if (settings.leaderElection.enabled) {
+    const le = settings.leaderElection;
+    let lost = false;
+    const elector = new LeaderElector({
+      client,
+      namespace: settings.namespace,
+      leaseName: le.leaseName,
+      identity: le.identity,
+      leaseDurationMs: le.leaseDurationSeconds * 1000,
+      renewDeadlineMs: le.renewDeadlineSeconds * 1000,
+      retryPeriodMs: le.retryPeriodSeconds * 1000,
+      logger,
+      onStartedLeading: lead,
+      onStoppedLeading: async () => {
+        await unlead();
+        if (!abort.signal.aborted) {
+          // Like client-go: a replica that lost the lease stops; its pod restarts and campaigns anew.
+          lost = true;
+          abort.abort();
+        }
+      },
+    });
+    done = elector.run(abort.signal).then(() => {
+      if (lost) throw new Error("leadership lost");
+    });
+  } else {
+    await lead();
+    done = new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => void unlead().then(resolve), { once: true }));
+  }
+
+  const finished = done.finally(async () => {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    server?.closeAllConnections();
+    client.close();
+  });
+  finished.catch(() => undefined);
+
+  return {
+    metrics,
+    client,
+    controller: () => controller,
+    isLeader: () => controller !== undefined,
+    probePort,
+    done: finished,
+    stop: async () => {
+      abort.abort();
+      await finished.catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,102 @@
+// What the controller, the runner image and the deploy manifests must agree on.
+// The deploy renderers (RBAC, Deployment) and the controller's own renderers
+// read these constants, so there is one place to change each fact.
+
+/** The field manager of every server-side apply the controller makes. */
+export const FIELD_MANAGER = "chbackup-controller";
+
+/** Finalizer on each BackupDefinition: its runner objects are removed before it goes. */
+export const FINALIZER = "chbackup.dev/runner-cleanup";
+
+/** Labels on every object the controller generates. */
+export const LABELS = {
+  managedBy: "app.kubernetes.io/managed-by",
+  name: "app.kubernetes.io/name",
+  component: "app.kubernetes.io/component",
+  instance: "app.kubernetes.io/instance",
+  /** Namespace of the source BackupDefinition. */
+  sourceNamespace: "chbackup.dev/definition-namespace",
+  /** Name of the source BackupDefinition. */
+  sourceName: "chbackup.dev/definition-name",
+} as const;
+export const MANAGED_BY = "chbackup-controller";
+export const RUNNER_COMPONENT = "backup-runner";
+
+/** Annotations the controller sets. */
+export const ANNOTATIONS = {
+  /** SHA-256 of the runner config: on the pod template, so a changed config rolls the pod. */
+  configHash: "chbackup.dev/config-hash",
+  /** The source definition as "namespace/name" (label values cannot hold every name). */
+  source: "chbackup.dev/definition",
+} as const;
+
+/** How the runner runs inside its container (the image's ENTRYPOINT runs the runner). */
+export const RUNNER_CONTAINER = {
+  name: "runner",
+  /** Arguments after the image's entrypoint (`backup-runner`). */
+  args: ["serve", "--config", "/etc/backup-runner/config.json"],
+  configDir: "/etc/backup-runner",
+  configKey: "config.json",
+  /** The API token is also stored under this key of the config Secret, for clients. */
+  tokenKey: "token",
+  scratchDir: "/var/lib/backup-runner",
+  port: 8080,
+  portName: "http",
+  /** UID/GID of the non-root user in the runner image. */
+  uid: 10001,
+  terminationGracePeriodSeconds: 60,
+  /** RUNNER_SHUTDOWN_GRACE_MS given to the runner: below the termination grace period. */
+  shutdownGraceMs: 45_000,
+} as const;
+
+/** The controller's own process (Deployment). */
+export const CONTROLLER_CONTAINER = {
+  name: "controller",
+  /** Port of /healthz, /readyz and /metrics. */
+  probePort: 8081,
+  uid: 10001,
+} as const;
+
+/** Environment variables cmd/backup-controller reads (each also has a flag, see --help). */
+export const CONTROLLER_ENV = {
+  namespace: "CONTROLLER_NAMESPACE",
+  podName: "POD_NAME",
+  runnerImage: "RUNNER_IMAGE",
+  runnerImagePullPolicy: "RUNNER_IMAGE_PULL_POLICY",
+  imagePullSecrets: "IMAGE_PULL_SECRETS",
+  resyncSeconds: "RESYNC_SECONDS",
+  leaderElection: "LEADER_ELECTION",
+  leaseName: "LEASE_NAME",
+  probePort: "PROBE_PORT",
+  workers: "WORKERS",
+  runnerDefaults: "RUNNER_DEFAULTS",
+  logLevel: "LOG_LEVEL",
+} as const;
+
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+/**
+ * Every API call the controller makes, as RBAC rules. The deploy manifests
+ * render their ClusterRole and Role from these, and a test runs the
+ * controller under exactly these grants and checks each one is used.
+ */
+export const CONTROLLER_PERMISSIONS: { cluster: PolicyRule[]; namespaced: PolicyRule[] } = {
+  // Across all namespaces: definitions live in app namespaces, so do their password Secrets and their Events.
+  cluster: [
+    { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions"], verbs: ["get", "list", "watch", "patch"] },
+    { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions/status"], verbs: ["patch"] },
+    { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] },
+    { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+  ],
+  // In the controller's namespace only: storage locations, the runner objects, the leader lease.
+  namespaced: [
+    { apiGroups: ["chbackup.dev"], resources: ["storagelocations"], verbs: ["get", "list", "watch"] },
+    { apiGroups: [""], resources: ["secrets", "services"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+    { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+  ],
+};

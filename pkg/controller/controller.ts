@@ -1,0 +1,402 @@
+// The reconcile loop: informers feed keys into a work queue; each reconcile
+// reads the caches, renders the desired runner objects with pure functions,
+// and writes only what differs (server-side apply under one field manager).
+// A reconcile that finds everything as desired makes no API write.
+import { randomBytes } from "node:crypto";
+import type { Logger } from "winston";
+import type { Condition } from "../apis/resources.ts";
+import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
+import { differingPaths, isSubset } from "./diff.ts";
+import { Informer } from "./informer.ts";
+import { KubeApiError, RESOURCES, apiVersionOf, type KubeClient, type ResourceType } from "./kube.ts";
+import { defKey, runnerName, splitKey } from "./names.ts";
+import { planRunnerConfig, referencedSecrets, type FailureReason } from "./plan.ts";
+import { renderRunnerObjects } from "./render.ts";
+import { WorkQueue } from "./queue.ts";
+import type { ControllerSettings } from "./settings.ts";
+import type { BackupDefinitionObject, BackupDefinitionStatus, KubeObject, SecretObject, StorageLocationObject } from "./types.ts";
+
+export type ReadyReason = FailureReason | "Reconciled" | "ApplyFailed";
+
+export interface ControllerHooks {
+  /** After every reconcile (metrics). */
+  reconciled?: (key: string, result: "success" | "error", seconds: number) => void;
+  /** The newest backup a runner reports (status.lastBackup); undefined when unknown. */
+  runnerLastBackup?: (service: { name: string; namespace: string }, token: string, signal: AbortSignal) => Promise<{ id: string; time: string } | undefined>;
+}
+
+export interface ControllerDeps {
+  client: KubeClient;
+  settings: ControllerSettings;
+  logger: Logger;
+  hooks?: ControllerHooks;
+  now?: () => Date;
+}
+
+const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY}`;
+
+export class Controller {
+  readonly #client: KubeClient;
+  readonly #s: ControllerSettings;
+  readonly #log: Logger;
+  readonly #hooks: ControllerHooks;
+  readonly #now: () => Date;
+  readonly defs: Informer<BackupDefinitionObject>;
+  readonly locations: Informer<StorageLocationObject>;
+  readonly secrets: Informer<SecretObject>;
+  readonly statefulSets: Informer<KubeObject>;
+  readonly services: Informer<KubeObject>;
+  readonly queue: WorkQueue;
+  #resyncTimer: NodeJS.Timeout | undefined;
+  #statusTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  #abort = new AbortController();
+
+  constructor(deps: ControllerDeps) {
+    this.#client = deps.client;
+    this.#s = deps.settings;
+    this.#log = deps.logger;
+    this.#hooks = deps.hooks ?? {};
+    this.#now = deps.now ?? (() => new Date());
+    const ns = this.#s.namespace;
+    const base = { client: this.#client, logger: this.#log };
+    this.defs = new Informer({ ...base, resource: RESOURCES.backupDefinitions });
+    this.locations = new Informer({ ...base, resource: RESOURCES.storageLocations, namespace: ns });
+    // Secrets of every namespace: a definition's password Secret lives in its own namespace.
+    this.secrets = new Informer({ ...base, resource: RESOURCES.secrets });
+    this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns, labelSelector: MANAGED_SELECTOR });
+    this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns, labelSelector: MANAGED_SELECTOR });
+    this.queue = new WorkQueue({
+      workers: this.#s.workers,
+      handle: (key) => this.#timedReconcile(key),
+      onError: (key, err, retryInMs) =>
+        this.#log.warn("reconcile failed; will retry", { definition: key, error: err instanceof Error ? err.message : String(err), retryInMs }),
+    });
+    this.#wire();
+  }
+
+  get ready(): boolean {
+    return this.#started && [this.defs, this.locations, this.secrets, this.statefulSets, this.services].every((i) => i.synced);
+  }
+
+  #wire(): void {
+    this.defs.on((d) => this.queue.add(defKey(d.metadata.namespace ?? "", d.metadata.name)));
+    this.locations.on((l) => {
+      for (const d of this.defs.list()) if (d.spec?.storageLocation === l.metadata.name) this.#enqueue(d);
+    });
+    this.secrets.on((s) => {
+      const sns = s.metadata.namespace ?? "";
+      if (sns === this.#s.namespace && s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY) {
+        this.#enqueueOwner(s);
+        return;
+      }
+      for (const d of this.defs.list()) {
+        const loc = this.locations.get(this.#s.namespace, d.spec?.storageLocation ?? "");
+        if (referencedSecrets(d, loc, this.#s.namespace).some((r) => r.namespace === sns && r.name === s.metadata.name)) this.#enqueue(d);
+      }
+    });
+    this.statefulSets.on((o) => this.#enqueueOwner(o));
+    this.services.on((o) => this.#enqueueOwner(o));
+  }
+
+  #enqueue(d: BackupDefinitionObject): void {
+    this.queue.add(defKey(d.metadata.namespace ?? "", d.metadata.name));
+  }
+
+  #enqueueOwner(o: KubeObject): void {
+    const src = o.metadata.annotations?.[ANNOTATIONS.source];
+    if (src && src.includes("/")) this.queue.add(src);
+  }
+
+  /** Starts the informers, waits for their caches, then reconciles everything once and on every resync. */
+  async start(): Promise<void> {
+    this.#abort = new AbortController();
+    await Promise.all([this.defs, this.locations, this.secrets, this.statefulSets, this.services].map((i) => i.start()));
+    this.#started = true;
+    this.queue.start();
+    this.resync();
+    this.#resyncTimer = setInterval(() => this.resync(), this.#s.resyncSeconds * 1000);
+    this.#resyncTimer.unref();
+    if (this.#s.runnerStatusSeconds > 0 && this.#hooks.runnerLastBackup) {
+      this.#statusTimer = setInterval(() => void this.pollRunners(), this.#s.runnerStatusSeconds * 1000);
+      this.#statusTimer.unref();
+    }
+    this.#log.info("controller started", { namespace: this.#s.namespace, definitions: this.defs.list().length });
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    clearInterval(this.#resyncTimer);
+    clearInterval(this.#statusTimer);
+    await this.queue.stop();
+    await Promise.all([this.defs, this.locations, this.secrets, this.statefulSets, this.services].map((i) => i.stop()));
+    this.#started = false;
+  }
+
+  /** Enqueues every definition and the owner of every orphaned runner object. */
+  resync(): void {
+    for (const d of this.defs.list()) this.#enqueue(d);
+    for (const o of this.#ownedObjects()) {
+      const src = o.metadata.annotations?.[ANNOTATIONS.source];
+      if (!src) continue;
+      const { namespace, name } = splitKey(src);
+      if (!this.defs.get(namespace, name)) this.queue.add(src);
+    }
+  }
+
+  #ownedObjects(): KubeObject[] {
+    const ownedSecrets = this.secrets.list(this.#s.namespace).filter((s) => s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY);
+    return [...this.statefulSets.list(), ...this.services.list(), ...ownedSecrets];
+  }
+
+  async #timedReconcile(key: string): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.reconcile(key);
+      this.#hooks.reconciled?.(key, "success", (performance.now() - t0) / 1000);
+    } catch (err: unknown) {
+      this.#hooks.reconciled?.(key, "error", (performance.now() - t0) / 1000);
+      throw err;
+    }
+  }
+
+  async reconcile(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    const log = this.#log.child({ definition: key });
+    const def = this.defs.get(namespace, name);
+    if (!def) {
+      // Gone without our finalizer (forced removal, or deleted while we were away): sweep what is left.
+      await this.#deleteRunnerObjects(namespace, name, log, false);
+      return;
+    }
+    if (def.metadata.deletionTimestamp) {
+      if (!def.metadata.finalizers?.includes(FINALIZER)) return;
+      await this.#deleteRunnerObjects(namespace, name, log, true);
+      await this.#setFinalizer(def, false);
+      log.info("runner objects removed; finalizer released", {});
+      return;
+    }
+    const current = def.metadata.finalizers?.includes(FINALIZER) ? def : await this.#setFinalizer(def, true);
+
+    const objName = runnerName(namespace, name);
+    const plan = planRunnerConfig({
+      definition: current,
+      controllerNamespace: this.#s.namespace,
+      location: (n) => this.locations.get(this.#s.namespace, n),
+      secret: (ns, n) => this.secrets.get(ns, n),
+      token: this.#existingToken(objName) ?? randomBytes(24).toString("base64url"),
+    });
+    let ready: { status: "True" | "False"; reason: ReadyReason; message: string };
+    let runner = current.status?.runner;
+    if (plan.ok) {
+      const objs = renderRunnerObjects(plan, this.#s);
+      try {
+        const written = [
+          (await this.#ensure(this.secrets as Informer<KubeObject>, RESOURCES.secrets, objs.secret, log)) ? "Secret" : "",
+          (await this.#ensure(this.statefulSets, RESOURCES.statefulSets, objs.statefulSet, log)) ? "StatefulSet" : "",
+          (await this.#ensure(this.services, RESOURCES.services, objs.service, log)) ? "Service" : "",
+        ].filter(Boolean);
+        if (written.length) log.info("runner objects applied", { objects: written, configHash: objs.configHash.slice(0, 12) });
+        ready = { status: "True", reason: "Reconciled", message: `runner ${this.#s.namespace}/${objName} is up to date` };
+        runner = { namespace: this.#s.namespace, secret: objName, statefulSet: objName, service: objName, configHash: objs.configHash };
+      } catch (err: unknown) {
+        if (err instanceof KubeApiError && err.retryable) {
+          // Retry with backoff; the condition only records terminal failures.
+          throw new Error(`apply runner objects of ${key}`, { cause: err });
+        }
+        ready = { status: "False", reason: "ApplyFailed", message: err instanceof Error ? err.message : String(err) };
+      }
+    } else {
+      ready = { status: "False", reason: plan.reason, message: plan.message };
+    }
+    await this.#updateStatus(current, ready, runner, log);
+  }
+
+  #existingToken(objName: string): string | undefined {
+    const s = this.secrets.get(this.#s.namespace, objName);
+    const b64 = s?.data?.[RUNNER_CONTAINER.tokenKey];
+    if (b64) return Buffer.from(b64, "base64").toString("utf8");
+    return undefined;
+  }
+
+  /** Applies the object unless the live one already holds every desired field. Returns whether it wrote. */
+  async #ensure(
+    informer: Informer<KubeObject>,
+    rt: ResourceType,
+    desired: { metadata: { name: string; namespace: string } },
+    log: Logger,
+  ): Promise<boolean> {
+    const { namespace, name } = desired.metadata;
+    const live = informer.get(namespace, name);
+    if (live && isSubset(desired, live)) return false;
+    if (live) log.debug("drift", { kind: rt.kind, name, paths: differingPaths(desired, live) });
+    try {
+      informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
+    } catch (err: unknown) {
+      // A StatefulSet's selector and volume claim templates are immutable: replace it, keeping its pod
+      // (orphaned, then adopted by the new StatefulSet) and its volume claims.
+      if (rt === RESOURCES.statefulSets && err instanceof KubeApiError && err.status === 422 && /Forbidden/.test(err.message)) {
+        log.warn("statefulset has immutable changes; replacing it", { name });
+        await this.#client.delete(rt, namespace, name, "Orphan");
+        informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
+      } else {
+        throw err;
+      }
+    }
+    return true;
+  }
+
+  async #deleteRunnerObjects(namespace: string, name: string, log: Logger, byName: boolean): Promise<void> {
+    const key = defKey(namespace, name);
+    const targets: { rt: ResourceType; informer: Informer<KubeObject>; name: string }[] = [];
+    const add = (rt: ResourceType, informer: Informer<KubeObject>, n: string) => {
+      if (!targets.some((t) => t.rt === rt && t.name === n)) targets.push({ rt, informer, name: n });
+    };
+    const ns = this.#s.namespace;
+    // By name when the definition asks (finalizer), plus whatever the caches attribute to it.
+    if (byName) {
+      const n = runnerName(namespace, name);
+      add(RESOURCES.statefulSets, this.statefulSets, n);
+      add(RESOURCES.services, this.services, n);
+      add(RESOURCES.secrets, this.secrets as Informer<KubeObject>, n);
+    }
+    for (const o of this.statefulSets.list()) if (o.metadata.annotations?.[ANNOTATIONS.source] === key) add(RESOURCES.statefulSets, this.statefulSets, o.metadata.name);
+    for (const o of this.services.list()) if (o.metadata.annotations?.[ANNOTATIONS.source] === key) add(RESOURCES.services, this.services, o.metadata.name);
+    for (const o of this.secrets.list(ns)) {
+      if (o.metadata.labels?.[LABELS.managedBy] === MANAGED_BY && o.metadata.annotations?.[ANNOTATIONS.source] === key) add(RESOURCES.secrets, this.secrets as Informer<KubeObject>, o.metadata.name);
+    }
+    const removed: string[] = [];
+    for (const t of targets) {
+      if (!byName && !t.informer.get(ns, t.name)) continue;
+      if (await this.#client.delete(t.rt, ns, t.name)) removed.push(`${t.rt.kind}/${t.name}`);
+      t.informer.deleted(ns, t.name);
+    }
+    if (removed.length) log.info(byName ? "runner objects deleted" : "orphaned runner objects deleted", { objects: removed });
+  }
+
+  async #setFinalizer(def: BackupDefinitionObject, present: boolean): Promise<BackupDefinitionObject> {
+    const list = (def.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+    if (present) list.push(FINALIZER);
+    // resourceVersion makes this a compare-and-swap: a concurrent change gives 409 and a retry.
+    const updated = await this.#client.patch<BackupDefinitionObject>(
+      RESOURCES.backupDefinitions,
+      def.metadata.namespace ?? "",
+      def.metadata.name,
+      { metadata: { finalizers: list, resourceVersion: def.metadata.resourceVersion } },
+      "merge",
+    );
+    this.defs.wrote(updated);
+    return updated;
+  }
+
+  async #updateStatus(
+    def: BackupDefinitionObject,
+    ready: { status: "True" | "False"; reason: ReadyReason; message: string },
+    runner: BackupDefinitionStatus["runner"],
+    log: Logger,
+  ): Promise<void> {
+    const old = def.status ?? {};
+    const prev = old.conditions?.find((c) => c.type === "Ready");
+    const generation = def.metadata.generation;
+    const cond: Condition = {
+      type: "Ready",
+      status: ready.status,
+      reason: ready.reason,
+      message: ready.message,
+      lastTransitionTime: prev && prev.status === ready.status ? prev.lastTransitionTime : this.#now().toISOString().replace(/\.\d{3}Z$/, "Z"),
+      ...(generation !== undefined ? { observedGeneration: generation } : {}),
+    };
+    const next: BackupDefinitionStatus = {
+      ...old,
+      ...(generation !== undefined ? { observedGeneration: generation } : {}),
+      conditions: [...(old.conditions ?? []).filter((c) => c.type !== "Ready"), cond],
+      ...(runner ? { runner } : {}),
+    };
+    if (JSON.stringify(comparable(old)) === JSON.stringify(comparable(next))) return;
+    const updated = await this.#client.patch<BackupDefinitionObject>(
+      RESOURCES.backupDefinitions,
+      def.metadata.namespace ?? "",
+      def.metadata.name,
+      { status: next },
+      "merge",
+      "status",
+    );
+    this.defs.wrote(updated);
+    if (!prev || prev.status !== cond.status || prev.reason !== cond.reason) {
+      const level = cond.status === "True" ? "info" : "warn";
+      log[level]("ready condition changed", { status: cond.status, reason: cond.reason, message: cond.message });
+      await this.#event(updated, cond.status === "True" ? "Normal" : "Warning", cond.reason, cond.message, log);
+    }
+  }
+
+  async #event(def: BackupDefinitionObject, type: "Normal" | "Warning", reason: string, message: string, log: Logger): Promise<void> {
+    const now = this.#now().toISOString().replace(/\.\d{3}Z$/, "Z");
+    const ns = def.metadata.namespace ?? "";
+    try {
+      await this.#client.create(RESOURCES.events, ns, {
+        apiVersion: "v1",
+        kind: "Event",
+        metadata: { name: `${def.metadata.name}.${Date.now().toString(16)}${randomBytes(3).toString("hex")}`, namespace: ns },
+        involvedObject: {
+          apiVersion: apiVersionOf(RESOURCES.backupDefinitions),
+          kind: "BackupDefinition",
+          name: def.metadata.name,
+          namespace: ns,
+          ...(def.metadata.uid ? { uid: def.metadata.uid } : {}),
+          ...(def.metadata.resourceVersion ? { resourceVersion: def.metadata.resourceVersion } : {}),
+        },
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component: MANAGED_BY },
+        reportingComponent: MANAGED_BY,
+        reportingInstance: this.#s.leaderElection.identity,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      });
+    } catch (err: unknown) {
+      // Events are best effort: never fail a reconcile for one.
+      log.warn("event not recorded", { reason, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  /** Reads each ready runner's newest backup into status.lastBackup (writes only on change). */
+  async pollRunners(): Promise<void> {
+    const fetchLast = this.#hooks.runnerLastBackup;
+    if (!fetchLast) return;
+    const signal = this.#abort.signal;
+    for (const def of this.defs.list()) {
+      if (signal.aborted) return;
+      const runner = def.status?.runner;
+      const readyCond = def.status?.conditions?.find((c) => c.type === "Ready");
+      if (!runner || readyCond?.status !== "True" || def.metadata.deletionTimestamp) continue;
+      const token = this.#existingToken(runner.secret);
+      if (!token) continue;
+      try {
+        const last = await fetchLast({ name: runner.service, namespace: runner.namespace }, token, AbortSignal.any([signal, AbortSignal.timeout(5000)]));
+        if (!last || (def.status?.lastBackup?.id === last.id && def.status.lastBackup.time === last.time)) continue;
+        const updated = await this.#client.patch<BackupDefinitionObject>(
+          RESOURCES.backupDefinitions,
+          def.metadata.namespace ?? "",
+          def.metadata.name,
+          { status: { lastBackup: { id: last.id, time: last.time } } },
+          "merge",
+          "status",
+        );
+        this.defs.wrote(updated);
+      } catch (err: unknown) {
+        this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }
+}
+
+/** The status fields a reconcile decides, without timestamps that only change with them. */
+function comparable(s: BackupDefinitionStatus): unknown {
+  return {
+    observedGeneration: s.observedGeneration,
+    conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]),
+    runner: s.runner ? [s.runner.namespace, s.runner.secret, s.runner.statefulSet, s.runner.service, s.runner.configHash] : undefined,
+  };
+}

@@ -1,0 +1,16 @@
+export * from "./contract.ts";
+export * from "./settings.ts";
+export * from "./names.ts";
+export * from "./plan.ts";
+export * from "./render.ts";
+export * from "./diff.ts";
+export * from "./kube.ts";
+export * from "./informer.ts";
+export * from "./queue.ts";
+export * from "./leader.ts";
+export * from "./controller.ts";
+export * from "./metrics.ts";
+export * from "./runnerstatus.ts";
+export * from "./app.ts";
+export type * from "./types.ts";
+export * from "./cli.ts";

@@ -1,0 +1,210 @@
+// A small JSON client for the Kubernetes API over @kubernetes/client-node's
+// KubeConfig (which supplies the server, TLS and credentials). Every request
+// is reported to an observer (metrics, write counting in benchmarks, the RBAC
+// test), and failures are typed: status, reason, retryable or not.
+import { Agent, request } from "node:https";
+import { request as httpRequest, Agent as HttpAgent } from "node:http";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { FIELD_MANAGER } from "./contract.ts";
+
+export interface ResourceType {
+  group: string;
+  version: string;
+  /** Plural resource name, e.g. "statefulsets". */
+  resource: string;
+  kind: string;
+  namespaced: boolean;
+}
+
+export const RESOURCES = {
+  backupDefinitions: { group: "chbackup.dev", version: "v1alpha1", resource: "backupdefinitions", kind: "BackupDefinition", namespaced: true },
+  storageLocations: { group: "chbackup.dev", version: "v1alpha1", resource: "storagelocations", kind: "StorageLocation", namespaced: true },
+  secrets: { group: "", version: "v1", resource: "secrets", kind: "Secret", namespaced: true },
+  services: { group: "", version: "v1", resource: "services", kind: "Service", namespaced: true },
+  events: { group: "", version: "v1", resource: "events", kind: "Event", namespaced: true },
+  statefulSets: { group: "apps", version: "v1", resource: "statefulsets", kind: "StatefulSet", namespaced: true },
+  leases: { group: "coordination.k8s.io", version: "v1", resource: "leases", kind: "Lease", namespaced: true },
+} as const satisfies Record<string, ResourceType>;
+
+export function apiVersionOf(rt: ResourceType): string {
+  return rt.group ? `${rt.group}/${rt.version}` : rt.version;
+}
+
+/** Collection or object path; namespace undefined = all namespaces. */
+export function resourcePath(rt: ResourceType, namespace?: string, name?: string, subresource?: string): string {
+  const base = rt.group ? `/apis/${rt.group}/${rt.version}` : `/api/${rt.version}`;
+  const ns = namespace !== undefined && rt.namespaced ? `/namespaces/${encodeURIComponent(namespace)}` : "";
+  const obj = name !== undefined ? `/${encodeURIComponent(name)}` : "";
+  return `${base}${ns}/${rt.resource}${obj}${subresource ? `/${subresource}` : ""}`;
+}
+
+export interface RequestRecord {
+  verb: string;
+  group: string;
+  resource: string;
+  namespace?: string;
+  status: number;
+}
+
+/** HTTP status → Kubernetes API failure; retryable for conflicts, throttling, server and network errors. */
+export class KubeApiError extends Error {
+  readonly status: number;
+  readonly reason: string;
+  readonly retryable: boolean;
+  constructor(what: string, status: number, reason: string, message: string, options?: { cause?: unknown }) {
+    super(`${what}: ${status ? `HTTP ${status} ` : ""}${reason}${message ? `: ${message}` : ""}`, options);
+    this.name = "KubeApiError";
+    this.status = status;
+    this.reason = reason;
+    this.retryable = status === 0 || status === 409 || status === 429 || status >= 500;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status === 404;
+}
+
+export interface KubeClientOptions {
+  kubeConfig: KubeConfig;
+  fieldManager?: string;
+  timeoutMs?: number;
+  /** Called after every request with what it was (never with a body). */
+  observe?: (r: RequestRecord) => void;
+}
+
+export interface ListResult<T> {
+  items: T[];
+  metadata: { resourceVersion?: string };
+}
+
+type PatchType = "merge" | "json" | "apply";
+const PATCH_CONTENT: Record<PatchType, string> = {
+  merge: "application/merge-patch+json",
+  json: "application/json-patch+json",
+  apply: "application/apply-patch+yaml",
+};
+
+export class KubeClient {
+  readonly kubeConfig: KubeConfig;
+  readonly fieldManager: string;
+  readonly #timeoutMs: number;
+  readonly #observe: ((r: RequestRecord) => void) | undefined;
+  readonly #agents = new Map<string, Agent | HttpAgent>();
+
+  constructor(opts: KubeClientOptions) {
+    this.kubeConfig = opts.kubeConfig;
+    this.fieldManager = opts.fieldManager ?? FIELD_MANAGER;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#observe = opts.observe;
+  }
+
+  /** One JSON request. Throws KubeApiError on a non-2xx answer or a network failure. */
+  async request<T = unknown>(
+    verb: string,
+    method: string,
+    rt: ResourceType,
+    path: string,
+    opts: { body?: unknown; contentType?: string; namespace?: string; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    const cluster = this.kubeConfig.getCurrentCluster();
+    if (!cluster) throw new KubeApiError(`${method} ${path}`, 0, "NoCluster", "the kubeconfig has no current cluster");
+    const url = new URL(cluster.server + path);
+    const httpsOpts: import("node:https").RequestOptions = { method, headers: { accept: "application/json" }, timeout: this.#timeoutMs };
+    await this.kubeConfig.applyToHTTPSOptions(httpsOpts);
+    const isHttps = url.protocol === "https:";
+    const key = `${url.protocol}//${url.host}`;
+    let agent = this.#agents.get(key);
+    if (!agent) {
+      const agentOpts = { keepAlive: true, maxSockets: 16, ...(isHttps ? { ca: httpsOpts.ca, cert: httpsOpts.cert, key: httpsOpts.key, rejectUnauthorized: httpsOpts.rejectUnauthorized } : {}) };
+      agent = isHttps ? new Agent(agentOpts) : new HttpAgent(agentOpts);
+      this.#agents.set(key, agent);
+    }
+    httpsOpts.agent = agent;
+    const data = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    if (data) (httpsOpts.headers as Record<string, string>)["content-type"] = opts.contentType ?? "application/json";
+    const what = `${verb} ${rt.resource}${opts.namespace ? ` in ${opts.namespace}` : ""}`;
+    let status = 0;
+    try {
+      const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = (isHttps ? request : httpRequest)(url, { ...httpsOpts, ...(opts.signal ? { signal: opts.signal } : {}) }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on("data", (c: Buffer) => chunks.push(c));
+          r.on("end", () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+          r.on("error", reject);
+        });
+        req.on("timeout", () => req.destroy(new Error(`no answer in ${this.#timeoutMs} ms`)));
+        req.on("error", reject);
+        req.end(data);
+      });
+      status = res.status;
+      let body: unknown;
+      try {
+        body = res.text ? JSON.parse(res.text) : undefined;
+      } catch {
+        body = undefined;
+      }
+      if (status < 200 || status >= 300) {
+        const st = (body ?? {}) as { reason?: string; message?: string };
+        throw new KubeApiError(what, status, st.reason ?? "Unknown", st.message ?? "");
+      }
+      return body as T;
+    } catch (err: unknown) {
+      if (err instanceof KubeApiError) throw err;
+      throw new KubeApiError(what, 0, "NetworkError", err instanceof Error ? err.message : String(err), { cause: err });
+    } finally {
+      this.#observe?.({ verb, group: rt.group, resource: rt.resource, ...(opts.namespace ? { namespace: opts.namespace } : {}), status });
+    }
+  }
+
+  async list<T>(rt: ResourceType, namespace?: string, labelSelector?: string): Promise<ListResult<T>> {
+    const q = labelSelector ? `?labelSelector=${encodeURIComponent(labelSelector)}` : "";
+    const r = await this.request<ListResult<T>>("list", "GET", rt, resourcePath(rt, namespace) + q, namespace ? { namespace } : {});
+    // List items carry no kind/apiVersion; watch events do. Make them alike.
+    for (const item of r.items ?? []) Object.assign(item as object, { apiVersion: apiVersionOf(rt), kind: rt.kind });
+    return { items: r.items ?? [], metadata: r.metadata ?? {} };
+  }
+
+  async get<T>(rt: ResourceType, namespace: string, name: string): Promise<T | undefined> {
+    try {
+      return await this.request<T>("get", "GET", rt, resourcePath(rt, namespace, name), { namespace });
+    } catch (err: unknown) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async create<T>(rt: ResourceType, namespace: string, obj: unknown): Promise<T> {
+    return this.request<T>("create", "POST", rt, resourcePath(rt, namespace), { body: obj, namespace });
+  }
+
+  async update<T>(rt: ResourceType, namespace: string, name: string, obj: unknown): Promise<T> {
+    return this.request<T>("update", "PUT", rt, resourcePath(rt, namespace, name), { body: obj, namespace });
+  }
+
+  /** Server-side apply under the controller's field manager, taking over conflicting fields. */
+  async apply<T>(rt: ResourceType, namespace: string, name: string, obj: unknown, subresource?: string): Promise<T> {
+    const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}&force=true`;
+    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body: obj, contentType: PATCH_CONTENT.apply, namespace });
+  }
+
+  async patch<T>(rt: ResourceType, namespace: string, name: string, body: unknown, type: "merge" | "json", subresource?: string): Promise<T> {
+    const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}`;
+    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace });
+  }
+
+  /** Deletes; a missing object is not an error (returns false). */
+  async delete(rt: ResourceType, namespace: string, name: string, propagationPolicy: "Background" | "Foreground" | "Orphan" = "Background"): Promise<boolean> {
+    try {
+      await this.request("delete", "DELETE", rt, resourcePath(rt, namespace, name), { body: { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy }, namespace });
+      return true;
+    } catch (err: unknown) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  close(): void {
+    for (const a of this.#agents.values()) a.destroy();
+    this.#agents.clear();
+  }
+}

@@ -1,0 +1,37 @@
+// Prometheus metrics of the controller, in a Registry owned by the instance.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { RequestRecord } from "./kube.ts";
+
+const PREFIX = "chbackup_controller_";
+
+export class ControllerMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"verb" | "resource" | "code">;
+  readonly reconciles: Counter<"result">;
+  readonly reconcileSeconds: Histogram;
+  readonly leader: Gauge;
+  /** Writes by verb, for tests and benchmarks (the same numbers as the counter). */
+  readonly writes = { total: 0, byVerb: new Map<string, number>() };
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({ name: `${PREFIX}api_requests_total`, help: "Kubernetes API requests by verb, resource and HTTP status (0 = no answer)", labelNames: ["verb", "resource", "code"], registers });
+    this.reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: "Reconciles by result", labelNames: ["result"], registers });
+    this.reconcileSeconds = new Histogram({ name: `${PREFIX}reconcile_duration_seconds`, help: "Duration of one reconcile", buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
+    this.leader = new Gauge({ name: `${PREFIX}leader`, help: "1 while this instance is the leader", registers });
+  }
+
+  observeRequest = (r: RequestRecord): void => {
+    this.requests.inc({ verb: r.verb, resource: r.resource, code: String(r.status) });
+    if (r.verb !== "get" && r.verb !== "list" && r.verb !== "watch") {
+      this.writes.total++;
+      this.writes.byVerb.set(r.verb, (this.writes.byVerb.get(r.verb) ?? 0) + 1);
+    }
+  };
+
+  observeReconcile = (_key: string, result: "success" | "error", seconds: number): void => {
+    this.reconciles.inc({ result });
+    this.reconcileSeconds.observe(seconds);
+  };
+}
