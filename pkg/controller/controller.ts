@@ -233,15 +233,13 @@ export class Controller {
     try {
       informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
     } catch (err: unknown) {
-      // A StatefulSet's selector and volume claim templates are immutable: replace it, keeping its pod
-      // (orphaned, then adopted by the new StatefulSet) and its volume claims.
-      if (rt === RESOURCES.statefulSets && err instanceof KubeApiError && err.status === 422 && /Forbidden/.test(err.message)) {
-        log.warn("statefulset has immutable changes; replacing it", { name });
-        await this.#client.delete(rt, namespace, name, "Orphan");
-        informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
-      } else {
-        throw err;
-      }
+      // 422: the change cannot be applied in place. A StatefulSet's selector and volume claim templates
+      // are immutable, and list entries another manager added (say, a second port) cannot be taken over.
+      // Replace the object; a StatefulSet's pod and volume claims are kept (orphaned, then adopted anew).
+      if (!(err instanceof KubeApiError && err.status === 422)) throw err;
+      log.warn("object cannot be updated in place; replacing it", { kind: rt.kind, name, error: err.message });
+      await this.#client.delete(rt, namespace, name, rt === RESOURCES.statefulSets ? "Orphan" : "Background");
+      informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
     }
     return true;
   }
@@ -324,7 +322,7 @@ export class Controller {
     this.defs.wrote(updated);
     if (!prev || prev.status !== cond.status || prev.reason !== cond.reason) {
       const level = cond.status === "True" ? "info" : "warn";
-      log[level]("ready condition changed", { status: cond.status, reason: cond.reason, message: cond.message });
+      log[level]("ready condition changed", { status: cond.status, reason: cond.reason, detail: cond.message });
       await this.#event(updated, cond.status === "True" ? "Normal" : "Warning", cond.reason, cond.message, log);
     }
   }

@@ -145,7 +145,7 @@ export class KubeClient {
       }
       if (status < 200 || status >= 300) {
         const st = (body ?? {}) as { reason?: string; message?: string };
-        throw new KubeApiError(what, status, st.reason ?? "Unknown", st.message ?? "");
+        throw new KubeApiError(what, status, st.reason ?? "Unknown", st.message ?? res.text.slice(0, 200));
       }
       return body as T;
     } catch (err: unknown) {
@@ -195,7 +195,7 @@ export class KubeClient {
   /** Deletes; a missing object is not an error (returns false). */
   async delete(rt: ResourceType, namespace: string, name: string, propagationPolicy: "Background" | "Foreground" | "Orphan" = "Background"): Promise<boolean> {
     try {
-      await this.request("delete", "DELETE", rt, resourcePath(rt, namespace, name), { body: { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy }, namespace });
+      await this.request("delete", "DELETE", rt, `${resourcePath(rt, namespace, name)}?propagationPolicy=${propagationPolicy}`, { namespace });
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;

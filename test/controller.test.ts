@@ -1,0 +1,264 @@
+// The controller against a real kube-apiserver (+ etcd) from the test
+// environment: resources in, runner objects out, idempotence, secret
+// rotation, missing references, deletion and orphan sweep, leader election.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runnerConfig } from "../pkg/apis/index.ts";
+import { ANNOTATIONS, FINALIZER, LABELS, runnerName, type ControllerApp, type RequestRecord } from "../pkg/controller/index.ts";
+import { startKubeApiServer, type KubeApiServer } from "./env/index.ts";
+import { GV, createNamespace, installCrds, must, readyCondition, secretBody, startTestController, waitFor, waitReady } from "./helpers/kube.ts";
+
+const CTRL_NS = "chbackup-system";
+const APP_NS = "shop";
+
+type Obj = { metadata: { name: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string>; finalizers?: string[] }; data?: Record<string, string>; spec?: Record<string, unknown>; status?: Record<string, unknown> };
+
+const defPath = (ns: string, name = "") => `/apis/${GV}/namespaces/${ns}/backupdefinitions${name ? `/${name}` : ""}`;
+const locPath = (name = "") => `/apis/${GV}/namespaces/${CTRL_NS}/storagelocations${name ? `/${name}` : ""}`;
+const secretPath = (ns: string, name = "") => `/api/v1/namespaces/${ns}/secrets${name ? `/${name}` : ""}`;
+const stsPath = (name = "") => `/apis/apps/v1/namespaces/${CTRL_NS}/statefulsets${name ? `/${name}` : ""}`;
+const svcPath = (name = "") => `/api/v1/namespaces/${CTRL_NS}/services${name ? `/${name}` : ""}`;
+
+function definition(name: string, over: Record<string, unknown> = {}) {
+  return {
+    apiVersion: GV,
+    kind: "BackupDefinition",
+    metadata: { name, namespace: APP_NS },
+    spec: {
+      storageLocation: "minio",
+      clickhouse: { url: "http://clickhouse.shop.svc:8123", username: "backup", passwordSecretRef: { name: "ch-password", key: "password" } },
+      schedule: { cron: "0 * * * *", timeZone: "Europe/Berlin" },
+      retention: { hourly: 24, daily: 7 },
+      runner: { databaseAffinity: { podLabels: { app: "clickhouse" } }, storageSize: "2Gi", nodeSelector: { pool: "backup" } },
+      ...over,
+    },
+  };
+}
+
+const location = (name = "minio") => ({
+  apiVersion: GV,
+  kind: "StorageLocation",
+  metadata: { name, namespace: CTRL_NS },
+  spec: { s3: { endpoint: "http://minio.storage:9000", bucket: "backups", prefix: "prod", forcePathStyle: true, credentialsSecretRef: { name: "minio-creds" } } },
+});
+
+describe("backup-controller against kube-apiserver", () => {
+  let kube: KubeApiServer;
+  let app: ControllerApp;
+  const requests: RequestRecord[] = [];
+  // Writes of the reconcile loop (lease renewals are leader election's own).
+  const isWrite = (r: RequestRecord) => !["get", "list", "watch"].includes(r.verb) && r.resource !== "leases";
+  const writes = () => requests.filter(isWrite).length;
+  const idle = async () => {
+    // Let watch events arrive, then wait for the queue to drain.
+    await new Promise((r) => setTimeout(r, 300));
+    await app.controller()!.queue.idle();
+  };
+
+  beforeAll(async () => {
+    kube = await startKubeApiServer();
+    await installCrds(kube);
+    for (const ns of [CTRL_NS, APP_NS, "other"]) await createNamespace(kube, ns);
+    await must(kube, "POST", secretPath(APP_NS), secretBody(APP_NS, "ch-password", { password: "first-password" }));
+    await must(kube, "POST", secretPath(CTRL_NS), secretBody(CTRL_NS, "minio-creds", { accessKeyId: "AKIAEXAMPLE", secretAccessKey: "minio-secret-1" }));
+    await must(kube, "POST", locPath(), location());
+    app = await startTestController({ kube, namespace: CTRL_NS, observe: (r) => requests.push(r), settings: { imagePullSecrets: ["regcred"] } });
+    await waitFor("leader", async () => app.isLeader() && app.controller()!.ready);
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await kube?.stop();
+  });
+
+  it("renders the config Secret, StatefulSet and Service of a definition", async () => {
+    await must(kube, "POST", defPath(APP_NS), definition("orders"));
+    const ready = await waitReady(kube, APP_NS, "orders");
+    const name = "runner-shop-orders";
+    expect(ready.status).toBe("True");
+
+    const secret = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
+    const config = runnerConfig.parse(JSON.parse(Buffer.from(secret.data!["config.json"]!, "base64").toString("utf8")));
+    expect(config.definition).toMatchObject({ namespace: APP_NS, name: "orders", mode: "scheduled", schedule: { cron: "0 * * * *", timeZone: "Europe/Berlin" }, retention: { hourly: 24, daily: 7 } });
+    expect(config.definition.clickhouse).toMatchObject({ url: "http://clickhouse.shop.svc:8123", username: "backup", password: "first-password" });
+    expect(config.storage.s3).toMatchObject({ endpoint: "http://minio.storage:9000", bucket: "backups", prefix: "prod", accessKeyId: "AKIAEXAMPLE", secretAccessKey: "minio-secret-1" });
+    expect(config.api.token.length).toBeGreaterThanOrEqual(32);
+    expect(Buffer.from(secret.data!["token"]!, "base64").toString()).toBe(config.api.token);
+    expect(secret.metadata.labels).toMatchObject({ [LABELS.managedBy]: "chbackup-controller", [LABELS.sourceNamespace]: APP_NS, [LABELS.sourceName]: "orders" });
+    expect(secret.metadata.annotations?.[ANNOTATIONS.source]).toBe("shop/orders");
+
+    const sts = await must<{ spec: Record<string, any> } & Obj>(kube, "GET", stsPath(name));
+    expect(sts.spec["replicas"]).toBe(1);
+    const pod = sts.spec["template"].spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.imagePullSecrets).toEqual([{ name: "regcred" }]);
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+    expect(pod.nodeSelector).toEqual({ pool: "backup" });
+    expect(pod.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]).toMatchObject({
+      weight: 100,
+      podAffinityTerm: { labelSelector: { matchLabels: { app: "clickhouse" } }, namespaces: [APP_NS], topologyKey: "kubernetes.io/hostname" },
+    });
+    const c = pod.containers[0];
+    expect(c.image).toBe("registry.example/chbackup/runner:test");
+    expect(c.args).toEqual(["serve", "--config", "/etc/backup-runner/config.json"]);
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } });
+    expect(c.readinessProbe.httpGet).toMatchObject({ path: "/readyz", port: "http" });
+    expect(c.livenessProbe.httpGet).toMatchObject({ path: "/healthz", port: "http" });
+    expect(c.volumeMounts).toContainEqual({ name: "config", mountPath: "/etc/backup-runner", readOnly: true });
+    expect(pod.volumes).toContainEqual(expect.objectContaining({ name: "config", secret: expect.objectContaining({ secretName: name }) }));
+    expect(sts.spec["volumeClaimTemplates"][0].spec.resources.requests.storage).toBe("2Gi");
+    expect(sts.spec["template"].metadata.annotations[ANNOTATIONS.configHash]).toMatch(/^[0-9a-f]{64}$/);
+
+    const svc = await must<{ spec: Record<string, any> } & Obj>(kube, "GET", svcPath(name));
+    expect(svc.spec["selector"]).toEqual(sts.spec["selector"].matchLabels);
+    expect(svc.spec["ports"][0]).toMatchObject({ name: "http", port: 8080, targetPort: "http" });
+
+    const def = await must<Obj>(kube, "GET", defPath(APP_NS, "orders"));
+    expect(def.metadata.finalizers).toContain(FINALIZER);
+    expect(def.status).toMatchObject({ observedGeneration: 1, runner: { namespace: CTRL_NS, secret: name, statefulSet: name, service: name } });
+    // The transition was recorded as an Event on the definition.
+    const events = await must<{ items: { reason: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`);
+    expect(events.items.filter((e) => e.involvedObject.name === "orders").map((e) => e.reason)).toContain("Reconciled");
+    // Every object went through server-side apply under the one field manager.
+    const managers = ((await must<{ metadata: { managedFields: { manager: string; operation: string }[] } }>(kube, "GET", stsPath(name))).metadata.managedFields ?? []).map((m) => `${m.manager}:${m.operation}`);
+    expect(managers).toContain("chbackup-controller:Apply");
+  });
+
+  it("makes no write when nothing changed, on events and on a full resync", async () => {
+    await idle();
+    const name = "runner-shop-orders";
+    const rv = async () => Promise.all([secretPath(CTRL_NS, name), stsPath(name), svcPath(name), defPath(APP_NS, "orders")].map(async (p) => (await must<Obj>(kube, "GET", p)).metadata.resourceVersion));
+    const before = await rv();
+    const w0 = writes();
+    app.controller()!.resync();
+    await idle();
+    // An unrelated Secret in the app namespace changes: reconciles, no writes.
+    await must(kube, "POST", secretPath(APP_NS), secretBody(APP_NS, "unrelated", { x: "1" }));
+    await must(kube, "PATCH", locPath("minio"), { metadata: { labels: { touched: "yes" } } }, "application/merge-patch+json");
+    await idle();
+    expect(requests.filter(isWrite).slice(w0)).toEqual([]);
+    expect(await rv()).toEqual(before);
+  });
+
+  it("rolls the runner when a referenced Secret value changes, and keeps the API token", async () => {
+    const name = "runner-shop-orders";
+    const sts0 = await must<{ spec: Record<string, any> }>(kube, "GET", stsPath(name));
+    const hash0 = sts0.spec["template"].metadata.annotations[ANNOTATIONS.configHash];
+    const secret0 = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
+    await must(kube, "PUT", secretPath(APP_NS, "ch-password"), secretBody(APP_NS, "ch-password", { password: "rotated-password" }));
+    const cfg = await waitFor("config with the new password", async () => {
+      const s = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
+      const c = runnerConfig.parse(JSON.parse(Buffer.from(s.data!["config.json"]!, "base64").toString()));
+      return c.definition.clickhouse.password === "rotated-password" ? c : undefined;
+    });
+    expect(Buffer.from(secret0.data!["token"]!, "base64").toString()).toBe(cfg.api.token);
+    const hash1 = await waitFor("new config hash", async () => {
+      const s = await must<{ spec: Record<string, any> }>(kube, "GET", stsPath(name));
+      const h = s.spec["template"].metadata.annotations[ANNOTATIONS.configHash];
+      return h !== hash0 ? h : undefined;
+    });
+    expect(hash1).toMatch(/^[0-9a-f]{64}$/);
+    // The storage credentials live in the controller's namespace: they roll the runner too.
+    await must(kube, "PUT", secretPath(CTRL_NS, "minio-creds"), secretBody(CTRL_NS, "minio-creds", { accessKeyId: "AKIAEXAMPLE", secretAccessKey: "minio-secret-2" }));
+    await waitFor("new storage credentials", async () => {
+      const s = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
+      return runnerConfig.parse(JSON.parse(Buffer.from(s.data!["config.json"]!, "base64").toString())).storage.s3?.secretAccessKey === "minio-secret-2";
+    });
+  });
+
+  it("repairs drift made by someone else and recreates deleted runner objects", async () => {
+    const name = "runner-shop-orders";
+    await must(kube, "PATCH", svcPath(name), { spec: { ports: [{ name: "http", port: 9999, targetPort: "http", protocol: "TCP" }] } }, "application/merge-patch+json");
+    await waitFor("service port repaired", async () => ((await must<{ spec: { ports: { port: number }[] } }>(kube, "GET", svcPath(name))).spec.ports[0]!.port === 8080 ? true : undefined));
+    await must(kube, "DELETE", stsPath(name));
+    await waitFor("statefulset recreated", async () => (await kube.request("GET", stsPath(name))).status === 200);
+  });
+
+  it("reports a missing StorageLocation or Secret as a condition and heals when it appears", async () => {
+    await must(kube, "POST", defPath(APP_NS), definition("missing-loc", { storageLocation: "later" }));
+    const c1 = await waitReady(kube, APP_NS, "missing-loc", "StorageLocationNotFound");
+    expect(c1).toMatchObject({ status: "False", message: expect.stringContaining(`${CTRL_NS}/later`) });
+    expect((await kube.request("GET", stsPath("runner-shop-missing-loc"))).status).toBe(404);
+    await must(kube, "POST", locPath(), location("later"));
+    await waitReady(kube, APP_NS, "missing-loc", "Reconciled");
+
+    await must(kube, "POST", defPath(APP_NS), definition("missing-secret", { clickhouse: { url: "http://ch:8123", passwordSecretRef: { name: "not-yet", key: "pw" } } }));
+    const c2 = await waitReady(kube, APP_NS, "missing-secret", "SecretNotFound");
+    expect(c2.message).toContain("shop/not-yet");
+    await must(kube, "POST", secretPath(APP_NS), secretBody(APP_NS, "not-yet", { other: "x" }));
+    const c3 = await waitReady(kube, APP_NS, "missing-secret", "SecretKeyNotFound");
+    expect(c3.message).toContain('"pw"');
+    await must(kube, "PUT", secretPath(APP_NS, "not-yet"), secretBody(APP_NS, "not-yet", { pw: "finally" }));
+    await waitReady(kube, APP_NS, "missing-secret", "Reconciled");
+    const events = await must<{ items: { reason: string; type: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`);
+    const reasons = events.items.filter((e) => e.involvedObject.name === "missing-secret").map((e) => `${e.type}/${e.reason}`);
+    expect(reasons).toEqual(expect.arrayContaining(["Warning/SecretNotFound", "Warning/SecretKeyNotFound", "Normal/Reconciled"]));
+  });
+
+  it("rejects invalid specs: CEL and schema at the apiserver, the rest as InvalidSpec", async () => {
+    const both = await kube.request("POST", locPath(), { ...location("both"), spec: { s3: { bucket: "abc" }, filesystem: { path: "/backups" } } });
+    expect(both.status).toBe(422);
+    expect(JSON.stringify(both.body)).toContain("exactly one of s3 or filesystem must be set");
+    const single = await kube.request("POST", defPath(APP_NS), definition("bad-single", { mode: "single", schedule: undefined }));
+    expect(single.status).toBe(422);
+    expect(JSON.stringify(single.body)).toContain("singleBackup is required when mode is single");
+    // Valid for the schema, but not a real time zone: the controller says so.
+    await must(kube, "POST", defPath(APP_NS), definition("bad-tz", { schedule: { cron: "0 * * * *", timeZone: "Mars/Olympus_Mons" } }));
+    const c = await waitReady(kube, APP_NS, "bad-tz", "InvalidSpec");
+    expect(c.message).toContain("schedule.timeZone");
+    // Native backups need S3: a filesystem location is refused.
+    await must(kube, "POST", locPath(), { apiVersion: GV, kind: "StorageLocation", metadata: { name: "disk", namespace: CTRL_NS }, spec: { filesystem: { path: "/backups" } } });
+    await must(kube, "POST", defPath(APP_NS), definition("native-fs", { storageLocation: "disk", clickhouse: { url: "http://ch:8123", method: "native" } }));
+    expect((await waitReady(kube, APP_NS, "native-fs", "InvalidSpec")).message).toContain("native");
+  });
+
+  it("shortens long names with a stable hash", async () => {
+    const long = "a-very-long-definition-name-that-does-not-fit-in-a-statefulset";
+    await must(kube, "POST", defPath(APP_NS), definition(long));
+    await waitReady(kube, APP_NS, long);
+    const name = runnerName(APP_NS, long);
+    expect(name.length).toBeLessThanOrEqual(52);
+    expect((await kube.request("GET", stsPath(name))).status).toBe(200);
+  });
+
+  it("removes the runner objects when the definition is deleted, and sweeps orphans", async () => {
+    await must(kube, "DELETE", defPath(APP_NS, "missing-loc"));
+    await waitFor("definition gone", async () => (await kube.request("GET", defPath(APP_NS, "missing-loc"))).status === 404);
+    for (const p of [stsPath("runner-shop-missing-loc"), svcPath("runner-shop-missing-loc"), secretPath(CTRL_NS, "runner-shop-missing-loc")]) {
+      expect((await kube.request("GET", p)).status).toBe(404);
+    }
+    // Orphans: the controller is away, the finalizer is removed by force and the definition deleted.
+    await app.stop();
+    await must(kube, "PATCH", defPath(APP_NS, "missing-secret"), { metadata: { finalizers: null } }, "application/merge-patch+json");
+    await must(kube, "DELETE", defPath(APP_NS, "missing-secret"));
+    expect((await kube.request("GET", stsPath("runner-shop-missing-secret"))).status).toBe(200);
+    app = await startTestController({ kube, namespace: CTRL_NS, observe: (r) => requests.push(r) });
+    await waitFor("orphans swept", async () => {
+      const st = await Promise.all([stsPath("runner-shop-missing-secret"), svcPath("runner-shop-missing-secret"), secretPath(CTRL_NS, "runner-shop-missing-secret")].map(async (p) => (await kube.request("GET", p)).status));
+      return st.every((s) => s === 404);
+    });
+    // Objects of live definitions are untouched.
+    expect((await kube.request("GET", stsPath("runner-shop-orders"))).status).toBe(200);
+    expect((await readyCondition(kube, APP_NS, "orders"))?.status).toBe("True");
+  });
+
+  it("lets only the leader reconcile; a second instance takes over when the first stops", async () => {
+    await waitFor("first instance leads", async () => app.isLeader());
+    const secondRequests: RequestRecord[] = [];
+    const second = await startTestController({ kube, namespace: CTRL_NS, identity: "second", observe: (r) => secondRequests.push(r) });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(second.isLeader()).toBe(false);
+      await must(kube, "POST", defPath(APP_NS), definition("while-first-leads"));
+      await waitReady(kube, APP_NS, "while-first-leads");
+      // The standby only looked at the Lease.
+      expect(new Set(secondRequests.map((r) => `${r.verb} ${r.resource}`))).toEqual(new Set(["get leases"]));
+      await app.stop();
+      await waitFor("second instance leads", async () => second.isLeader() && second.controller()?.ready, 15_000);
+      await must(kube, "POST", defPath(APP_NS), definition("after-failover"));
+      await waitReady(kube, APP_NS, "after-failover");
+      const lease = await must<{ spec: { holderIdentity: string; leaseTransitions: number } }>(kube, "GET", `/apis/coordination.k8s.io/v1/namespaces/${CTRL_NS}/leases/chbackup-controller`);
+      expect(lease.spec.holderIdentity).toBe("second");
+    } finally {
+      await second.stop();
+    }
+  });
+});
