@@ -1,0 +1,118 @@
+// The desired objects, field by field, from a definition, a location and Secrets.
+import { describe, expect, it } from "vitest";
+import { parseRunnerConfigText } from "../apis/index.ts";
+import { planRunnerConfig, type PlanInput, type PlanSuccess } from "./plan.ts";
+import { configHash, renderRunnerObjects } from "./render.ts";
+import { parseControllerSettings } from "./settings.ts";
+import type { BackupDefinitionObject, SecretObject, StorageLocationObject } from "./types.ts";
+
+const settings = parseControllerSettings({
+  namespace: "chbackup-system",
+  runnerImage: "reg/runner:1",
+  imagePullSecrets: ["regcred"],
+  leaderElection: { identity: "c" },
+});
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+const secrets: Record<string, SecretObject> = {
+  "shop/ch": { metadata: { name: "ch", namespace: "shop" }, data: { password: b64("pw-1") } },
+  "chbackup-system/s3": { metadata: { name: "s3", namespace: "chbackup-system" }, data: { accessKeyId: b64("AK"), secretAccessKey: b64("SK") } },
+};
+const locations: Record<string, StorageLocationObject> = {
+  minio: { metadata: { name: "minio" }, spec: { s3: { endpoint: "http://minio:9000", region: "us-east-1", bucket: "backups", prefix: "p", forcePathStyle: true, partSizeMiB: 8, concurrency: 2, credentialsSecretRef: { name: "s3", accessKeyIdKey: "accessKeyId", secretAccessKeyKey: "secretAccessKey" } } } as never },
+  disk: { metadata: { name: "disk" }, spec: { filesystem: { path: "/backups" } } },
+  nfs: { metadata: { name: "nfs" }, spec: { filesystem: { path: "/mnt/nfs", claimName: "nfs-backups" } } },
+};
+const def = (spec: Record<string, unknown> = {}): BackupDefinitionObject =>
+  ({
+    metadata: { name: "orders", namespace: "shop", generation: 3 },
+    spec: { storageLocation: "minio", clickhouse: { url: "http://ch:8123", passwordSecretRef: { name: "ch", key: "password" } }, schedule: { cron: "0 * * * *" }, ...spec },
+  }) as BackupDefinitionObject;
+const input = (d: BackupDefinitionObject, over: Partial<PlanInput> = {}): PlanInput => ({
+  definition: d,
+  controllerNamespace: "chbackup-system",
+  location: (n) => locations[n],
+  secret: (ns, n) => secrets[`${ns}/${n}`],
+  token: "token-0123456789abcdef",
+  ...over,
+});
+const ok = (p: ReturnType<typeof planRunnerConfig>): PlanSuccess => {
+  if (!p.ok) throw new Error(`${p.reason}: ${p.message}`);
+  return p;
+};
+
+describe("planRunnerConfig", () => {
+  it("resolves every secret into a config the runner accepts", () => {
+    const p = ok(planRunnerConfig(input(def())));
+    const cfg = parseRunnerConfigText(p.configJson, "test");
+    expect(cfg.definition).toMatchObject({ namespace: "shop", name: "orders", engine: "clickhouse", mode: "scheduled", retention: { hourly: 24, daily: 7, weekly: 4, monthly: 12 } });
+    expect(cfg.definition.clickhouse.password).toBe("pw-1");
+    expect(cfg.storage.s3).toMatchObject({ bucket: "backups", prefix: "p", accessKeyId: "AK", secretAccessKey: "SK" });
+    expect(cfg.api).toEqual({ token: "token-0123456789abcdef", port: 8080, host: "0.0.0.0" });
+    expect(p.configJson).not.toContain("passwordSecretRef");
+    expect(p.configJson).not.toContain("credentialsSecretRef");
+  });
+
+  it("names the missing piece, never a secret value", () => {
+    expect(planRunnerConfig(input(def({ storageLocation: "nope" })))).toMatchObject({ ok: false, reason: "StorageLocationNotFound", message: expect.stringContaining("chbackup-system/nope") });
+    expect(planRunnerConfig(input(def(), { secret: () => undefined }))).toMatchObject({ ok: false, reason: "SecretNotFound", message: expect.stringContaining("shop/ch") });
+    const wrongKey = planRunnerConfig(input(def({ clickhouse: { url: "http://ch:8123", passwordSecretRef: { name: "ch", key: "pass" } } })));
+    expect(wrongKey).toMatchObject({ ok: false, reason: "SecretKeyNotFound" });
+    expect(JSON.stringify(wrongKey)).not.toContain("pw-1");
+    const bad = planRunnerConfig(input(def({ schedule: { cron: "61 * * * *" } })));
+    expect(bad).toMatchObject({ ok: false, reason: "InvalidSpec", message: expect.stringContaining("schedule.cron") });
+  });
+
+  it("is deterministic: the same inputs give the same config hash", () => {
+    const a = ok(planRunnerConfig(input(def())));
+    const b = ok(planRunnerConfig(input(def())));
+    expect(configHash(a.configJson)).toBe(configHash(b.configJson));
+    const rotated = ok(planRunnerConfig(input(def(), { secret: (ns, n) => (n === "ch" ? { metadata: { name: "ch" }, data: { password: b64("pw-2") } } : secrets[`${ns}/${n}`]) })));
+    expect(configHash(rotated.configJson)).not.toBe(configHash(a.configJson));
+  });
+});
+
+describe("renderRunnerObjects", () => {
+  it("renders the Secret, StatefulSet and Service", () => {
+    const p = ok(planRunnerConfig(input(def({ runner: { resources: { limits: { memory: "1Gi" } }, tolerations: [{ key: "backup", operator: "Exists", effect: "NoSchedule" }], storageSize: "5Gi", storageClassName: "fast" } }))));
+    const o = renderRunnerObjects(p, settings);
+    expect(o.name).toBe("runner-shop-orders");
+    for (const obj of [o.secret, o.statefulSet, o.service]) {
+      expect(obj.metadata).toMatchObject({ name: "runner-shop-orders", namespace: "chbackup-system" });
+      expect(obj.metadata.labels).toMatchObject({ "app.kubernetes.io/managed-by": "chbackup-controller", "chbackup.dev/definition-namespace": "shop", "chbackup.dev/definition-name": "orders" });
+      expect(obj.metadata.annotations).toEqual({ "chbackup.dev/definition": "shop/orders" });
+    }
+    expect(Buffer.from(o.secret.data!["config.json"]!, "base64").toString()).toBe(p.configJson);
+    const sts = o.statefulSet.spec!;
+    expect(sts.replicas).toBe(1);
+    expect(sts.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: "Delete", whenScaled: "Retain" });
+    const pod = sts.template.spec!;
+    expect(sts.template.metadata!.annotations!["chbackup.dev/config-hash"]).toBe(o.configHash);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.imagePullSecrets).toEqual([{ name: "regcred" }]);
+    expect(pod.tolerations).toEqual([{ key: "backup", operator: "Exists", effect: "NoSchedule" }]);
+    expect(pod.affinity).toBeUndefined();
+    const c = pod.containers[0]!;
+    expect(c.image).toBe("reg/runner:1");
+    expect(c.resources).toEqual({ limits: { memory: "1Gi" } });
+    expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
+    expect(c.env).toEqual([{ name: "RUNNER_SHUTDOWN_GRACE_MS", value: "45000" }]);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(45);
+    expect(sts.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
+    expect(o.service.spec!.selector).toEqual(sts.selector.matchLabels);
+  });
+
+  it("uses the controller's runner defaults when the definition sets none", () => {
+    const o = renderRunnerObjects(ok(planRunnerConfig(input(def()))), settings);
+    expect(o.statefulSet.spec!.template.spec!.containers[0]!.resources).toEqual({ requests: { cpu: "250m", memory: "256Mi" }, limits: { memory: "512Mi" } });
+    expect(o.statefulSet.spec!.volumeClaimTemplates![0]!.spec!.resources!.requests).toEqual({ storage: "1Gi" });
+  });
+
+  it("mounts filesystem storage: a named claim, or the runner's own claim kept on deletion", () => {
+    const nfs = renderRunnerObjects(ok(planRunnerConfig(input(def({ storageLocation: "nfs" })))), settings).statefulSet.spec!;
+    expect(nfs.template.spec!.volumes).toContainEqual({ name: "backups", persistentVolumeClaim: { claimName: "nfs-backups" } });
+    expect(nfs.template.spec!.containers[0]!.volumeMounts).toContainEqual({ name: "backups", mountPath: "/mnt/nfs" });
+    const disk = renderRunnerObjects(ok(planRunnerConfig(input(def({ storageLocation: "disk" })))), settings).statefulSet.spec!;
+    expect(disk.template.spec!.containers[0]!.volumeMounts).toContainEqual({ name: "scratch", mountPath: "/backups", subPath: "backups" });
+    expect(disk.persistentVolumeClaimRetentionPolicy!.whenDeleted).toBe("Retain");
+  });
+});
