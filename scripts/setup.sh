@@ -3,7 +3,7 @@
 #   - Node.js 24 (from the npm registry, only if the system node is older)
 #   - npm dependencies (npm install, pinned by package-lock.json)
 #   - Debian packages: clickhouse-server (18.16), etcd-server, openssl, zstd
-#   - MinIO and kube-apiserver built from the Go module proxy, cached by version
+#   - MinIO, kube-apiserver and Helm built from the Go module proxy, cached by version
 # Everything downloaded comes from the npm registry, Debian's packages or the
 # Go module proxy. Caches live in ~/.cache/chbackup-tools (BACKUP_TOOLS_CACHE).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/node-env.sh"
@@ -32,8 +32,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund --loglevel=error
 fi
 
-command -v go >/dev/null 2>&1 || { log "Go is needed once to build MinIO and kube-apiserver (install Go 1.26+)"; exit 1; }
-# The two builds share 2 cores poorly; run them one after the other.
+command -v go >/dev/null 2>&1 || { log "Go is needed once to build MinIO, kube-apiserver and Helm (install Go 1.26+)"; exit 1; }
+# The builds share 2 cores poorly; run them one after the other.
 bash "$ROOT_DIR/scripts/build-minio.sh" >/dev/null
 bash "$ROOT_DIR/scripts/build-kube-apiserver.sh" >/dev/null
-log "ready: node $(node --version), clickhouse-server $(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo "?"), etcd $(etcd --version | head -1 | awk '{print $3}'), minio $MINIO_VERSION, kube-apiserver $KUBERNETES_VERSION"
+bash "$ROOT_DIR/scripts/build-helm.sh" >/dev/null
+log "ready: node $(node --version), clickhouse-server $(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo "?"), etcd $(etcd --version | head -1 | awk '{print $3}'), minio $MINIO_VERSION, kube-apiserver $KUBERNETES_VERSION, helm $HELM_VERSION"

@@ -58,6 +58,12 @@ export function kubeApiserverBinary(): string {
   );
 }
 
+/** Helm, for `helm lint` and `helm template` of the chart (scripts/build-helm.sh). */
+export function helmBinary(): string {
+  const v = readVersions();
+  return resolveBinary("helm", "HELM_BIN", [join(toolsCache(), `helm-${v.HELM_VERSION}`, "helm")], setupHint);
+}
+
 export function etcdBinary(): string {
   return resolveBinary("etcd", "ETCD_BIN", ["/usr/bin/etcd", "/usr/local/bin/etcd"], `${setupHint} (Debian package etcd-server)`);
 }
