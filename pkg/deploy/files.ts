@@ -1,0 +1,30 @@
+// Every generated deploy file: the kustomize base and the Helm chart, both
+// from renderControllerFiles (manifests.ts). Registered in pkg/apis/gen.ts.
+import { stringify } from "yaml";
+import { helmChartFiles, YAML_HEADER } from "./helm.ts";
+import { concreteSource, prune, renderControllerFiles, valueAt } from "./manifests.ts";
+import { BASE_VALUES, CHART_NAME } from "./values.ts";
+
+const kustomization = (resources: string[]) =>
+  YAML_HEADER + stringify({ apiVersion: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources }, { lineWidth: 0 });
+
+/** deploy/base/*: the manifests rendered with the chart's defaults in namespace chbackup-system. */
+export function baseFiles(): Map<string, string> {
+  const files = new Map<string, string>();
+  const rendered = renderControllerFiles(concreteSource(BASE_VALUES, BASE_VALUES.namespace)).filter((f) => !f.when || valueAt(BASE_VALUES, f.when) === true);
+  files.set("kustomization.yaml", kustomization(["../crds", ...rendered.map((f) => f.name)]));
+  for (const f of rendered) files.set(f.name, YAML_HEADER + f.objects.map((o) => stringify(prune(o), { lineWidth: 0 })).join("---\n"));
+  return files;
+}
+
+/**
+ * Path (relative to the repo root) → content of every deploy file.
+ * `crdFiles` are the generated CRD files of deploy/crds (file name → content): the chart gets the same bytes.
+ */
+export function deployFiles(crdFiles: Map<string, string>): Map<string, string> {
+  const files = new Map<string, string>();
+  files.set("deploy/crds/kustomization.yaml", kustomization([...crdFiles.keys()]));
+  for (const [name, text] of baseFiles()) files.set(`deploy/base/${name}`, text);
+  for (const [name, text] of helmChartFiles(crdFiles)) files.set(`deploy/helm/${CHART_NAME}/${name}`, text);
+  return files;
+}

@@ -1,0 +1,206 @@
+// The install manifests against real tools: `helm lint` and `helm template`
+// (Helm built from the Go module proxy) render the chart, which must equal the
+// kustomize base and the TypeScript renderer; then a real kube-apiserver
+// accepts every object of the base, of the chart and of examples/ in a
+// server-side dry run (CRDs and namespaces really applied first).
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CONTROLLER_PERMISSIONS } from "../pkg/controller/contract.ts";
+import { loadKustomization, parseYamlDocs } from "../pkg/deploy/kustomize.ts";
+import { renderControllerObjects, type Obj } from "../pkg/deploy/manifests.ts";
+import { BASE_NAMESPACE, mergeValues, type ChartValuesInput } from "../pkg/deploy/values.ts";
+import { makeTempDir, removeDir, startKubeApiServer, type KubeApiServer } from "./env/index.ts";
+import { helmBinary, repoRoot } from "./env/tools.ts";
+
+const chart = join(repoRoot, "deploy", "helm", "chbackup");
+const HELM_LABELS = ["helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance"];
+
+let tmp: string;
+async function helm(args: string[]): Promise<string> {
+  const r = await execa(helmBinary(), args, { cwd: repoRoot, reject: false, env: { HELM_CACHE_HOME: join(tmp, "cache"), HELM_CONFIG_HOME: join(tmp, "config"), HELM_DATA_HOME: join(tmp, "data") } });
+  if (r.exitCode !== 0) throw new Error(`helm ${args.join(" ")}: exit ${r.exitCode}\n${r.stderr}`);
+  return r.stdout;
+}
+let valuesFiles = 0;
+/** `helm template --include-crds` of the chart as objects; `values` go in as a values file. */
+async function helmTemplate(namespace: string, values?: ChartValuesInput): Promise<Obj[]> {
+  const args = ["template", "chbackup", chart, "--namespace", namespace, "--include-crds"];
+  if (values) {
+    const file = join(tmp, `values-${valuesFiles++}.json`);
+    writeFileSync(file, JSON.stringify(values));
+    args.push("-f", file);
+  }
+  return parseYamlDocs(await helm(args));
+}
+/** The object without Helm's own labels (after checking they are there). */
+function withoutHelmLabels(o: Obj): Obj {
+  const copy = structuredClone(o) as any;
+  if (copy.kind === "CustomResourceDefinition") return copy;
+  expect(copy.metadata.labels, `${copy.kind} ${copy.metadata.name}`).toMatchObject({ "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "chbackup" });
+  for (const l of HELM_LABELS) delete copy.metadata.labels[l];
+  return copy;
+}
+const key = (o: any) => `${o.kind} ${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+const byKey = (objs: Obj[]) => new Map(objs.map((o) => [key(o), o]));
+const crdsOf = (objs: Obj[]) => objs.filter((o) => o["kind"] === "CustomResourceDefinition");
+const rulesOf = (objs: Obj[], kind: string) => (objs.find((o) => o["kind"] === kind) as any).rules;
+
+/** Values that touch every template branch. */
+const CUSTOM: ChartValuesInput = {
+  image: { repository: "registry.example/chbackup/controller", tag: "1.2.3", pullPolicy: "Always" },
+  imagePullSecrets: ["pull-a", "pull-b"],
+  replicas: 2,
+  leaderElection: { enabled: false, leaseName: "other-lease" },
+  resyncSeconds: 60,
+  workers: 9,
+  logLevel: "debug",
+  resources: { requests: { cpu: 1, memory: "64Mi" } },
+  runner: { image: { repository: "registry.example/chbackup/runner", tag: "1.2.3" }, resources: { limits: { memory: "1Gi" } }, storageSize: "10Gi", storageClassName: "fast-ssd" },
+  podAnnotations: { "prometheus.io/scrape": "true", "prometheus.io/port": "8081" },
+  nodeSelector: { "node-role.kubernetes.io/system": "" },
+  tolerations: [{ key: "dedicated", operator: "Equal", value: "system", effect: "NoSchedule" }],
+  affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "kubernetes.io/os", operator: "In", values: ["linux"] }] }] } } },
+};
+
+const base = () => loadKustomization(join(repoRoot, "deploy", "base"));
+const examples = () =>
+  readdirSync(join(repoRoot, "examples"))
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .flatMap((f) => parseYamlDocs(readFileSync(join(repoRoot, "examples", f), "utf8")));
+
+beforeAll(async () => {
+  tmp = await makeTempDir("helm");
+});
+afterAll(async () => {
+  await removeDir(tmp);
+});
+
+describe("helm chart", () => {
+  it("passes helm lint --strict, with the defaults and with every value set", async () => {
+    expect(await helm(["lint", chart, "--strict"])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    const file = join(tmp, "lint-values.json");
+    writeFileSync(file, JSON.stringify({ ...CUSTOM, namespace: "apps", createNamespace: true }));
+    expect(await helm(["lint", chart, "--strict", "-f", file])).toMatch(/0 chart\(s\) failed/);
+  });
+
+  it("renders exactly the kustomize base (plus Helm's labels) with the default values in the base's namespace", async () => {
+    const rendered = (await helmTemplate(BASE_NAMESPACE, { createNamespace: true })).map(withoutHelmLabels);
+    const kustomized = base();
+    expect([...byKey(rendered).keys()].sort()).toEqual([...byKey(kustomized).keys()].sort());
+    for (const [k, o] of byKey(kustomized)) expect(byKey(rendered).get(k), k).toEqual(o);
+    // Default values and no createNamespace: the same minus the Namespace (helm install --create-namespace makes it).
+    const plain = (await helmTemplate(BASE_NAMESPACE)).map(withoutHelmLabels);
+    expect(byKey(plain)).toEqual(new Map([...byKey(kustomized)].filter(([, o]) => o["kind"] !== "Namespace")));
+  });
+
+  it("renders what the TypeScript renderer renders for non-default values", async () => {
+    const rendered = (await helmTemplate("apps", CUSTOM)).map(withoutHelmLabels);
+    const expected = [...crdsOf(base()), ...renderControllerObjects(mergeValues(CUSTOM), "apps")];
+    expect(byKey(rendered)).toEqual(byKey(expected));
+    const other = (await helmTemplate("release-ns", { ...CUSTOM, namespace: "apps", createNamespace: true })).map(withoutHelmLabels);
+    const expectedOther = [...crdsOf(base()), ...renderControllerObjects(mergeValues({ ...CUSTOM, namespace: "apps", createNamespace: true }), "release-ns")];
+    expect(byKey(other)).toEqual(byKey(expectedOther));
+    expect(other.filter((o: any) => o.metadata.namespace).map((o: any) => o.metadata.namespace)).toEqual(Array(4).fill("apps"));
+    // null removes a map in Helm; the renderer treats it as empty.
+    const cleared = { resources: null, runner: { resources: null } } as unknown as ChartValuesInput;
+    const nulls = (await helmTemplate("apps", cleared)).map(withoutHelmLabels);
+    expect(byKey(nulls)).toEqual(byKey([...crdsOf(base()), ...renderControllerObjects(mergeValues(cleared), "apps")]));
+  });
+
+  it("grants exactly CONTROLLER_PERMISSIONS, as the base does", async () => {
+    const rendered = await helmTemplate(BASE_NAMESPACE);
+    expect(rulesOf(rendered, "ClusterRole")).toEqual(CONTROLLER_PERMISSIONS.cluster);
+    expect(rulesOf(rendered, "Role")).toEqual(CONTROLLER_PERMISSIONS.namespaced);
+    expect(rulesOf(base(), "ClusterRole")).toEqual(CONTROLLER_PERMISSIONS.cluster);
+    expect(rulesOf(base(), "Role")).toEqual(CONTROLLER_PERMISSIONS.namespaced);
+    expect(rendered.filter((o) => /Role$/.test(String(o["kind"]))).length).toBe(2);
+  });
+
+  it("refuses values outside values.schema.json", async () => {
+    await expect(helmTemplate(BASE_NAMESPACE, { workers: 0 })).rejects.toThrow(/workers/);
+    await expect(helmTemplate(BASE_NAMESPACE, { runner: { storageClass: "x" } } as ChartValuesInput)).rejects.toThrow(/storageClass/);
+    await expect(helmTemplate(BASE_NAMESPACE, { runner: { resources: { requests: { cpu: 1 } } } } as unknown as ChartValuesInput)).rejects.toThrow(/cpu/);
+  });
+});
+
+describe("install manifests on a real kube-apiserver", () => {
+  let kube: KubeApiServer;
+  const discovery = new Map<string, { name: string; kind: string; namespaced: boolean }[]>();
+
+  /** REST path of an object, from the server's discovery documents. */
+  async function pathOf(o: any): Promise<string> {
+    const apiVersion = String(o.apiVersion);
+    const prefix = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    if (!discovery.has(prefix)) {
+      const r = await kube.request("GET", prefix);
+      if (r.status !== 200) throw new Error(`discovery ${prefix}: HTTP ${r.status}`);
+      discovery.set(prefix, (r.body as { resources: { name: string; kind: string; namespaced: boolean }[] }).resources);
+    }
+    const res = discovery.get(prefix)!.find((x) => x.kind === o.kind && !x.name.includes("/"));
+    if (!res) throw new Error(`${apiVersion} ${o.kind}: not served`);
+    if (res.namespaced && !o.metadata.namespace) throw new Error(`${key(o)}: namespaced, but no namespace`);
+    return `${prefix}${res.namespaced ? `/namespaces/${o.metadata.namespace}` : ""}/${res.name}/${o.metadata.name}`;
+  }
+  const apply = async (o: Obj) => kube.apply(await pathOf(o), o, "deploy-test");
+  /** Server-side apply in a dry run, with strict field validation: answers what the server would have stored. */
+  const dryRun = async (o: Obj) => kube.apply(`${await pathOf(o)}?dryRun=All&fieldValidation=Strict`, o, "deploy-test");
+
+  beforeAll(async () => {
+    kube = await startKubeApiServer();
+    // The CRDs and the namespaces really exist first: custom resources and namespaced objects need them.
+    for (const crd of crdsOf(base())) await apply(crd);
+    for (const crd of crdsOf(base()) as any[]) {
+      for (let i = 0; ; i++) {
+        const r = await kube.request("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
+        if ((r.body as any).status?.conditions?.some((c: any) => c.type === "Established" && c.status === "True")) break;
+        if (i > 300) throw new Error(`${crd.metadata.name} not established`);
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    for (let i = 0; (await kube.request("GET", `/apis/chbackup.dev/v1alpha1`)).status !== 200; i++) {
+      if (i > 300) throw new Error("chbackup.dev/v1alpha1 not served");
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    for (const ns of [BASE_NAMESPACE, "apps", "shop"]) await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  });
+  afterAll(async () => {
+    await kube?.stop();
+  });
+
+  it("accepts every object of the kustomize base, and stores none of them in a dry run", async () => {
+    const objs = base();
+    expect(objs.length).toBe(9);
+    for (const o of objs) {
+      const stored = (await dryRun(o)) as any;
+      expect(stored.kind, key(o)).toBe(o["kind"]);
+    }
+    const dep = (await dryRun(objs.find((o) => o["kind"] === "Deployment")!)) as any;
+    expect(dep.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem).toBe(true);
+    expect((await kube.request("GET", `/apis/apps/v1/namespaces/${BASE_NAMESPACE}/deployments/chbackup-controller`)).status).toBe(404);
+    expect((await kube.request("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/chbackup-controller")).status).toBe(404);
+  });
+
+  it("accepts every object of `helm template --include-crds`, with the defaults and with every value set", async () => {
+    for (const [ns, values] of [[BASE_NAMESPACE, undefined], ["apps", CUSTOM]] as const) {
+      const objs = await helmTemplate(ns, values);
+      expect(objs.filter((o) => o["kind"] === "CustomResourceDefinition").length).toBe(2);
+      for (const o of objs) expect(((await dryRun(o)) as any).metadata.name, key(o)).toBe((o as any).metadata.name);
+    }
+  });
+
+  it("accepts every example, and the dry run is not vacuous", async () => {
+    const objs = examples();
+    expect(objs.map((o) => o["kind"]).sort()).toEqual(["BackupDefinition", "BackupDefinition", "Secret", "Secret", "Secret", "StorageLocation", "StorageLocation"]);
+    for (const o of objs) expect(((await dryRun(o)) as any).metadata.name, key(o)).toBe((o as any).metadata.name);
+    // The same dry run refuses an unknown field and a definition that breaks a CEL rule.
+    const dep = structuredClone(base().find((o) => o["kind"] === "Deployment")!) as any;
+    dep.spec.replica = 1;
+    await expect(dryRun(dep)).rejects.toThrow(/replica/);
+    const single = structuredClone(objs.find((o: any) => o.metadata.name === "shop-export")!) as any;
+    delete single.spec.singleBackup;
+    await expect(dryRun(single)).rejects.toThrow(/singleBackup is required/);
+  });
+});
