@@ -2,60 +2,17 @@
 // method round trip with current types, and the native method
 // (BACKUP/RESTORE to MinIO) with incremental backups.
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickhouse/client";
-import { createChdbConnection } from "chdb/connection";
+import type { ClickHouseClient } from "@clickhouse/client";
 import winston from "winston";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clickhouseRunnerConfig, type ClickHouseRunnerConfigInput } from "../pkg/apis/clickhouse.ts";
 import { createClickHouseEngine } from "../pkg/backupengine/clickhouse/index.ts";
-import { quoteString } from "../pkg/backupengine/clickhouse/sql.ts";
 import { EngineError, type EngineBackupResult, type RestoreOptions } from "../pkg/backupengine/types.ts";
-import { makeTempDir, removeDir, startChdb, startMinio, type ChdbEngine, type MinioServer } from "./env/index.ts";
+import { chdbEngineClient, makeTempDir, removeDir, startChdb, startMinio, type ChdbEngine, type MinioServer } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
 
 const logger = winston.createLogger({ silent: true });
-
-type ChdbConn = ReturnType<typeof createChdbConnection>;
-
-/**
- * A client over a second chDB connection to the same data directory whose
- * `exec` with a stream body (INSERT ... FORMAT Native) stays binary-safe:
- * chdb/connection turns streamed bodies into UTF-8 text, which corrupts
- * Native data, so the body is spooled to a file and inserted FROM INFILE.
- * Everything else goes to chdb/connection unchanged.
- */
-function chdbEngineClient(path: string, spoolDir: string): { client: ClickHouseClient; close: () => Promise<void> } {
-  const conn: ChdbConn = createChdbConnection({ path });
-  let seq = 0;
-  const wrapped = {
-    ping: conn.ping.bind(conn),
-    query: conn.query.bind(conn),
-    insert: conn.insert.bind(conn),
-    command: conn.command.bind(conn),
-    close: async () => {},
-    exec: async (params: Parameters<ChdbConn["exec"]>[0]) => {
-      if (params.values === undefined) return conn.exec(params);
-      const m = /^([\s\S]*?)\s+FORMAT\s+(\w+)\s*$/i.exec(params.query);
-      if (!m) throw new Error(`cannot spool the body of: ${params.query}`);
-      const file = join(spoolDir, `insert-${++seq}.bin`);
-      try {
-        await pipeline(params.values as Readable, createWriteStream(file));
-        const { values: _v, ...rest } = params;
-        const r = await conn.command({ ...rest, query: `${m[1]} FROM INFILE ${quoteString(file)} FORMAT ${m[2]}` });
-        return { ...r, stream: Readable.from([]) };
-      } finally {
-        await rm(file, { force: true });
-      }
-    },
-  };
-  const client = createClient({ connection: wrapped, log: { level: ClickHouseLogLevel.OFF } } as Parameters<typeof createClient>[0]);
-  return { client, close: () => conn.close() };
-}
 
 describe("ClickHouse engine against chDB 26.x", () => {
   let chdb: ChdbEngine;
