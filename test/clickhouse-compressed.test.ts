@@ -7,6 +7,8 @@ import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startClickHouse, startMinio, type ClickHouseServer, type MinioServer } from "./env/index.ts";
 import { CompressedStreamCheck, decompressBlock } from "../pkg/backupengine/clickhouse/compressed.ts";
+import { httpSelect } from "../pkg/backupengine/clickhouse/httpselect.ts";
+import { BufferPool, releaseBuffer } from "../pkg/storage/bufferpool.ts";
 import { makeRunner, runnerConfig, s3Storage, tableChecksum } from "./helpers/runner.ts";
 
 async function fetchAll(ch: ClickHouseServer, query: string, settings: Record<string, number> = {}): Promise<Buffer> {
@@ -71,6 +73,31 @@ describe("ClickHouse compressed streams (18.16)", () => {
     } finally {
       await c.close();
     }
+  });
+
+  it("the dump's raw-socket reader gets exactly what the client gets, plain and compressed", async () => {
+    const ep = { url: ch.url, username: ch.username, password: ch.password, timeoutMs: 60_000 };
+    const cases: Record<string, number>[] = [{}, { compress: 1 }];
+    for (const settings of cases) {
+      const viaClient = await fetchAll(ch, "SELECT * FROM z.t ORDER BY id FORMAT Native", settings);
+      const pool = new BufferPool(256 * 1024, 4);
+      const r = await httpSelect(ep, "SELECT * FROM z.t ORDER BY id FORMAT Native", settings, AbortSignal.timeout(60_000), { pool });
+      const parts: Buffer[] = [];
+      const sink = new Writable({ write: (c: Buffer, _e, cb) => (parts.push(Buffer.from(c)), releaseBuffer(c), cb()) });
+      if ("compress" in settings) await pipeline(r.stream, new CompressedStreamCheck(undefined), sink);
+      else await pipeline(r.stream, sink);
+      expect(Buffer.concat(parts).equals(viaClient)).toBe(true);
+      expect(pool.allocated).toBeLessThanOrEqual(4);
+    }
+    // a server error before the data is the server's error
+    const err = await httpSelect(ep, "SELECT * FROM z.missing FORMAT Native", {}, AbortSignal.timeout(60_000)).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/Code: 60.*z\.missing/s);
+  });
+
+  it("the raw-socket reader passes an exception written into a started compressed response on to the check", async () => {
+    const ep = { url: ch.url, username: ch.username, password: ch.password, timeoutMs: 60_000 };
+    const r = await httpSelect(ep, "SELECT number, throwIf(number = 2500000) FROM system.numbers LIMIT 4000000 FORMAT Native", { compress: 1 }, AbortSignal.timeout(60_000));
+    await expect(pipeline(r.stream, new CompressedStreamCheck(undefined), new Writable({ write: (_c, _e, cb) => cb() }))).rejects.toThrow(/Code: 395/);
   });
 
   it("fails on a stream cut in the middle of a block", async () => {

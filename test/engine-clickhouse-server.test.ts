@@ -14,6 +14,7 @@ import { clickhouseRunnerConfig, type ClickHouseRunnerConfigInput } from "../pkg
 import { createClickHouseEngine, registerClickHouse } from "../pkg/backupengine/clickhouse/index.ts";
 import { EngineRegistry } from "../pkg/backupengine/registry.ts";
 import { TrailingExceptionCheck } from "../pkg/backupengine/clickhouse/streams.ts";
+import { httpSelect } from "../pkg/backupengine/clickhouse/httpselect.ts";
 import { EngineError, type EngineBackupResult, type Progress, type RestoreOptions } from "../pkg/backupengine/types.ts";
 import { freePort, makeTempDir, removeDir, startClickHouse, type ClickHouseServer } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
@@ -417,6 +418,16 @@ describe("ClickHouse engine, dump method, ClickHouse 18.16 server", () => {
       } finally {
         await c.close();
       }
+      // the same through the dump's raw-socket reader
+      const r = await httpSelect(
+        { url: ch.url, username: ch.username, password: ch.password, timeoutMs: 60_000 },
+        "SELECT number, throwIf(number = 2500000) FROM system.numbers LIMIT 4000000 FORMAT Native",
+        {},
+        AbortSignal.timeout(60_000),
+      );
+      await expect(pipeline(r.stream, new TrailingExceptionCheck(r.headers["x-clickhouse-exception-tag"]), new Writable({ write: (_c, _e, cb) => cb() }))).rejects.toThrow(
+        /Code: 395.*throwIf/,
+      );
     });
   });
 });

@@ -10,9 +10,9 @@
 // parallel too. Memory is bounded by about parallel × frameBytes × 2 per stream.
 import { Transform, type TransformCallback } from "node:stream";
 import { promisify } from "node:util";
-import { constants as zc, zstdCompress, zstdDecompress, type ZstdOptions } from "node:zlib";
+import { constants as zc, createZstdCompress, zstdDecompress, type ZstdCompress, type ZstdOptions } from "node:zlib";
+import { BufferPool, releaseBuffer } from "../storage/bufferpool.ts";
 
-const compressAsync = promisify<Buffer, ZstdOptions, Buffer>(zstdCompress);
 const decompressAsync = promisify<Buffer, ZstdOptions, Buffer>(zstdDecompress);
 
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
@@ -23,32 +23,83 @@ export interface ZstdFramesOptions {
   level: number;
   frameBytes?: number;
   parallel?: number;
+  /**
+   * Frame buffers come from this pool when its size is frameBytes. A producer
+   * that fills whole frames from the same pool (the dump's HTTP reader) has
+   * them compressed without a copy; they go back to the pool afterwards.
+   */
+  pool?: BufferPool | undefined;
 }
 
 /** Ordered queue of results computed concurrently, drained from the head. */
-class OrderedWork {
-  readonly #queue: Promise<Buffer>[] = [];
+class OrderedWork<T = Buffer> {
+  readonly #queue: Promise<T>[] = [];
   get size(): number {
     return this.#queue.length;
   }
-  add(p: Promise<Buffer>): void {
+  add(p: Promise<T>): void {
     // Keep a rejection from being reported as unhandled before it is awaited in order.
     p.catch(() => undefined);
     this.#queue.push(p);
   }
-  async shift(): Promise<Buffer> {
+  async shift(): Promise<T> {
     const p = this.#queue.shift();
     if (!p) throw new Error("OrderedWork: empty");
     return p;
   }
 }
 
+/**
+ * One long-lived zstd stream that compresses one frame at a time: the frame
+ * is written and flushed with ZSTD_e_end, which ends the frame and leaves the
+ * context ready for an independent next one. Cheaper than a one-shot
+ * zstdCompress per frame, which sets up a new context each time and copies
+ * its output into one buffer at the end (measured on 483 MiB: main-thread
+ * time 20 ms instead of 40-80 ms, and about 10% less CPU in all).
+ */
+class FrameSlot {
+  readonly #z: ZstdCompress;
+  #parts: Buffer[] = [];
+  #reject: ((err: Error) => void) | undefined;
+  #failed: Error | undefined;
+
+  constructor(opts: ZstdOptions) {
+    this.#z = createZstdCompress(opts);
+    this.#z.on("data", (b: Buffer) => this.#parts.push(b));
+    this.#z.on("error", (err: Error) => {
+      this.#failed = err;
+      this.#reject?.(err);
+    });
+  }
+
+  /** The compressed frame, as views of zstd's output buffers. The slot is busy until it settles. */
+  compress(frame: Buffer): Promise<Buffer[]> {
+    return new Promise<Buffer[]>((resolve, reject) => {
+      if (this.#failed) return reject(this.#failed);
+      this.#reject = reject;
+      this.#z.write(frame);
+      this.#z.flush(zc.ZSTD_e_end, () => {
+        this.#reject = undefined;
+        if (this.#failed) return reject(this.#failed);
+        const parts = this.#parts;
+        this.#parts = [];
+        resolve(parts);
+      });
+    });
+  }
+
+  destroy(): void {
+    this.#z.destroy();
+  }
+}
+
 export class ZstdFramesCompress extends Transform {
-  readonly #opts: ZstdOptions;
   readonly #frameBytes: number;
   readonly #parallel: number;
-  readonly #work = new OrderedWork();
-  #buf: Buffer;
+  readonly #pool: BufferPool;
+  readonly #slots: FrameSlot[];
+  readonly #work = new OrderedWork<Buffer[]>();
+  #buf: Buffer | undefined;
   #len = 0;
   #frames = 0;
 
@@ -56,42 +107,77 @@ export class ZstdFramesCompress extends Transform {
     super();
     this.#frameBytes = opts.frameBytes ?? DEFAULT_FRAME_BYTES;
     this.#parallel = Math.max(1, opts.parallel ?? DEFAULT_PARALLEL);
-    // A large chunkSize: zlib's one-shot API otherwise works in 16 KiB steps with a main-thread callback each.
-    this.#opts = { chunkSize: CHUNK, params: { [zc.ZSTD_c_compressionLevel]: opts.level, [zc.ZSTD_c_checksumFlag]: 1 } };
-    this.#buf = Buffer.allocUnsafe(this.#frameBytes);
+    // A large chunkSize: zlib otherwise works in 16 KiB steps with a main-thread callback each.
+    const zopts: ZstdOptions = { chunkSize: CHUNK, params: { [zc.ZSTD_c_compressionLevel]: opts.level, [zc.ZSTD_c_checksumFlag]: 1 } };
+    this.#slots = Array.from({ length: this.#parallel }, () => new FrameSlot(zopts));
+    // Frame buffers are reused once zstd is done with them: fresh 4 MiB
+    // buffers cost page faults on first touch and full GCs.
+    this.#pool = opts.pool?.size === this.#frameBytes ? opts.pool : new BufferPool(this.#frameBytes, this.#parallel + 1);
   }
 
-  #submit(): void {
-    const frame = this.#len === this.#buf.length ? this.#buf : this.#buf.subarray(0, this.#len);
-    this.#work.add(compressAsync(frame, this.#opts));
+  /** Compresses `frame`; `holder` (the frame or the buffer it is a view of) is handed back to its pool afterwards. */
+  #submit(frame: Buffer, holder: Buffer): void {
+    // Frame n goes to slot n % parallel: at most `parallel` frames are in
+    // flight and they are drained in order, so that slot is free again.
+    const p = this.#slots[this.#frames % this.#parallel]!.compress(frame);
+    const release = () => releaseBuffer(holder);
+    p.then(release, release);
+    this.#work.add(p);
     this.#frames++;
-    this.#buf = Buffer.allocUnsafe(this.#frameBytes);
-    this.#len = 0;
+  }
+
+  async #drain(max: number): Promise<void> {
+    while (this.#work.size > max) for (const part of await this.#work.shift()) this.push(part);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     void (async () => {
+      if (this.#len === 0 && chunk.length === this.#frameBytes) {
+        // A whole frame (a producer filling blocks of the same pool): compressed as it is, no copy.
+        await this.#drain(this.#parallel - 1);
+        this.#submit(chunk, chunk);
+        return;
+      }
       let off = 0;
       while (off < chunk.length) {
+        const buf = (this.#buf ??= this.#pool.take());
         const n = Math.min(chunk.length - off, this.#frameBytes - this.#len);
-        chunk.copy(this.#buf, this.#len, off, off + n);
+        chunk.copy(buf, this.#len, off, off + n);
         this.#len += n;
         off += n;
         if (this.#len === this.#frameBytes) {
-          this.#submit();
           // Backpressure: never more than `parallel` frames in flight.
-          while (this.#work.size >= this.#parallel) this.push(await this.#work.shift());
+          await this.#drain(this.#parallel - 1);
+          this.#submit(buf, buf);
+          this.#buf = undefined;
+          this.#len = 0;
         }
       }
+      // Its bytes are copied: the last reader of a pooled block hands it back.
+      releaseBuffer(chunk);
     })().then(() => cb(), (err: unknown) => cb(err as Error));
   }
 
   override _flush(cb: TransformCallback): void {
     void (async () => {
       // An empty input still gets one (empty) frame, so every object is a valid zstd stream.
-      if (this.#len > 0 || this.#frames === 0) this.#submit();
-      while (this.#work.size > 0) this.push(await this.#work.shift());
+      if (this.#len > 0 || this.#frames === 0) {
+        await this.#drain(this.#parallel - 1);
+        const buf = this.#buf ?? this.#pool.take();
+        this.#submit(buf.subarray(0, this.#len), buf);
+        this.#buf = undefined;
+        this.#len = 0;
+      }
+      await this.#drain(0);
+      for (const s of this.#slots) s.destroy();
     })().then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    for (const s of this.#slots) s.destroy();
+    if (this.#buf) releaseBuffer(this.#buf);
+    this.#buf = undefined;
+    cb(err);
   }
 }
 

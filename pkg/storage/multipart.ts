@@ -20,6 +20,7 @@ import {
   type CompletedPart,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import { releaseBuffer } from "./bufferpool.ts";
 
 export interface MultipartOptions {
   client: S3Client;
@@ -95,6 +96,8 @@ export async function multipartUpload(o: MultipartOptions): Promise<{ uploadId: 
           len = 0;
         }
       }
+      // Copied into the part: a pooled chunk goes back to its producer (see bufferpool.ts).
+      releaseBuffer(raw);
     }
     if (!uploadId) {
       // Smaller than one part: a single PUT.

@@ -98,21 +98,33 @@ export function decompressBlock(block: Buffer): Buffer {
   }
 }
 
+const HELD_STEP = 256 * 1024;
+
+/** A block's bytes (checksum and header included) in a buffer reused for later blocks. */
+interface HeldBlock {
+  buf: Buffer;
+  len: number;
+}
+
 /**
  * Passes a compressed ClickHouse stream through unchanged while following its
  * block structure. At the end it fails the stream if a block is incomplete or
  * if the last block's content ends in a server exception. `decompressedBytes`
  * is the size of the Native data inside.
+ *
+ * The current block and the two before it are copied into buffers of its
+ * own rather than kept as views of the chunks: the chunks are passed on and
+ * may go back to a pool once the last stage has read them.
  */
 export class CompressedStreamCheck extends Transform {
   readonly #exceptionTag: string | undefined;
   #header = Buffer.alloc(CHECKSUM + HEADER);
   #headerLen = 0;
-  // The current block as views of the incoming chunks (no copy), and how much of it is still to come.
-  #block: Buffer[] | undefined;
-  #remaining = 0;
-  #last: Buffer[] | undefined;
-  #prev: Buffer[] | undefined; // the block before the last (an exception may straddle two)
+  #inBlock = false;
+  #remaining = 0; // bytes of the current block still to come
+  #cur: HeldBlock = { buf: Buffer.alloc(0), len: 0 };
+  #last: HeldBlock | undefined;
+  #prev: HeldBlock | undefined; // the block before the last (an exception may straddle two)
   decompressedBytes = 0;
   blocks = 0;
 
@@ -125,7 +137,7 @@ export class CompressedStreamCheck extends Transform {
     try {
       let off = 0;
       while (off < chunk.length) {
-        if (!this.#block) {
+        if (!this.#inBlock) {
           const n = Math.min(chunk.length - off, this.#header.length - this.#headerLen);
           chunk.copy(this.#header, this.#headerLen, off, off + n);
           this.#headerLen += n;
@@ -137,18 +149,28 @@ export class CompressedStreamCheck extends Transform {
             throw new CompressedStreamError(`not a ClickHouse compressed stream (block of ${compressed} bytes)`);
           }
           this.decompressedBytes += decompressed;
-          this.#block = [Buffer.from(this.#header)];
+          const size = CHECKSUM + compressed;
+          if (this.#cur.buf.length < size) this.#cur.buf = Buffer.allocUnsafe(Math.ceil(size / HELD_STEP) * HELD_STEP);
+          this.#header.copy(this.#cur.buf, 0);
+          this.#cur.len = this.#header.length;
           this.#remaining = compressed - HEADER;
           this.#headerLen = 0;
+          this.#inBlock = true;
         }
         const n = Math.min(chunk.length - off, this.#remaining);
-        if (n > 0) this.#block.push(chunk.subarray(off, off + n));
+        if (n > 0) {
+          chunk.copy(this.#cur.buf, this.#cur.len, off, off + n);
+          this.#cur.len += n;
+        }
         this.#remaining -= n;
         off += n;
         if (this.#remaining === 0) {
+          // rotate: the oldest held buffer is reused for the next block
+          const free = this.#prev ?? { buf: Buffer.alloc(0), len: 0 };
           this.#prev = this.#last;
-          this.#last = this.#block;
-          this.#block = undefined;
+          this.#last = this.#cur;
+          this.#cur = free;
+          this.#inBlock = false;
           this.blocks++;
         }
       }
@@ -160,9 +182,9 @@ export class CompressedStreamCheck extends Transform {
 
   override _flush(cb: TransformCallback): void {
     try {
-      if (this.#block || this.#headerLen > 0) throw new CompressedStreamError("the response ended in the middle of a compressed block");
+      if (this.#inBlock || this.#headerLen > 0) throw new CompressedStreamError("the response ended in the middle of a compressed block");
       if (this.#last) {
-        const parts = [this.#prev, this.#last].filter((b): b is Buffer[] => b !== undefined).map((b) => decompressBlock(Buffer.concat(b)));
+        const parts = [this.#prev, this.#last].filter((b): b is HeldBlock => b !== undefined).map((b) => decompressBlock(b.buf.subarray(0, b.len)));
         const tail = Buffer.concat(parts);
         const err = trailingException(tail.subarray(Math.max(0, tail.length - 64 * 1024)), this.#exceptionTag);
         if (err) throw err;

@@ -5,6 +5,7 @@
 import type { Readable } from "node:stream";
 import type { ClickHouseClient, ClickHouseSettings } from "@clickhouse/client";
 import { abortReason, clickhouseCode, messageOf, wrapError } from "./errors.ts";
+import { httpSelect, type HttpEndpoint, type HttpSelectOptions } from "./httpselect.ts";
 import { quoteString } from "./sql.ts";
 
 export interface ServerInfo {
@@ -33,11 +34,14 @@ export class Conn {
   readonly client: ClickHouseClient;
   readonly username: string;
   readonly secrets: string[];
+  /** The server's HTTP endpoint, when known: bulk SELECTs then bypass the client (see httpselect.ts). */
+  readonly http: HttpEndpoint | undefined;
 
-  constructor(client: ClickHouseClient, username: string, secrets: string[]) {
+  constructor(client: ClickHouseClient, username: string, secrets: string[], http?: HttpEndpoint) {
     this.client = client;
     this.username = username;
     this.secrets = secrets;
+    this.http = http;
   }
 
   /** Throws the abort reason if aborted, else the wrapped error. */
@@ -96,6 +100,26 @@ export class Conn {
     try {
       const r = await this.client.exec({ query, abort_signal: signal, ...(settings ? { clickhouse_settings: settings } : {}) });
       return { stream: r.stream as Readable, headers: r.response_headers };
+    } catch (err) {
+      this.fail(err, signal, what, query);
+    }
+  }
+
+  /**
+   * A streaming SELECT of bulk data (a table dump). With a known endpoint it
+   * is read on a raw socket in large blocks (see httpselect.ts); an injected
+   * client (chDB in tests) is used as it is.
+   */
+  async selectStream(query: string, signal: AbortSignal, what: string, settings?: ClickHouseSettings, opts?: HttpSelectOptions): Promise<ExecStream> {
+    if (!this.http) return this.execStream(query, signal, what, settings);
+    signal.throwIfAborted();
+    const params: Record<string, string | number | boolean> = {};
+    for (const [k, v] of Object.entries(settings ?? {})) {
+      if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") params[k] = v;
+    }
+    try {
+      const r = await httpSelect(this.http, query, params, signal, opts);
+      return { stream: r.stream, headers: r.headers };
     } catch (err) {
       this.fail(err, signal, what, query);
     }

@@ -10,6 +10,7 @@ import type { Logger } from "winston";
 import type { ClickHouseRunnerConfig } from "../../apis/clickhouse.ts";
 import type { BackupRequest, EngineBackupResult, Progress, RestoreRequest, RestoreResult, TableEntry, WrittenObject } from "../types.ts";
 import { EngineError } from "../types.ts";
+import { BufferPool } from "../../storage/bufferpool.ts";
 import { DEFAULT_FRAME_BYTES, ZstdFramesCompress, ZstdFramesDecompress } from "../zstd.ts";
 import { CompressedStreamCheck } from "./compressed.ts";
 import { createDatabaseSql, readCatalog, type TableInfo } from "./catalog.ts";
@@ -21,6 +22,9 @@ import { dependencyOrder, restoreCategory, CATEGORY_TABLE } from "./order.ts";
 import { decideExisting, planRestore, type PlannedTable } from "./plan.ts";
 import { qualified, referencedNames } from "./sql.ts";
 import { ByteCounter, FailureTracker, runPool, TrailingExceptionCheck } from "./streams.ts";
+
+/** Blocks in which an lz4 dump passes through the runner. */
+const LZ4_BLOCK_BYTES = 1024 * 1024;
 
 /** Tables dumped or restored at the same time. */
 export const DUMP_CONCURRENCY = 2;
@@ -170,15 +174,19 @@ async function dumpTable(
   const selectSql = `SELECT * FROM ${q} FORMAT Native`;
   const { ac, dispose } = linked(signal);
   try {
+    // The data arrives in blocks of this pool, and the stage that reads a block last hands it back (see
+    // storage/bufferpool.ts): for zstd the blocks are whole frames, compressed in place.
+    // (Free blocks kept: as many as can be in flight at once, so a burst of releases is not thrown away.)
+    const pool = new BufferPool(lz4 ? LZ4_BLOCK_BYTES : DEFAULT_FRAME_BYTES, 16);
     // lz4: the server compresses (its own block format, HTTP compress=1), the runner only checks the framing.
-    const res = await conn.execStream(selectSql, ac.signal, `dumping ${key}`, lz4 ? ({ compress: 1 } as ClickHouseSettings) : undefined);
+    const res = await conn.selectStream(selectSql, ac.signal, `dumping ${key}`, lz4 ? ({ compress: 1 } as ClickHouseSettings) : undefined, { pool });
     const tagHeader = res.headers["x-clickhouse-exception-tag"];
     const tag = typeof tagHeader === "string" ? tagHeader : undefined;
     const blocks = lz4 ? new CompressedStreamCheck(tag) : undefined;
     const check = blocks ?? new TrailingExceptionCheck(tag);
     const raw = new ByteCounter();
     // zstd: independent frames compressed on the thread pool (one zstd stream would cap the dump at one core).
-    const zstd = lz4 ? new PassThrough() : new ZstdFramesCompress({ level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES });
+    const zstd = lz4 ? new PassThrough() : new ZstdFramesCompress({ level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES, pool });
     const out = new ByteCounter(onBytes);
     const body = new PassThrough();
     const failures = new FailureTracker<"clickhouse" | "sink" | "engine">();

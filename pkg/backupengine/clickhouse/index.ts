@@ -60,7 +60,11 @@ class ClickHouseEngine implements BackupEngine {
       });
       this.#ownsClient = true;
     }
-    this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : []);
+    // An injected client may not be an HTTP server at all (chDB); only an own client's endpoint is read directly.
+    const http = this.#ownsClient
+      ? { url: config.url, username: config.username, password: config.password, timeoutMs: config.requestTimeoutSeconds * 1000, userAgent: "clickhouse-k8s-backup" }
+      : undefined;
+    this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : [], http);
   }
 
   async check(signal: AbortSignal): Promise<{ version: string }> {

@@ -3,6 +3,7 @@
 // cannot change the HTTP status by then), and a small worker pool.
 import { Transform, type TransformCallback } from "node:stream";
 import { extractErrorAtTheEndOfChunk } from "@clickhouse/client";
+import { releaseBuffer } from "../../storage/bufferpool.ts";
 import { abortReason } from "./errors.ts";
 
 /** Counts bytes passing through. */
@@ -93,6 +94,8 @@ export class TrailingExceptionCheck extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     const all = Buffer.concat(this.#bufs, this.#len);
+    // copied: the held chunks go back to their pool, if they came from one
+    for (const b of this.#bufs) releaseBuffer(b);
     this.#bufs = [];
     const err = trailingException(all.subarray(Math.max(0, all.length - TRAILER_WINDOW)), this.#tag);
     if (err) return cb(err);
