@@ -39,6 +39,10 @@ describe("multi-frame zstd", () => {
     const z = await collect(chunked(data, 1), new ZstdFramesCompress({ level: 1, frameBytes: 1024 * 1024, parallel: 3 }));
     const back = await collect(chunked(z, 7), new ZstdFramesDecompress({ parallel: 2 }));
     expect(back.equals(data)).toBe(true);
+    // told the frame size, or a smaller one (frames then decompress into several buffers)
+    for (const frameBytes of [1024 * 1024, 100_000]) {
+      expect((await collect(chunked(z, 9), new ZstdFramesDecompress({ parallel: 3, frameBytes }))).equals(data)).toBe(true);
+    }
     // Several frames were written (what lets both sides work in parallel).
     let frames = 0;
     for (let i = z.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])); i >= 0; i = z.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), i + 4)) frames++;

@@ -9,11 +9,24 @@
 // frame boundaries from the frame format (RFC 8878) and decompresses frames in
 // parallel too. Memory is bounded by about parallel × frameBytes × 2 per stream.
 import { Transform, type TransformCallback } from "node:stream";
-import { promisify } from "node:util";
-import { constants as zc, createZstdCompress, zstdDecompress, type ZstdCompress, type ZstdOptions } from "node:zlib";
+import { constants as zc, createZstdCompress, createZstdDecompress, type ZstdCompress, type ZstdOptions } from "node:zlib";
 import { BufferPool, releaseBuffer } from "../storage/bufferpool.ts";
 
-const decompressAsync = promisify<Buffer, ZstdOptions, Buffer>(zstdDecompress);
+/**
+ * Decompresses one frame into zstd's own output buffers, returned as they
+ * are. (The one-shot zstdDecompress concatenates them into one more buffer:
+ * a copy and twice the garbage, which in a restore kept V8 collecting.)
+ */
+function decompressFrame(frame: Buffer, chunkSize: number): Promise<Buffer[]> {
+  return new Promise<Buffer[]>((resolve, reject) => {
+    const z = createZstdDecompress({ chunkSize });
+    const parts: Buffer[] = [];
+    z.on("data", (b: Buffer) => parts.push(b));
+    z.on("error", reject);
+    z.on("end", () => resolve(parts));
+    z.end(frame);
+  });
+}
 
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_PARALLEL = 3;
@@ -310,6 +323,12 @@ export class ZstdFrameScanner {
 
 export interface ZstdFramesDecompressOptions {
   parallel?: number;
+  /**
+   * The writer's frame size, if known: output buffers are made a little
+   * larger, so that a frame usually decompresses into one. Default
+   * DEFAULT_FRAME_BYTES; larger frames work too, in several buffers.
+   */
+  frameBytes?: number | undefined;
   /** Largest compressed frame accepted (guards memory against corrupt input). */
   maxFrameBytes?: number;
 }
@@ -317,8 +336,9 @@ export interface ZstdFramesDecompressOptions {
 export class ZstdFramesDecompress extends Transform {
   readonly #parallel: number;
   readonly #maxFrame: number;
+  readonly #outBytes: number;
   readonly #scanner = new ZstdFrameScanner();
-  readonly #work = new OrderedWork();
+  readonly #work = new OrderedWork<Buffer[]>();
   readonly #queue = new ByteQueue();
   #frames = 0;
 
@@ -326,6 +346,12 @@ export class ZstdFramesDecompress extends Transform {
     super();
     this.#parallel = Math.max(1, opts.parallel ?? DEFAULT_PARALLEL);
     this.#maxFrame = opts.maxFrameBytes ?? 64 * 1024 * 1024;
+    // (zlib starts a new output buffer when one is exactly full: the slack avoids a spare one per frame)
+    this.#outBytes = Math.max(64 * 1024, opts.frameBytes ?? DEFAULT_FRAME_BYTES) + 64 * 1024;
+  }
+
+  async #drain(max: number): Promise<void> {
+    while (this.#work.size > max) for (const part of await this.#work.shift()) this.push(part);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -336,8 +362,8 @@ export class ZstdFramesDecompress extends Transform {
         if (n === undefined) return;
         const frame = this.#queue.take(n);
         this.#frames++;
-        if (frame.readUInt32LE(0) === FRAME_MAGIC) this.#work.add(decompressAsync(frame, { chunkSize: CHUNK }));
-        while (this.#work.size >= this.#parallel) this.push(await this.#work.shift());
+        if (frame.readUInt32LE(0) === FRAME_MAGIC) this.#work.add(decompressFrame(frame, this.#outBytes));
+        await this.#drain(this.#parallel - 1);
       }
     })().then(() => cb(), (err: unknown) => cb(err as Error));
   }
@@ -346,7 +372,7 @@ export class ZstdFramesDecompress extends Transform {
     void (async () => {
       if (this.#queue.length > 0) throw new ZstdFormatError(`${this.#queue.length} bytes of an incomplete frame at the end`);
       if (this.#frames === 0) throw new ZstdFormatError("no frame");
-      while (this.#work.size > 0) this.push(await this.#work.shift());
+      await this.#drain(0);
     })().then(() => cb(), (err: unknown) => cb(err as Error));
   }
 }

@@ -340,7 +340,7 @@ async function insertTable(
     const counter = new ByteCounter(onBytes);
     // lz4 objects are ClickHouse's own compressed format: the server decompresses them (decompress=1).
     const lz4 = compression.codec === "lz4";
-    const unzstd = lz4 ? new PassThrough() : compression.frameBytes !== undefined ? new ZstdFramesDecompress() : createZstdDecompress();
+    const unzstd = lz4 ? new PassThrough() : compression.frameBytes !== undefined ? new ZstdFramesDecompress({ frameBytes: compression.frameBytes }) : createZstdDecompress();
     const body = new PassThrough();
     const failures = new FailureTracker<"source" | "clickhouse">();
     failures.watch("source", src, counter, unzstd);
