@@ -10,11 +10,17 @@
 // with the runner's peak RSS (GNU time's maximum resident set size).
 // Ratios compare the runner's operation time (it reports it) with the
 // baseline; the process wall time, including Node start-up, is shown too.
+// "cpu" is the CPU time (user + system) that the runner process, ClickHouse
+// and MinIO each used during the step: on a 2-core machine the three share
+// the cores, so their sum bounds how fast a step can be.
 //
-// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N]
+// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin]
+//   --repeat N  measure everything N times per size (one data load), to see the spread
+//   --pin       a cluster-like split of the 2 cores: ClickHouse and MinIO on CPU 0, the client
+//               side (the runner, and this process for the raw baselines) on CPU 1 (taskset)
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { stat, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
@@ -28,11 +34,21 @@ const MiB = 1024 ** 2;
 const BYTES_PER_ROW = 35.9;
 
 const { values } = parseArgs({
-  options: { sizes: { type: "string", default: "0.25,1.1" }, level: { type: "string" }, compression: { type: "string", default: "zstd,lz4" } },
+  options: {
+    sizes: { type: "string", default: "0.25,1.1" },
+    level: { type: "string" },
+    compression: { type: "string", default: "zstd,lz4" },
+    repeat: { type: "string", default: "1" },
+    pin: { type: "boolean", default: false },
+  },
 });
 const sizes = values.sizes.split(",").map(Number);
 const level = values.level === undefined ? undefined : Number(values.level);
 const codecs = values.compression.split(",") as ("zstd" | "lz4")[];
+const repeat = Math.max(1, Number(values.repeat));
+const pin = values.pin;
+const SERVER_CPU = "0";
+const CLIENT_CPU = "1";
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -40,6 +56,27 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   const t = performance.now();
   const value = await fn();
   return { ms: performance.now() - t, value };
+}
+
+const clockTicks = Number((await execa("getconf", ["CLK_TCK"])).stdout) || 100;
+
+/** CPU time (user + system, ms) a process has used so far, all threads. */
+async function procCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks; // utime, stime
+}
+
+/** CPU used by the servers while `fn` runs. */
+async function serverCpu<T>(pids: { ch: number; minio: number }, fn: () => Promise<T>): Promise<{ value: T; chMs: number; minioMs: number }> {
+  const [c0, m0] = [await procCpuMs(pids.ch), await procCpuMs(pids.minio)];
+  const value = await fn();
+  return { value, chMs: (await procCpuMs(pids.ch)) - c0, minioMs: (await procCpuMs(pids.minio)) - m0 };
+}
+
+/** Pins every thread of a process to `cpus` (taskset). */
+async function pinProcess(pid: number, cpus: string): Promise<void> {
+  await execa("taskset", ["-a", "-p", "-c", cpus, String(pid)]);
 }
 
 async function rawExport(ch: ClickHouseServer, file?: string): Promise<number> {
@@ -75,21 +112,31 @@ interface RunnerRun {
   ms: number;
   opMs: number;
   maxRssKiB: number;
+  /** user + system CPU of the runner process, start-up included */
+  cpuMs: number;
   bytes: number;
 }
 
 async function runRunner(args: string[], configPath: string): Promise<RunnerRun> {
   const t = performance.now();
   // bin/backup-runner: the compiled runner with the V8 limits it is deployed with.
-  const r = await execa("/usr/bin/time", ["-f", "MAXRSS %M", join(repoRoot, "bin", "backup-runner"), ...args, "--config", configPath], {
+  const cmd = [join(repoRoot, "bin", "backup-runner"), ...args, "--config", configPath];
+  const timeArgs = ["-f", "MAXRSS %M CPU %U %S", ...cmd];
+  const r = await execa(pin ? "taskset" : "/usr/bin/time", pin ? ["-c", CLIENT_CPU, "/usr/bin/time", ...timeArgs] : timeArgs, {
     env: { LOG_LEVEL: "warn", PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}` },
     reject: false,
   });
   const ms = performance.now() - t;
   if (r.exitCode !== 0) throw new Error(`backup-runner ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
-  const m = /MAXRSS (\d+)/.exec(r.stderr);
+  const m = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
   const res = JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as { durationMs?: number; result?: { bytes?: number } };
-  return { ms, opMs: res.durationMs ?? ms, maxRssKiB: Number(m?.[1] ?? 0), bytes: res.result?.bytes ?? 0 };
+  return {
+    ms,
+    opMs: res.durationMs ?? ms,
+    maxRssKiB: Number(m?.[1] ?? 0),
+    cpuMs: (Number(m?.[2] ?? 0) + Number(m?.[3] ?? 0)) * 1000,
+    bytes: res.result?.bytes ?? 0,
+  };
 }
 
 const mbps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
@@ -99,6 +146,12 @@ async function benchSize(gib: number): Promise<void> {
   const [ch, minio] = await Promise.all([startClickHouse(), startMinio()]);
   const dir = await makeTempDir("bench");
   try {
+    const pids = { ch: ch.pid(), minio: minio.pid() };
+    if (pin) {
+      await pinProcess(pids.ch, SERVER_CPU);
+      await pinProcess(pids.minio, SERVER_CPU);
+      await pinProcess(process.pid, CLIENT_CPU);
+    }
     const bucket = await minio.createBucket("bench");
     await ch.exec("CREATE DATABASE bench");
     await ch.exec("CREATE TABLE bench.t (id UInt64, ts DateTime, user UInt32, value Float64, label String) ENGINE = MergeTree ORDER BY id");
@@ -111,51 +164,61 @@ async function benchSize(gib: number): Promise<void> {
     const nativeFile = join(dir, "t.native");
     // Warms the page cache, and keeps a Native copy for the raw insert baseline.
     const bytes = await rawExport(ch, nativeFile);
-    const exp = await timed(() => rawExport(ch));
-    await ch.exec("CREATE TABLE bench.scratch AS bench.t");
-    const ins = await timed(() => rawInsert(ch, nativeFile, "bench.scratch"));
-    await ch.exec("DROP TABLE bench.scratch");
+    out(`Native data: ${(bytes / MiB).toFixed(0)} MiB (${(bytes / GiB).toFixed(2)} GiB), ${rows.toLocaleString("en")} rows`);
+    if (pin) out(`pinned: ClickHouse and MinIO on CPU ${SERVER_CPU}; the runner and the raw baselines' client (this process) on CPU ${CLIENT_CPU}`);
 
     const row = (name: string, ms: number, base?: number, extra = "") =>
       out(
         `${name.padEnd(16)} ${(ms / 1000).toFixed(2).padStart(6)} s ${mbps(bytes, ms).toFixed(0).padStart(5)} MiB/s${base ? `   ratio ${(base / ms).toFixed(2)}x` : ""}${extra}`,
       );
-    out(`Native data: ${(bytes / MiB).toFixed(0)} MiB (${(bytes / GiB).toFixed(2)} GiB), ${rows.toLocaleString("en")} rows`);
-    row("raw export", exp.ms);
-    row("raw insert", ins.ms);
-    for (const codec of codecs) {
-      const config = {
-        definition: {
-          namespace: "bench",
-          name: "t",
-          clickhouse: {
-            url: ch.url,
-            username: ch.username,
-            password: ch.password,
-            databases: { include: ["bench"] },
-            compression: codec,
-            ...(level === undefined ? {} : { compressionLevel: level }),
+    const cpu = (s: { chMs: number; minioMs: number }, runnerMs?: number) =>
+      `   cpu${runnerMs === undefined ? "" : ` runner ${(runnerMs / 1000).toFixed(2)}`} clickhouse ${(s.chMs / 1000).toFixed(2)} minio ${(s.minioMs / 1000).toFixed(2)} s`;
+
+    for (let rep = 1; rep <= repeat; rep++) {
+      if (repeat > 1) out(`-- run ${rep} of ${repeat}`);
+      const exp = await serverCpu(pids, () => timed(() => rawExport(ch)));
+      await ch.exec("CREATE TABLE bench.scratch AS bench.t");
+      const ins = await serverCpu(pids, () => timed(() => rawInsert(ch, nativeFile, "bench.scratch")));
+      await ch.exec("DROP TABLE bench.scratch");
+      row("raw export", exp.value.ms, undefined, cpu(exp));
+      row("raw insert", ins.value.ms, undefined, cpu(ins));
+      for (const codec of codecs) {
+        const target = `bench-${codec}-${rep}`;
+        const config = {
+          definition: {
+            namespace: "bench",
+            name: "t",
+            clickhouse: {
+              url: ch.url,
+              username: ch.username,
+              password: ch.password,
+              databases: { include: ["bench"] },
+              compression: codec,
+              ...(level === undefined ? {} : { compressionLevel: level }),
+            },
+            mode: "single",
+            singleBackup: { target },
           },
-          mode: "single",
-          singleBackup: { target: `bench-${codec}` },
-        },
-        storage: {
-          s3: { endpoint: minio.endpoint, region: minio.region, bucket, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
-        },
-        api: { token: randomBytes(16).toString("hex") },
-      };
-      const configPath = join(dir, `config-${codec}.json`);
-      await writeFile(configPath, JSON.stringify(config));
-      const backup = await runRunner(["backup", "--once"], configPath);
-      await ch.exec("RENAME TABLE bench.t TO bench.keep");
-      const restore = await runRunner(["restore", "--from", `bench-${codec}`], configPath);
-      const [check] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM bench.t");
-      if (Number(check?.c) !== rows) throw new Error(`restore check: ${check?.c} rows, expected ${rows}`);
-      await ch.exec("DROP TABLE bench.t");
-      await ch.exec("RENAME TABLE bench.keep TO bench.t");
-      out(`-- dump, compression ${codec}: ${(backup.bytes / MiB).toFixed(0)} MiB stored (${(bytes / backup.bytes).toFixed(1)}:1)`);
-      row("runner backup", backup.opMs, exp.ms, `   wall ${(backup.ms / 1000).toFixed(2)} s, peak RSS ${(backup.maxRssKiB / 1024).toFixed(0)} MiB`);
-      row("runner restore", restore.opMs, ins.ms, `   wall ${(restore.ms / 1000).toFixed(2)} s, peak RSS ${(restore.maxRssKiB / 1024).toFixed(0)} MiB`);
+          storage: {
+            s3: { endpoint: minio.endpoint, region: minio.region, bucket, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
+          },
+          api: { token: randomBytes(16).toString("hex") },
+        };
+        const configPath = join(dir, `config-${codec}-${rep}.json`);
+        await writeFile(configPath, JSON.stringify(config));
+        const backup = await serverCpu(pids, () => runRunner(["backup", "--once"], configPath));
+        await ch.exec("RENAME TABLE bench.t TO bench.keep");
+        const restore = await serverCpu(pids, () => runRunner(["restore", "--from", target], configPath));
+        const [check] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM bench.t");
+        if (Number(check?.c) !== rows) throw new Error(`restore check: ${check?.c} rows, expected ${rows}`);
+        await ch.exec("DROP TABLE bench.t");
+        await ch.exec("RENAME TABLE bench.keep TO bench.t");
+        const b = backup.value;
+        const r = restore.value;
+        out(`-- dump, compression ${codec}: ${(b.bytes / MiB).toFixed(0)} MiB stored (${(bytes / b.bytes).toFixed(1)}:1)`);
+        row("runner backup", b.opMs, exp.value.ms, `   wall ${(b.ms / 1000).toFixed(2)} s, peak RSS ${(b.maxRssKiB / 1024).toFixed(0)} MiB${cpu(backup, b.cpuMs)}`);
+        row("runner restore", r.opMs, ins.value.ms, `   wall ${(r.ms / 1000).toFixed(2)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB${cpu(restore, r.cpuMs)}`);
+      }
     }
   } finally {
     await ch.stop();
@@ -169,3 +232,4 @@ out("building the runner (tsc) ...");
 await execa("tsc", ["-p", join(repoRoot, "tsconfig.json")], { preferLocal: true, cwd: repoRoot, stdio: "inherit" });
 for (const s of sizes) await benchSize(s);
 out("\nratio = baseline time / runner operation time (process start-up excluded; see wall)");
+out("cpu = user + system time of each process during the step (the runner's includes its start-up)");
