@@ -1,7 +1,7 @@
 // backup-runner: thin entry point. Loads config, wires, starts; logic is in pkg/.
 import { readFile } from "node:fs/promises";
 import { parseRunnerConfigText, ConfigError } from "../../pkg/apis/index.ts";
-import { parseCommand, USAGE, UsageError, type Command } from "../../pkg/runner/cli.ts";
+import { parseCommand, parseListen, USAGE, UsageError, type Command } from "../../pkg/runner/cli.ts";
 import { createLogger } from "../../pkg/runner/logging.ts";
 import { createRunner } from "../../pkg/runner/app.ts";
 import { RunnerService } from "../../pkg/runner/service.ts";
@@ -51,8 +51,15 @@ async function main(argv: string[]): Promise<number> {
 
   if (command.cmd === "serve") {
     if (!api || !metrics) throw new Error("internal: API modules not loaded");
+    let listen: { host: string; port: number } = { host: config.api.host, port: config.api.port };
+    try {
+      if (process.env["RUNNER_LISTEN"]) listen = parseListen(process.env["RUNNER_LISTEN"]);
+    } catch (err: unknown) {
+      process.stderr.write(`${describeError(err)}\n`);
+      return 2;
+    }
     const service = new RunnerService({ runner, logger });
-    const server = await api.startApiServer({ service, metrics, logger, token: config.api.token, host: config.api.host, port: config.api.port });
+    const server = await api.startApiServer({ service, metrics, logger, token: config.api.token, ...listen });
     try {
       await service.start(abort.signal);
     } catch (err: unknown) {

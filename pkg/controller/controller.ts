@@ -4,6 +4,7 @@
 // A reconcile that finds everything as desired makes no API write.
 import { randomBytes } from "node:crypto";
 import type { Logger } from "winston";
+import { describeError } from "../runner/errors.ts";
 import type { Condition } from "../apis/resources.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
 import { differingPaths, isSubset } from "./diff.ts";
@@ -70,7 +71,7 @@ export class Controller {
       workers: this.#s.workers,
       handle: (key) => this.#timedReconcile(key),
       onError: (key, err, retryInMs) =>
-        this.#log.warn("reconcile failed; will retry", { definition: key, error: err instanceof Error ? err.message : String(err), retryInMs }),
+        this.#log.warn("reconcile failed; will retry", { definition: key, error: describeError(err), retryInMs }),
     });
     this.#wire();
   }

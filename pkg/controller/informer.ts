@@ -60,8 +60,9 @@ export class Informer<T extends KubeObject> {
     this.#lw = lw;
     const emit = (kind: "add" | "update" | "delete") => (o: KubernetesObject) => {
       const obj = o as unknown as T;
-      this.#forgetWrittenIfSeen(obj, kind);
       this.#failures = 0;
+      // The echo of this controller's own write: the reconcile that wrote it already saw this state.
+      if (this.#forgetWrittenIfSeen(obj, kind) === "echo") return;
       for (const h of this.#handlers) h(obj, kind);
     };
     lw.on("add", emit("add"));
@@ -125,18 +126,19 @@ export class Informer<T extends KubeObject> {
     this.#written.set(`${namespace}/${name}`, DELETED);
   }
 
-  #forgetWrittenIfSeen(obj: T, kind: string): void {
+  #forgetWrittenIfSeen(obj: T, kind: string): "echo" | undefined {
     const key = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
     const mine = this.#written.get(key);
-    if (!mine) return;
+    if (!mine) return undefined;
     if (mine === DELETED) {
       // Gone as seen by the watch, or made anew since: the cache is right again.
       if (kind !== "update") this.#written.delete(key);
-      return;
+      return kind === "delete" ? "echo" : undefined;
     }
     const a = rvNumber(obj.metadata.resourceVersion);
     const b = rvNumber(mine.metadata.resourceVersion);
     if (a === undefined || b === undefined || a >= b) this.#written.delete(key);
+    return a !== undefined && a === b && kind !== "delete" ? "echo" : undefined;
   }
 }
 

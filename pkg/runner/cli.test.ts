@@ -28,3 +28,14 @@ describe("backup-runner command line", () => {
     expect(() => parseCommand(["serve", "--bogus"])).toThrow(UsageError);
   });
 });
+
+describe("parseListen", () => {
+  it("reads host:port, [v6]:port and :port", async () => {
+    const { parseListen } = await import("./cli.ts");
+    expect(parseListen("127.0.0.1:18080")).toEqual({ host: "127.0.0.1", port: 18080 });
+    expect(parseListen("[::1]:9")).toEqual({ host: "::1", port: 9 });
+    expect(parseListen(":8080")).toEqual({ host: "0.0.0.0", port: 8080 });
+    expect(() => parseListen("localhost")).toThrow(/RUNNER_LISTEN/);
+    expect(() => parseListen("h:70000")).toThrow(/RUNNER_LISTEN/);
+  });
+});

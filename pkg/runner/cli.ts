@@ -94,3 +94,14 @@ export function parseCommand(argv: readonly string[]): Command {
       throw new UsageError(`unknown command "${sub}"`);
   }
 }
+
+/**
+ * RUNNER_LISTEN ("host:port", "[v6]:port" or ":port"): where `serve` listens instead of
+ * api.host/api.port, for running a runner outside its pod (tests, a workstation).
+ */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`RUNNER_LISTEN must be host:port, e.g. 127.0.0.1:8080 (got ${JSON.stringify(value)})`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}

@@ -26,6 +26,8 @@ export interface ClickHouseServer {
   exec(sql: string): Promise<void>;
   /** Runs a query and returns JSONEachRow rows. */
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  /** Rotates the user's password (users.xml, reloaded by the server); resolves once it logs in. */
+  setPassword(password: string): Promise<void>;
   /** SIGKILL (fault injection). `start()` brings it back with the same data and ports. */
   kill(): Promise<void>;
   start(): Promise<void>;
@@ -39,7 +41,7 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
   const dir = await makeTempDir("clickhouse");
   const [httpPort, tcpPort] = [await freePort(), await freePort()];
   const username = "backup";
-  const password = randomBytes(12).toString("hex");
+  let password = randomBytes(12).toString("hex");
   const data = join(dir, "data") + "/";
   await mkdir(data, { recursive: true });
   await writeFile(
@@ -64,8 +66,9 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
 </yandex>
 `,
   );
-  const hash = createHash("sha256").update(password).digest("hex");
-  await writeFile(
+  const writeUsers = (pw: string) => {
+  const hash = createHash("sha256").update(pw).digest("hex");
+  return writeFile(
     join(dir, "users.xml"),
     `<?xml version="1.0"?>
 <yandex>
@@ -77,6 +80,8 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
 </yandex>
 `,
   );
+  };
+  await writeUsers(password);
   const url = `http://127.0.0.1:${httpPort}`;
   let proc: ManagedProcess | undefined;
   const start = async () => {
@@ -120,7 +125,9 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
     httpPort,
     tcpPort,
     username,
-    password,
+    get password() {
+      return password;
+    },
     version,
     dir,
     ports: [httpPort, tcpPort],
@@ -135,6 +142,15 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
       }
     },
     query,
+    setPassword: async (pw: string) => {
+      await writeUsers(pw);
+      // The server reloads users.xml on its own within seconds; wait until the new password logs in.
+      await waitUntil("new ClickHouse password accepted", async () => {
+        const res = await fetch(`${url}/?query=SELECT%201`, { headers: { "X-ClickHouse-User": username, "X-ClickHouse-Key": pw }, signal: AbortSignal.timeout(2000) });
+        return res.ok;
+      }, { timeoutMs: 30_000, intervalMs: 250 });
+      password = pw;
+    },
     kill: async () => {
       await proc?.kill();
     },

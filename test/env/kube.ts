@@ -28,6 +28,9 @@ export interface KubeApiServer {
   apply(path: string, obj: unknown, fieldManager: string): Promise<unknown>;
   /** A KubeConfig (admin, system:masters) for @kubernetes/client-node. */
   kubeConfig(): KubeConfig;
+  /** Fault injection: stops kube-apiserver (etcd keeps the data); startApiServer() brings it back on the same port. */
+  stopApiServer(): Promise<void>;
+  startApiServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -79,34 +82,30 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     const token = randomBytes(24).toString("hex");
     await writeFile(join(dir, "tokens.csv"), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
 
-    const apiserver = startProcess(
-      "kube-apiserver",
-      apiserverBin,
-      [
-        `--etcd-servers=${etcdUrl}`,
-        `--secure-port=${securePort}`,
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        `--tls-cert-file=${join(certs, "apiserver.crt")}`,
-        `--tls-private-key-file=${join(certs, "apiserver.key")}`,
-        `--token-auth-file=${join(dir, "tokens.csv")}`,
-        "--authorization-mode=RBAC",
-        "--service-account-issuer=https://kubernetes.default.svc",
-        `--service-account-key-file=${join(certs, "sa.pub")}`,
-        `--service-account-signing-key-file=${join(certs, "sa.key")}`,
-        "--disable-admission-plugins=ServiceAccount",
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--allow-privileged=true",
-        // No nodes and no kube-proxy here: do not reconcile the kubernetes Service endpoints (as envtest does).
-        "--endpoint-reconciler-type=none",
-        // A fresh server bootstraps its priority-and-fairness objects after /readyz; until then requests
-        // can be refused with 429. Tests want a deterministic server: plain max-in-flight limits instead.
-        "--enable-priority-and-fairness=false",
-        `--cert-dir=${certs}`,
-        "--v=0",
-      ],
-      { logFile: join(dir, "kube-apiserver.log") },
-    );
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      `--secure-port=${securePort}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      `--tls-cert-file=${join(certs, "apiserver.crt")}`,
+      `--tls-private-key-file=${join(certs, "apiserver.key")}`,
+      `--token-auth-file=${join(dir, "tokens.csv")}`,
+      "--authorization-mode=RBAC",
+      "--service-account-issuer=https://kubernetes.default.svc",
+      `--service-account-key-file=${join(certs, "sa.pub")}`,
+      `--service-account-signing-key-file=${join(certs, "sa.key")}`,
+      "--disable-admission-plugins=ServiceAccount",
+      "--service-cluster-ip-range=10.96.0.0/16",
+      "--allow-privileged=true",
+      // No nodes and no kube-proxy here: do not reconcile the kubernetes Service endpoints (as envtest does).
+      "--endpoint-reconciler-type=none",
+      // A fresh server bootstraps its priority-and-fairness objects after /readyz; until then requests
+      // can be refused with 429. Tests want a deterministic server: plain max-in-flight limits instead.
+      "--enable-priority-and-fairness=false",
+      `--cert-dir=${certs}`,
+      "--v=0",
+    ];
+    let apiserver = startProcess("kube-apiserver", apiserverBin, apiserverArgs, { logFile: join(dir, "kube-apiserver.log") });
     procs.push(apiserver);
     const caPem = await readFile(join(certs, "apiserver.crt"), "utf8");
     const server = `https://127.0.0.1:${securePort}`;
@@ -151,11 +150,13 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         req.on("timeout", () => req.destroy(new Error(`${method} ${path}: no answer in 10 s`)));
         req.end(data);
       });
-    await waitUntil("kube-apiserver /readyz", async () => (await rawRequest("GET", "/readyz")).status === 200, {
-      proc: apiserver,
-      timeoutMs: 90_000,
-      intervalMs: 500,
-    });
+    const waitReady = () =>
+      waitUntil("kube-apiserver /readyz", async () => (await rawRequest("GET", "/readyz")).status === 200, {
+        proc: apiserver,
+        timeoutMs: 90_000,
+        intervalMs: 500,
+      });
+    await waitReady();
     return {
       request: rawRequest,
       apply: async (path, obj, fieldManager) => {
@@ -172,6 +173,16 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       ports: [etcdClient, etcdPeer, securePort],
       pids: () => procs.map((p) => p.pid),
       kubeConfig,
+      stopApiServer: async () => {
+        await apiserver.stop(10_000);
+      },
+      startApiServer: async () => {
+        if (!apiserver.exited()) return;
+        const i = procs.indexOf(apiserver);
+        apiserver = startProcess("kube-apiserver", apiserverBin, apiserverArgs, { logFile: join(dir, "kube-apiserver.log") });
+        procs[i] = apiserver;
+        await waitReady();
+      },
       stop: stopAll,
     };
   } catch (err: unknown) {

@@ -1,0 +1,176 @@
+// npm run bench:controller: the controller at scale against the test
+// environment's kube-apiserver (+ etcd), as its own process.
+//
+// Prints, for N definitions (default 500) created at once:
+//   baseline        the same runner objects (Secret, StatefulSet, Service) and status
+//                   written straight to the apiserver by a plain loop, no controller
+//   controller      time from the first create until every definition is Ready
+//   writes          API writes per definition (from the controller's own metrics)
+//   resync          writes made by a full resync afterwards (must be 0)
+//   peak RSS        of the controller process (VmHWM)
+// The ratio compares the controller's time with the baseline measured in the same run.
+//
+// Usage: npm run bench:controller [-- --definitions 500] [--workers 4]
+import { writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { execa } from "execa";
+import { stringify } from "yaml";
+import { startKubeApiServer, makeTempDir, removeDir, repoRoot, freePort } from "../test/env/index.ts";
+import { GV, createNamespace, installCrds, must, secretBody, waitFor } from "../test/helpers/kube.ts";
+import { KubeClient, RESOURCES, parseControllerSettings, planRunnerConfig, renderRunnerObjects, type BackupDefinitionObject } from "../pkg/controller/index.ts";
+
+const { values } = parseArgs({ options: { definitions: { type: "string", default: "500" }, workers: { type: "string", default: "4" } } });
+const N = Number(values.definitions);
+const WORKERS = Number(values.workers);
+const CTRL_NS = "chbackup-system";
+const APP_NAMESPACES = Array.from({ length: 10 }, (_, i) => `team-${i}`);
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+async function pool<T>(items: T[], concurrency: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+function definition(ns: string, name: string) {
+  return {
+    apiVersion: GV,
+    kind: "BackupDefinition",
+    metadata: { name, namespace: ns },
+    spec: {
+      storageLocation: "minio",
+      clickhouse: { url: `http://clickhouse.${ns}.svc:8123`, passwordSecretRef: { name: "ch-password", key: "password" } },
+      schedule: { cron: "0 * * * *", timeZone: "UTC" },
+      retention: { hourly: 24, daily: 7, weekly: 4, monthly: 12 },
+    },
+  };
+}
+
+async function readyCount(kube: Awaited<ReturnType<typeof startKubeApiServer>>, prefix: string): Promise<number> {
+  const list = await must<{ items: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } }[] }>(kube, "GET", `/apis/${GV}/backupdefinitions`);
+  return list.items.filter((d) => d.metadata.name.startsWith(prefix) && d.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
+}
+
+function metric(text: string, name: string, filter: (labels: string) => boolean = () => true): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const m = new RegExp(`^${name}(\\{[^}]*\\})?\\s+([0-9.e+-]+)$`).exec(line);
+    if (m && filter(m[1] ?? "")) sum += Number(m[2]);
+  }
+  return sum;
+}
+
+async function main(): Promise<void> {
+  out(`controller benchmark: ${N} definitions in ${APP_NAMESPACES.length} namespaces, ${WORKERS} workers`);
+  const kube = await startKubeApiServer();
+  const dir = await makeTempDir("bench-controller");
+  let ctrl: ReturnType<typeof execa> | undefined;
+  try {
+    out(`kube-apiserver ${kube.version}, etcd ${kube.etcdVersion}`);
+    await installCrds(kube);
+    for (const ns of [CTRL_NS, ...APP_NAMESPACES, "baseline"]) await createNamespace(kube, ns);
+    for (const ns of [...APP_NAMESPACES, "baseline"]) await must(kube, "POST", `/api/v1/namespaces/${ns}/secrets`, secretBody(ns, "ch-password", { password: `pw-${ns}` }));
+    await must(kube, "POST", `/api/v1/namespaces/${CTRL_NS}/secrets`, secretBody(CTRL_NS, "minio-creds", { accessKeyId: "AK", secretAccessKey: "SK" }));
+    await must(kube, "POST", `/apis/${GV}/namespaces/${CTRL_NS}/storagelocations`, {
+      apiVersion: GV, kind: "StorageLocation", metadata: { name: "minio", namespace: CTRL_NS },
+      spec: { s3: { endpoint: "http://minio:9000", bucket: "backups", forcePathStyle: true, credentialsSecretRef: { name: "minio-creds" } } },
+    });
+
+    // Baseline: the same objects written by a plain loop (no informers, no diffing), into a namespace the controller ignores.
+    const settings = parseControllerSettings({ namespace: "baseline", runnerImage: "runner:bench", leaderElection: { identity: "bench" } });
+    const client = new KubeClient({ kubeConfig: kube.kubeConfig() });
+    const loc = await must<{ spec: never }>(kube, "GET", `/apis/${GV}/namespaces/${CTRL_NS}/storagelocations/minio`);
+    const sec = await must<{ data: Record<string, string> }>(kube, "GET", `/api/v1/namespaces/${CTRL_NS}/secrets/minio-creds`);
+    const tb = performance.now();
+    await pool(Array.from({ length: N }, (_, i) => i), WORKERS, async (i) => {
+      const name = `base-${i}`;
+      const def = await client.create<BackupDefinitionObject>(RESOURCES.backupDefinitions, "baseline", definition("baseline", name));
+      const plan = planRunnerConfig({
+        definition: def, controllerNamespace: "baseline", token: "benchmark-token-0123456789",
+        location: () => ({ metadata: { name: "minio" }, spec: loc.spec }),
+        secret: (ns, n) => (n === "minio-creds" ? { metadata: { name: n }, data: sec.data } : { metadata: { name: n }, data: { password: Buffer.from(`pw-${ns}`).toString("base64") } }),
+      });
+      if (!plan.ok) throw new Error(plan.message);
+      const o = renderRunnerObjects(plan, settings);
+      await client.apply(RESOURCES.secrets, "baseline", o.name, o.secret);
+      await client.apply(RESOURCES.statefulSets, "baseline", o.name, o.statefulSet);
+      await client.apply(RESOURCES.services, "baseline", o.name, o.service);
+      await client.patch(RESOURCES.backupDefinitions, "baseline", name, { status: { conditions: [{ type: "Ready", status: "True", reason: "Reconciled", message: "", lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") }] } }, "merge", "status");
+    });
+    const baselineMs = performance.now() - tb;
+    // The controller watches every namespace: take the baseline's definitions away before it starts.
+    await must(kube, "DELETE", `/apis/${GV}/namespaces/baseline/backupdefinitions`);
+    client.close();
+    out(`baseline        ${N} × (create definition + apply Secret, StatefulSet, Service + status), ${WORKERS} at a time: ${(baselineMs / 1000).toFixed(2)} s`);
+
+    // The controller, as its own process, with a kubeconfig file like any user's.
+    const kubeconfig = join(dir, "kubeconfig");
+    await writeFile(kubeconfig, stringify({
+      apiVersion: "v1", kind: "Config", "current-context": "bench",
+      clusters: [{ name: "bench", cluster: { server: kube.server, "certificate-authority-data": Buffer.from(kube.caPem).toString("base64") } }],
+      users: [{ name: "admin", user: { token: kube.token } }],
+      contexts: [{ name: "bench", context: { cluster: "bench", user: "admin" } }],
+    }), { mode: 0o600 });
+    const probePort = await freePort();
+    const resyncSeconds = 20;
+    ctrl = execa(process.execPath, ["--max-old-space-size=256", join(repoRoot, "cmd", "backup-controller", "main.ts"), "--kubeconfig", kubeconfig], {
+      env: { CONTROLLER_NAMESPACE: CTRL_NS, RUNNER_IMAGE: "runner:bench", PROBE_PORT: String(probePort), RESYNC_SECONDS: String(resyncSeconds), WORKERS: String(WORKERS), POD_NAME: "bench-controller", LOG_LEVEL: "warn" },
+      stdout: "ignore", stderr: { file: join(dir, "controller.log") }, reject: false, cleanup: true,
+    });
+    const pid = ctrl.pid!;
+    const metricsText = async () => (await fetch(`http://127.0.0.1:${probePort}/metrics`)).text();
+    const writes = async () => metric(await metricsText(), "chbackup_controller_api_requests_total", (l) => /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l));
+    const reconciles = async () => metric(await metricsText(), "chbackup_controller_reconciles_total");
+    await waitFor("controller leading and synced", async () => {
+      const r = await fetch(`http://127.0.0.1:${probePort}/readyz`).catch(() => undefined);
+      return r?.ok && ((await r.json()) as { leader: boolean }).leader;
+    }, 60_000);
+
+    const t0 = performance.now();
+    const names = Array.from({ length: N }, (_, i) => ({ ns: APP_NAMESPACES[i % APP_NAMESPACES.length]!, name: `def-${i}` }));
+    await pool(names, 16, async ({ ns, name }) => void (await must(kube, "POST", `/apis/${GV}/namespaces/${ns}/backupdefinitions`, definition(ns, name))));
+    const createdMs = performance.now() - t0;
+    await waitFor(`${N} definitions Ready`, async () => (await readyCount(kube, "def-")) === N, 300_000, 250);
+    const readyMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 1000));
+    const w1 = await writes();
+    out(`controller      ${N} definitions created in ${(createdMs / 1000).toFixed(2)} s, all Ready after ${(readyMs / 1000).toFixed(2)} s (ratio ${(readyMs / baselineMs).toFixed(2)}× the baseline)`);
+    const breakdown = (await metricsText())
+      .split("\n")
+      .filter((l) => l.startsWith("chbackup_controller_api_requests_total{") && /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l))
+      .map((l) => l.replace(/^chbackup_controller_api_requests_total/, ""));
+    out(`writes          ${w1} API writes = ${(w1 / N).toFixed(2)} per definition (finalizer, Secret, StatefulSet, Service, status, Event)`);
+    for (const b of breakdown) out(`                  ${b}`);
+
+    // A full resync: every definition reconciled again; nothing may be written.
+    const r0 = await reconciles();
+    await waitFor("a full resync", async () => (await reconciles()) >= r0 + N, (resyncSeconds + 60) * 1000, 250);
+    await new Promise((r) => setTimeout(r, 2000));
+    const w2 = await writes();
+    out(`resync          ${(await reconciles()) - r0} reconciles, ${w2 - w1} writes`);
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+    out(`peak RSS        ${hwm.toFixed(0)} MiB (controller process, ${N} definitions, ${N * 3} runner objects and ${N + APP_NAMESPACES.length + 2 + N} Secrets cached)`);
+    if (w2 - w1 !== 0) throw new Error(`a full resync made ${w2 - w1} writes`);
+  } catch (err: unknown) {
+    const log = readFileSync(join(dir, "controller.log"), { encoding: "utf8", flag: "a+" });
+    const lines = log.split("\n");
+    process.stderr.write(`controller log (first warnings, last lines):\n${[...lines.filter((l) => l.includes("\"warn\"")).slice(0, 5), "...", ...lines.slice(-5)].join("\n")}\n`);
+    throw err;
+  } finally {
+    if (ctrl) {
+      ctrl.kill("SIGTERM");
+      await ctrl;
+    }
+    await kube.stop();
+    await removeDir(dir);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:controller FAILED: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
