@@ -2,11 +2,16 @@
 // every body framing, split at every kind of boundary, errors, backpressure
 // with pooled blocks, abort and timeouts.
 import { once } from "node:events";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
 import { Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { execa } from "execa";
 import { BufferPool, releaseBuffer } from "../../storage/bufferpool.ts";
 import { httpSelect, HttpProtocolError, type HttpEndpoint } from "./httpselect.ts";
 
@@ -145,16 +150,49 @@ describe("httpSelect", () => {
     );
   });
 
-  it("reads Content-Length and close-delimited bodies, and ClickHouse 18.16's 4 KiB chunks", async () => {
+  it("reads Content-Length bodies and ClickHouse 18.16's 4 KiB chunks; refuses data whose end cannot be told", async () => {
     const data = sample(100_000, 3);
     for (const resp of [
       Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${data.length}\r\n\r\n`), data]),
-      Buffer.concat([Buffer.from("HTTP/1.0 200 OK\r\n\r\n"), data]),
       Buffer.concat([Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), chunkedBody(data, [4096])]),
     ]) {
       const { ep } = await serve((sock) => void writeParts(sock, cut(resp, [10, 30_000, 30_001])));
       const r = await httpSelect(ep, "SELECT 1", {}, signal());
       expect((await readAll(r.stream)).data.equals(data)).toBe(true);
+    }
+    // close-delimited: a cut connection would look like the end of the data
+    const { ep } = await serve((sock) => void writeParts(sock, [Buffer.concat([Buffer.from("HTTP/1.0 200 OK\r\n\r\n"), data])]));
+    await expect(httpSelect(ep, "SELECT 1", {}, signal())).rejects.toThrow(/cut connection/);
+    // an error message may come that way
+    const { ep: ep2 } = await serve((sock) => void writeParts(sock, ["HTTP/1.0 500 Internal Server Error\r\n\r\nCode: 62. DB::Exception: Syntax error (SYNTAX_ERROR)"]));
+    await expect(httpSelect(ep2, "SELEC 1", {}, signal())).rejects.toThrow(/Syntax error/);
+  });
+
+  it("speaks TLS", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "httpselect-tls-"));
+    try {
+      const key = join(dir, "key.pem");
+      const cert = join(dir, "cert.pem");
+      try {
+        await execa("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]);
+      } catch {
+        return; // no openssl (scripts/setup.sh installs it): nothing to test with
+      }
+      const data = sample(300_000, 4);
+      const server = createTlsServer({ key: await readFile(key), cert: await readFile(cert) }, (sock) => {
+        sock.once("data", () => void writeParts(sock as unknown as Socket, [Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), chunkedBody(data, [4096])]));
+      });
+      server.listen(0, "127.0.0.1");
+      await once(server, "listening");
+      servers.push(server as unknown as Server);
+      const port = (server.address() as AddressInfo).port;
+      const r = await httpSelect({ url: `https://localhost:${port}`, username: "u", password: "p", timeoutMs: 10_000, ca: await readFile(cert) }, "SELECT 1", {}, signal(), { blockBytes: 65536 });
+      expect((await readAll(r.stream)).data.equals(data)).toBe(true);
+      // an untrusted certificate is refused
+      const err = await httpSelect({ url: `https://localhost:${port}`, username: "u", password: "p", timeoutMs: 10_000 }, "SELECT 1", {}, signal()).catch((e: unknown) => e);
+      expect((err as { code?: unknown }).code).toBe("DEPTH_ZERO_SELF_SIGNED_CERT");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

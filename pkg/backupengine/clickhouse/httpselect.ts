@@ -29,6 +29,8 @@ export interface HttpEndpoint {
   /** The connection fails after this long without a byte while the reader waits for data (ms). */
   timeoutMs: number;
   userAgent?: string | undefined;
+  /** CA certificates to trust for https; default Node's, as for @clickhouse/client without TLS options. */
+  ca?: string | Buffer | undefined;
 }
 
 export interface HttpSelectOptions {
@@ -184,7 +186,7 @@ class SelectBody extends Readable {
     const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
     const onread = { buffer: Buffer.allocUnsafe(opts.readBytes ?? DEFAULT_READ_BYTES), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) };
     this.#socket = tls
-      ? tlsConnect({ host, port, servername: /^[\d.]+$|:/.test(host) ? undefined : host, onread } as unknown as ConnectionOptions)
+      ? tlsConnect({ host, port, servername: /^[\d.]+$|:/.test(host) ? undefined : host, ...(ep.ca ? { ca: ep.ca } : {}), onread } as unknown as ConnectionOptions)
       : netConnect({ host, port, onread });
     const s = this.#socket;
     s.setNoDelay(true);
@@ -312,6 +314,11 @@ class SelectBody extends Readable {
     const failed = status < 200 || status >= 300 || headers["x-clickhouse-exception-code"] !== undefined;
     if (failed) {
       this.#error = [];
+    } else if (this.#framing === Framing.Close) {
+      // ClickHouse answers HTTP/1.1 with chunked encoding, whose last chunk
+      // proves the data is complete; without it (or a length) a server that
+      // died mid-dump could not be told from the end of the data.
+      throw new HttpProtocolError("the response has neither Content-Length nor chunked encoding, so a cut connection could not be told from the end of the data");
     } else {
       const resolve = this.#resolve;
       this.#resolve = this.#reject = undefined;
