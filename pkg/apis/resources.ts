@@ -97,15 +97,20 @@ type JsonSchema = Record<string, unknown>;
 /** Converts a zod schema to a Kubernetes structural schema (OpenAPI v3, no unions, no additionalProperties:false). */
 export function toStructuralSchema(schema: z.ZodType): JsonSchema {
   const raw = z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "throw" }) as JsonSchema;
-  const clean = (node: unknown): unknown => {
-    if (Array.isArray(node)) return node.map(clean);
+  // inProperties: node is a `properties` map, whose keys are field names (a field may be called "id").
+  const clean = (node: unknown, inProperties = false): unknown => {
+    if (Array.isArray(node)) return node.map((n) => clean(n));
     if (!node || typeof node !== "object") return node;
     const out: JsonSchema = {};
     for (const [k, v] of Object.entries(node as JsonSchema)) {
+      if (inProperties) {
+        out[k] = clean(v);
+        continue;
+      }
       if (k === "$schema" || k === "id" || k === "$id") continue;
       if (k === "additionalProperties" && v === false) continue;
       if (k === "anyOf" || k === "oneOf" || k === "allOf") throw new Error(`structural schemas cannot hold ${k}; use sibling optional fields and CEL rules`);
-      out[k] = clean(v);
+      out[k] = clean(v, k === "properties");
     }
     // Integers in JSON Schema from zod carry safe-integer bounds; Kubernetes wants int64 format.
     if (out["type"] === "integer") {

@@ -31,7 +31,7 @@ export interface ControllerApp {
   isLeader(): boolean;
   /** Port of the probe server (0 when disabled). */
   readonly probePort: number;
-  /** Resolves when the app stopped; rejects when leadership was lost (the process should exit and restart). */
+  /** Resolves when the app stopped. */
   readonly done: Promise<void>;
   stop(): Promise<void>;
 }
@@ -104,7 +104,6 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
   let done: Promise<void>;
   if (settings.leaderElection.enabled) {
     const le = settings.leaderElection;
-    let lost = false;
     const elector = new LeaderElector({
       client,
       namespace: settings.namespace,
@@ -115,18 +114,12 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
       retryPeriodMs: le.retryPeriodSeconds * 1000,
       logger,
       onStartedLeading: lead,
-      onStoppedLeading: async () => {
-        await unlead();
-        if (!abort.signal.aborted) {
-          // Like client-go: a replica that lost the lease stops; its pod restarts and campaigns anew.
-          lost = true;
-          abort.abort();
-        }
-      },
+      // A replica that lost the lease (say, the apiserver was away longer than the lease) stops its
+      // controller, drops its caches and campaigns again in the same process; the new term starts
+      // from fresh caches, so nothing of the old term carries over.
+      onStoppedLeading: unlead,
     });
-    done = elector.run(abort.signal).then(() => {
-      if (lost) throw new Error("leadership lost");
-    });
+    done = elector.run(abort.signal);
   } else {
     await lead();
     done = new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => void unlead().then(resolve), { once: true }));
