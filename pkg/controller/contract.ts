@@ -82,21 +82,24 @@ export interface PolicyRule {
 /**
  * Every API call the controller makes, as RBAC rules. The deploy manifests
  * render their ClusterRole and Role from these, and a test runs the
- * controller under exactly these grants and checks each one is used.
+ * controller under exactly these grants and checks each one is used
+ * (test/rbac.test.ts). It reads through informers (list + watch), never get,
+ * except for its Lease.
  */
 export const CONTROLLER_PERMISSIONS: { cluster: PolicyRule[]; namespaced: PolicyRule[] } = {
   // Across all namespaces: definitions live in app namespaces, so do their password Secrets and their Events.
   cluster: [
-    { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions"], verbs: ["get", "list", "watch", "patch"] },
+    { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions"], verbs: ["list", "watch", "patch"] },
     { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions/status"], verbs: ["patch"] },
-    { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] },
+    { apiGroups: [""], resources: ["secrets"], verbs: ["list", "watch"] },
     { apiGroups: [""], resources: ["events"], verbs: ["create"] },
   ],
   // In the controller's namespace only: storage locations, the runner objects, the leader lease.
   namespaced: [
-    { apiGroups: ["chbackup.dev"], resources: ["storagelocations"], verbs: ["get", "list", "watch"] },
-    { apiGroups: [""], resources: ["secrets", "services"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
-    { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+    { apiGroups: ["chbackup.dev"], resources: ["storagelocations"], verbs: ["list", "watch"] },
+    // create: a server-side apply that creates its object needs it besides patch.
+    { apiGroups: [""], resources: ["secrets", "services"], verbs: ["list", "watch", "create", "patch", "delete"] },
+    { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["list", "watch", "create", "patch", "delete"] },
     { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
   ],
 };

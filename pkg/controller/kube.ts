@@ -104,7 +104,7 @@ export class KubeClient {
     method: string,
     rt: ResourceType,
     path: string,
-    opts: { body?: unknown; contentType?: string; namespace?: string; signal?: AbortSignal } = {},
+    opts: { body?: unknown; contentType?: string; namespace?: string; subresource?: string; signal?: AbortSignal } = {},
   ): Promise<T> {
     const cluster = this.kubeConfig.getCurrentCluster();
     if (!cluster) throw new KubeApiError(`${method} ${path}`, 0, "NoCluster", "the kubeconfig has no current cluster");
@@ -152,7 +152,7 @@ export class KubeClient {
       if (err instanceof KubeApiError) throw err;
       throw new KubeApiError(what, 0, "NetworkError", err instanceof Error ? err.message : String(err), { cause: err });
     } finally {
-      this.#observe?.({ verb, group: rt.group, resource: rt.resource, ...(opts.namespace ? { namespace: opts.namespace } : {}), status });
+      this.#observe?.({ verb, group: rt.group, resource: opts.subresource ? `${rt.resource}/${opts.subresource}` : rt.resource, ...(opts.namespace ? { namespace: opts.namespace } : {}), status });
     }
   }
 
@@ -184,12 +184,12 @@ export class KubeClient {
   /** Server-side apply under the controller's field manager, taking over conflicting fields. */
   async apply<T>(rt: ResourceType, namespace: string, name: string, obj: unknown, subresource?: string): Promise<T> {
     const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}&force=true`;
-    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body: obj, contentType: PATCH_CONTENT.apply, namespace });
+    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body: obj, contentType: PATCH_CONTENT.apply, namespace, ...(subresource ? { subresource } : {}) });
   }
 
   async patch<T>(rt: ResourceType, namespace: string, name: string, body: unknown, type: "merge" | "json", subresource?: string): Promise<T> {
     const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}`;
-    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace });
+    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace, ...(subresource ? { subresource } : {}) });
   }
 
   /** Deletes; a missing object is not an error (returns false). */
