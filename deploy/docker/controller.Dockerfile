@@ -35,4 +35,4 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 USER 10001:10001
 EXPOSE 8081
-ENTRYPOINT ["node", "/app/dist/cmd/backup-controller/main.js"]
+ENTRYPOINT ["node", "--max-old-space-size=384", "/app/dist/cmd/backup-controller/main.js"]

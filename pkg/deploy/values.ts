@@ -20,7 +20,7 @@ const controllerResources = z
     requests: resourceList.optional().describe("Resource requests"),
     limits: resourceList.optional().describe("Resource limits"),
   })
-  .default({ requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "256Mi" } });
+  .default({ requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "512Mi" } });
 // The runner's resources go through the controller (RUNNER_DEFAULTS), which checks them with the
 // BackupDefinition's own schema: quantities as strings.
 const runnerResources = runnerSpec.shape.resources.unwrap().default({ requests: { cpu: "250m", memory: "256Mi" }, limits: { memory: "512Mi" } });
