@@ -51,6 +51,7 @@ export class Controller {
   #resyncTimer: NodeJS.Timeout | undefined;
   #statusTimer: NodeJS.Timeout | undefined;
   #started = false;
+  #polling = false;
   #abort = new AbortController();
 
   constructor(deps: ControllerDeps) {
@@ -335,7 +336,7 @@ export class Controller {
       await this.#client.create(RESOURCES.events, ns, {
         apiVersion: "v1",
         kind: "Event",
-        metadata: { name: `${def.metadata.name}.${Date.now().toString(16)}${randomBytes(3).toString("hex")}`, namespace: ns },
+        metadata: { name: `${def.metadata.name.slice(0, 200)}.${Date.now().toString(16)}${randomBytes(3).toString("hex")}`, namespace: ns },
         involvedObject: {
           apiVersion: apiVersionOf(RESOURCES.backupDefinitions),
           kind: "BackupDefinition",
@@ -360,21 +361,27 @@ export class Controller {
     }
   }
 
-  /** Reads each ready runner's newest backup into status.lastBackup (writes only on change). */
+  /**
+   * Reads each ready runner's newest backup into status.lastBackup (writes only on change).
+   * Eight runners at a time, 5 s each at most; a poll still running skips the next one.
+   */
   async pollRunners(): Promise<void> {
     const fetchLast = this.#hooks.runnerLastBackup;
-    if (!fetchLast) return;
+    if (!fetchLast || this.#polling) return;
+    this.#polling = true;
     const signal = this.#abort.signal;
-    for (const def of this.defs.list()) {
-      if (signal.aborted) return;
-      const runner = def.status?.runner;
-      const readyCond = def.status?.conditions?.find((c) => c.type === "Ready");
-      if (!runner || readyCond?.status !== "True" || def.metadata.deletionTimestamp) continue;
+    const defs = this.defs.list().filter((d) => {
+      const ready = d.status?.conditions?.find((c) => c.type === "Ready");
+      return d.status?.runner && ready?.status === "True" && !d.metadata.deletionTimestamp;
+    });
+    const pollOne = async (def: BackupDefinitionObject) => {
+      const runner = def.status!.runner!;
       const token = this.#existingToken(runner.secret);
-      if (!token) continue;
+      if (!token) return;
       try {
         const last = await fetchLast({ name: runner.service, namespace: runner.namespace }, token, AbortSignal.any([signal, AbortSignal.timeout(5000)]));
-        if (!last || (def.status?.lastBackup?.id === last.id && def.status.lastBackup.time === last.time)) continue;
+        const current = this.defs.get(def.metadata.namespace ?? "", def.metadata.name) ?? def;
+        if (!last || (current.status?.lastBackup?.id === last.id && current.status.lastBackup.time === last.time)) return;
         const updated = await this.#client.patch<BackupDefinitionObject>(
           RESOURCES.backupDefinitions,
           def.metadata.namespace ?? "",
@@ -385,8 +392,18 @@ export class Controller {
         );
         this.defs.wrote(updated);
       } catch (err: unknown) {
-        this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: err instanceof Error ? err.message : String(err) });
+        this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: describeError(err) });
       }
+    };
+    try {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(8, defs.length) }, async () => {
+          while (next < defs.length && !signal.aborted) await pollOne(defs[next++]!);
+        }),
+      );
+    } finally {
+      this.#polling = false;
     }
   }
 }
