@@ -164,6 +164,27 @@ describe("backup-controller against kube-apiserver", () => {
     });
   });
 
+  it("keeps only referenced Secrets' data in its cache, and reads a Secret that becomes referenced", async () => {
+    // Created before anything refers to it: cached as metadata only.
+    await must(kube, "POST", secretPath("other"), secretBody("other", "late-ref", { password: "late-password" }));
+    await new Promise((r) => setTimeout(r, 300));
+    const ctrl = app.controller()!;
+    expect(ctrl.secrets.get("other", "late-ref")?.data).toBeUndefined();
+    expect(ctrl.secrets.get("other", "unrelated-x")).toBeUndefined();
+    // Referenced ones keep their data.
+    expect(ctrl.secrets.get(APP_NS, "ch-password")?.data?.["password"]).toBeDefined();
+    await must(kube, "POST", defPath("other"), { ...definition("late"), metadata: { name: "late", namespace: "other" }, spec: { ...definition("late").spec, clickhouse: { url: "http://ch:8123", passwordSecretRef: { name: "late-ref", key: "password" } } } });
+    await waitReady(kube, "other", "late");
+    const s = await must<Obj>(kube, "GET", secretPath(CTRL_NS, runnerName("other", "late")));
+    expect(runnerConfig.parse(JSON.parse(Buffer.from(s.data!["config.json"]!, "base64").toString())).definition.clickhouse.password).toBe("late-password");
+    // From now on its changes arrive with their data.
+    await must(kube, "PUT", secretPath("other", "late-ref"), secretBody("other", "late-ref", { password: "later-password" }));
+    await waitFor("rotated late password", async () => {
+      const x = await must<Obj>(kube, "GET", secretPath(CTRL_NS, runnerName("other", "late")));
+      return runnerConfig.parse(JSON.parse(Buffer.from(x.data!["config.json"]!, "base64").toString())).definition.clickhouse.password === "later-password";
+    });
+  });
+
   it("repairs drift made by someone else and recreates deleted runner objects", async () => {
     const name = "runner-shop-orders";
     await must(kube, "PATCH", svcPath(name), { spec: { ports: [{ name: "http", port: 9999, targetPort: "http", protocol: "TCP" }] } }, "application/merge-patch+json");

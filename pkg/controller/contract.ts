@@ -83,15 +83,16 @@ export interface PolicyRule {
  * Every API call the controller makes, as RBAC rules. The deploy manifests
  * render their ClusterRole and Role from these, and a test runs the
  * controller under exactly these grants and checks each one is used
- * (test/rbac.test.ts). It reads through informers (list + watch), never get,
- * except for its Lease.
+ * (test/rbac.test.ts). It reads through informers (list + watch); get only
+ * for its Lease and for Secrets that become referenced after they were cached.
  */
 export const CONTROLLER_PERMISSIONS: { cluster: PolicyRule[]; namespaced: PolicyRule[] } = {
   // Across all namespaces: definitions live in app namespaces, so do their password Secrets and their Events.
   cluster: [
     { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions"], verbs: ["list", "watch", "patch"] },
     { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions/status"], verbs: ["patch"] },
-    { apiGroups: [""], resources: ["secrets"], verbs: ["list", "watch"] },
+    // get: a Secret cached without its data (nothing referred to it) is read once something does.
+    { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] },
     { apiGroups: [""], resources: ["events"], verbs: ["create"] },
   ],
   // In the controller's namespace only: storage locations, the runner objects, the leader lease.

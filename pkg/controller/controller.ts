@@ -35,6 +35,8 @@ export interface ControllerDeps {
 }
 
 const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY}`;
+/** Marks a cached Secret whose data was dropped (it was not referenced when it arrived). */
+const SLIM = Symbol("slim");
 
 export class Controller {
   readonly #client: KubeClient;
@@ -64,8 +66,10 @@ export class Controller {
     const base = { client: this.#client, logger: this.#log };
     this.defs = new Informer({ ...base, resource: RESOURCES.backupDefinitions });
     this.locations = new Informer({ ...base, resource: RESOURCES.storageLocations, namespace: ns });
-    // Secrets of every namespace: a definition's password Secret lives in its own namespace.
-    this.secrets = new Informer({ ...base, resource: RESOURCES.secrets });
+    // Secrets of every namespace: a definition's password Secret lives in its own namespace. Only the
+    // data of referenced Secrets and of our runner Secrets is kept; the rest is cached as metadata
+    // (enough to map a change to its definitions) and read on demand once something refers to it.
+    this.secrets = new Informer({ ...base, resource: RESOURCES.secrets, transform: (s) => this.#slimSecret(s) });
     this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns, labelSelector: MANAGED_SELECTOR });
     this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns, labelSelector: MANAGED_SELECTOR });
     this.queue = new WorkQueue({
@@ -75,6 +79,36 @@ export class Controller {
         this.#log.warn("reconcile failed; will retry", { definition: key, error: describeError(err), retryInMs }),
     });
     this.#wire();
+  }
+
+  #slimSecret(s: SecretObject): SecretObject {
+    const ns = s.metadata.namespace ?? "";
+    if (ns === this.#s.namespace && s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY) return s;
+    if (this.#isReferenced(ns, s.metadata.name)) return s;
+    const { data: _data, ...rest } = s as SecretObject & { stringData?: unknown };
+    delete (rest as { stringData?: unknown }).stringData;
+    return { ...rest, metadata: { ...s.metadata, annotations: undefined, managedFields: undefined } as never, [SLIM]: true } as SecretObject;
+  }
+
+  #isReferenced(namespace: string, name: string): boolean {
+    if (namespace === this.#s.namespace) {
+      for (const l of this.locations.list()) if (l.spec?.s3?.credentialsSecretRef?.name === name) return true;
+    }
+    for (const d of this.defs.list()) {
+      if (d.metadata.namespace === namespace && d.spec?.clickhouse?.passwordSecretRef?.name === name) return true;
+    }
+    return false;
+  }
+
+  /** Reads the data of referenced Secrets that are cached as metadata only. */
+  async #fetchSlimSecrets(def: BackupDefinitionObject): Promise<void> {
+    const loc = this.locations.get(this.#s.namespace, def.spec?.storageLocation ?? "");
+    for (const ref of referencedSecrets(def, loc, this.#s.namespace)) {
+      const cached = this.secrets.get(ref.namespace, ref.name);
+      if (!cached || !(cached as unknown as Record<symbol, unknown>)[SLIM]) continue;
+      const full = await this.#client.get<SecretObject>(RESOURCES.secrets, ref.namespace, ref.name);
+      if (full) this.secrets.wrote(full);
+    }
   }
 
   get ready(): boolean {
@@ -113,7 +147,9 @@ export class Controller {
   /** Starts the informers, waits for their caches, then reconciles everything once and on every resync. */
   async start(): Promise<void> {
     this.#abort = new AbortController();
-    await Promise.all([this.defs, this.locations, this.secrets, this.statefulSets, this.services].map((i) => i.start()));
+    // Definitions and locations first: the Secret cache keeps data only for what they reference.
+    await Promise.all([this.defs, this.locations].map((i) => i.start()));
+    await Promise.all([this.secrets, this.statefulSets, this.services].map((i) => i.start()));
     this.#started = true;
     this.queue.start();
     this.resync();
@@ -181,6 +217,7 @@ export class Controller {
     const current = def.metadata.finalizers?.includes(FINALIZER) ? def : await this.#setFinalizer(def, true);
 
     const objName = runnerName(namespace, name);
+    await this.#fetchSlimSecrets(current);
     const plan = planRunnerConfig({
       definition: current,
       controllerNamespace: this.#s.namespace,

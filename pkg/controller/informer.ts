@@ -9,7 +9,7 @@ import type { KubeObject } from "./types.ts";
 
 export type EventHandler<T> = (obj: T, kind: "add" | "update" | "delete") => void;
 
-export interface InformerOptions {
+export interface InformerOptions<T = KubeObject> {
   client: KubeClient;
   resource: ResourceType;
   /** undefined: all namespaces. */
@@ -17,6 +17,8 @@ export interface InformerOptions {
   labelSelector?: string;
   logger: Logger;
   maxBackoffMs?: number;
+  /** Applied to every object before it enters the cache (e.g. to drop what is not needed). */
+  transform?: (obj: T) => T;
 }
 
 function rvNumber(rv: string | undefined): number | undefined {
@@ -26,7 +28,7 @@ function rvNumber(rv: string | undefined): number | undefined {
 
 export class Informer<T extends KubeObject> {
   readonly resource: ResourceType;
-  readonly #opts: InformerOptions;
+  readonly #opts: InformerOptions<T>;
   readonly #handlers: EventHandler<T>[] = [];
   readonly #written = new Map<string, T>();
   #lw: ListWatch<KubernetesObject> | undefined;
@@ -36,7 +38,7 @@ export class Informer<T extends KubeObject> {
   #restartTimer: NodeJS.Timeout | undefined;
   #syncedWaiters: (() => void)[] = [];
 
-  constructor(opts: InformerOptions) {
+  constructor(opts: InformerOptions<T>) {
     this.#opts = opts;
     this.resource = opts.resource;
   }
@@ -52,11 +54,18 @@ export class Informer<T extends KubeObject> {
   /** Starts list+watch; resolves once the first list is in the cache. */
   async start(): Promise<void> {
     const { client, resource, namespace, labelSelector } = this.#opts;
+    const transform = this.#opts.transform ?? ((o: T) => o);
     const listFn = async () => {
       const r = await client.list<T>(resource, namespace, labelSelector);
-      return { apiVersion: "v1", kind: "List", items: r.items as unknown as KubernetesObject[], metadata: r.metadata };
+      return { apiVersion: "v1", kind: "List", items: r.items.map(transform) as unknown as KubernetesObject[], metadata: r.metadata };
     };
-    const lw = new ListWatch<KubernetesObject>(resourcePath(resource, namespace), new Watch(client.kubeConfig), listFn, false, labelSelector);
+    const real = new Watch(client.kubeConfig);
+    // The same Watch, with each event's object transformed before ListWatch caches it.
+    const watch = {
+      watch: (path: string, params: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, w?: unknown) => void, done: (err: unknown) => void) =>
+        real.watch(path, params, (phase, obj, w) => cb(phase, phase === "ERROR" || phase === "BOOKMARK" ? obj : transform(obj as T), w), done),
+    } as unknown as Watch;
+    const lw = new ListWatch<KubernetesObject>(resourcePath(resource, namespace), watch, listFn, false, labelSelector);
     this.#lw = lw;
     const emit = (kind: "add" | "update" | "delete") => (o: KubernetesObject) => {
       const obj = o as unknown as T;
@@ -108,7 +117,8 @@ export class Informer<T extends KubeObject> {
     if (mine === DELETED) return undefined;
     const a = rvNumber(cached?.metadata.resourceVersion);
     const b = rvNumber(mine.metadata.resourceVersion);
-    return a !== undefined && b !== undefined && a >= b ? cached : mine;
+    // At the same resourceVersion ours is the fuller copy (the cache may hold a transformed one).
+    return a !== undefined && b !== undefined && a > b ? cached : mine;
   }
 
   list(namespace?: string): T[] {
