@@ -59,7 +59,7 @@ describe("backup-controller against kube-apiserver", () => {
     await installCrds(kube);
     for (const ns of [CTRL_NS, APP_NS, "other"]) await createNamespace(kube, ns);
     await must(kube, "POST", secretPath(APP_NS), secretBody(APP_NS, "ch-password", { password: "first-password" }));
-    await must(kube, "POST", secretPath(CTRL_NS), secretBody(CTRL_NS, "minio-creds", { accessKeyId: "AKIAEXAMPLE", secretAccessKey: "minio-secret-1" }));
+    await must(kube, "POST", secretPath(CTRL_NS), secretBody(CTRL_NS, "minio-creds", { accessKeyId: "test-access-key-id", secretAccessKey: "minio-secret-1" }));
     await must(kube, "POST", locPath(), location());
     app = await startTestController({ kube, namespace: CTRL_NS, observe: (r) => requests.push(r), settings: { imagePullSecrets: ["regcred"] } });
     await waitFor("leader", async () => app.isLeader() && app.controller()!.ready);
@@ -79,7 +79,7 @@ describe("backup-controller against kube-apiserver", () => {
     const config = runnerConfig.parse(JSON.parse(Buffer.from(secret.data!["config.json"]!, "base64").toString("utf8")));
     expect(config.definition).toMatchObject({ namespace: APP_NS, name: "orders", mode: "scheduled", schedule: { cron: "0 * * * *", timeZone: "Europe/Berlin" }, retention: { hourly: 24, daily: 7 } });
     expect(config.definition.clickhouse).toMatchObject({ url: "http://clickhouse.shop.svc:8123", username: "backup", password: "first-password" });
-    expect(config.storage.s3).toMatchObject({ endpoint: "http://minio.storage:9000", bucket: "backups", prefix: "prod", accessKeyId: "AKIAEXAMPLE", secretAccessKey: "minio-secret-1" });
+    expect(config.storage.s3).toMatchObject({ endpoint: "http://minio.storage:9000", bucket: "backups", prefix: "prod", accessKeyId: "test-access-key-id", secretAccessKey: "minio-secret-1" });
     expect(config.api.token.length).toBeGreaterThanOrEqual(32);
     expect(Buffer.from(secret.data!["token"]!, "base64").toString()).toBe(config.api.token);
     expect(secret.metadata.labels).toMatchObject({ [LABELS.managedBy]: "chbackup-controller", [LABELS.sourceNamespace]: APP_NS, [LABELS.sourceName]: "orders" });
@@ -157,7 +157,7 @@ describe("backup-controller against kube-apiserver", () => {
     });
     expect(hash1).toMatch(/^[0-9a-f]{64}$/);
     // The storage credentials live in the controller's namespace: they roll the runner too.
-    await must(kube, "PUT", secretPath(CTRL_NS, "minio-creds"), secretBody(CTRL_NS, "minio-creds", { accessKeyId: "AKIAEXAMPLE", secretAccessKey: "minio-secret-2" }));
+    await must(kube, "PUT", secretPath(CTRL_NS, "minio-creds"), secretBody(CTRL_NS, "minio-creds", { accessKeyId: "test-access-key-id", secretAccessKey: "minio-secret-2" }));
     await waitFor("new storage credentials", async () => {
       const s = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
       return runnerConfig.parse(JSON.parse(Buffer.from(s.data!["config.json"]!, "base64").toString())).storage.s3?.secretAccessKey === "minio-secret-2";
