@@ -19,6 +19,7 @@ import { execa } from "execa";
 import { stringify } from "yaml";
 import { startKubeApiServer, makeTempDir, removeDir, repoRoot, freePort } from "../test/env/index.ts";
 import { GV, createNamespace, installCrds, must, secretBody, waitFor } from "../test/helpers/kube.ts";
+import { runPool } from "../pkg/concurrency/pool.ts";
 import { KubeClient, RESOURCES, parseControllerSettings, planRunnerConfig, renderRunnerObjects, type BackupDefinitionObject } from "../pkg/controller/index.ts";
 
 const { values } = parseArgs({ options: { definitions: { type: "string", default: "500" }, workers: { type: "string", default: "4" } } });
@@ -28,12 +29,7 @@ const CTRL_NS = "chbackup-system";
 const APP_NAMESPACES = Array.from({ length: 10 }, (_, i) => `team-${i}`);
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
-async function pool<T>(items: T[], concurrency: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
-}
+const pool = <T>(items: readonly T[], concurrency: number, fn: (t: T) => Promise<void>) => runPool(items, concurrency, new AbortController().signal, fn);
 
 function definition(ns: string, name: string) {
   return {

@@ -4,6 +4,7 @@
 // A reconcile that finds everything as desired makes no API write.
 import { randomBytes } from "node:crypto";
 import type { Logger } from "winston";
+import { runPool } from "../concurrency/pool.ts";
 import { describeError } from "../runner/errors.ts";
 import type { Condition } from "../apis/resources.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
@@ -406,41 +407,39 @@ export class Controller {
     const fetchLast = this.#hooks.runnerLastBackup;
     if (!fetchLast || this.#polling) return;
     this.#polling = true;
-    const signal = this.#abort.signal;
     const defs = this.defs.list().filter((d) => {
       const ready = d.status?.conditions?.find((c) => c.type === "Ready");
       return d.status?.runner && ready?.status === "True" && !d.metadata.deletionTimestamp;
     });
-    const pollOne = async (def: BackupDefinitionObject) => {
-      const runner = def.status!.runner!;
-      const token = this.#existingToken(runner.secret);
-      if (!token) return;
-      try {
-        const last = await fetchLast({ name: runner.service, namespace: runner.namespace }, token, AbortSignal.any([signal, AbortSignal.timeout(5000)]));
-        const current = this.defs.get(def.metadata.namespace ?? "", def.metadata.name) ?? def;
-        if (!last || (current.status?.lastBackup?.id === last.id && current.status.lastBackup.time === last.time)) return;
-        const updated = await this.#client.patch<BackupDefinitionObject>(
-          RESOURCES.backupDefinitions,
-          def.metadata.namespace ?? "",
-          def.metadata.name,
-          { status: { lastBackup: { id: last.id, time: last.time } } },
-          "merge",
-          "status",
-        );
-        this.defs.wrote(updated);
-      } catch (err: unknown) {
-        this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: describeError(err) });
-      }
-    };
     try {
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(8, defs.length) }, async () => {
-          while (next < defs.length && !signal.aborted) await pollOne(defs[next++]!);
-        }),
-      );
+      // pollOne never throws: one unreachable runner does not stop the others.
+      await runPool(defs, 8, this.#abort.signal, (def, signal) => this.#pollOne(def, fetchLast, signal));
+    } catch (err: unknown) {
+      if (!this.#abort.signal.aborted) throw err;
     } finally {
       this.#polling = false;
+    }
+  }
+
+  async #pollOne(def: BackupDefinitionObject, fetchLast: NonNullable<ControllerHooks["runnerLastBackup"]>, signal: AbortSignal): Promise<void> {
+    const runner = def.status!.runner!;
+    const token = this.#existingToken(runner.secret);
+    if (!token) return;
+    try {
+      const last = await fetchLast({ name: runner.service, namespace: runner.namespace }, token, AbortSignal.any([signal, AbortSignal.timeout(5000)]));
+      const current = this.defs.get(def.metadata.namespace ?? "", def.metadata.name) ?? def;
+      if (!last || (current.status?.lastBackup?.id === last.id && current.status.lastBackup.time === last.time)) return;
+      const updated = await this.#client.patch<BackupDefinitionObject>(
+        RESOURCES.backupDefinitions,
+        def.metadata.namespace ?? "",
+        def.metadata.name,
+        { status: { lastBackup: { id: last.id, time: last.time } } },
+        "merge",
+        "status",
+      );
+      this.defs.wrote(updated);
+    } catch (err: unknown) {
+      this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: describeError(err) });
     }
   }
 }

@@ -21,7 +21,8 @@ import { abortReason, messageOf } from "./errors.ts";
 import { dependencyOrder, restoreCategory, CATEGORY_TABLE } from "./order.ts";
 import { decideExisting, planRestore, type PlannedTable } from "./plan.ts";
 import { qualified, referencedNames } from "./sql.ts";
-import { ByteCounter, FailureTracker, runPool, TrailingExceptionCheck } from "./streams.ts";
+import { runPool } from "../../concurrency/pool.ts";
+import { ByteCounter, FailureTracker, TrailingExceptionCheck } from "./streams.ts";
 
 /** Blocks in which an lz4 dump passes through the runner. */
 const LZ4_BLOCK_BYTES = 1024 * 1024;

@@ -130,9 +130,4 @@ export function wrapError(original: unknown, ctx: WrapContext): EngineError {
   return new EngineError(`ClickHouse request failed while ${ctx.what}: ${server}${q}`, { cause: err, retryable: true });
 }
 
-/** The error to throw once the caller's signal is aborted. */
-export function abortReason(signal: AbortSignal): unknown {
-  const r: unknown = signal.reason;
-  if (r instanceof Error) return r;
-  return new DOMException(typeof r === "string" ? r : "The operation was aborted", "AbortError");
-}
+export { abortReason } from "../../concurrency/pool.ts";

@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { runPool, trailingException, TrailingExceptionCheck, TRAILER_WINDOW } from "./streams.ts";
+import { trailingException, TrailingExceptionCheck, TRAILER_WINDOW } from "./streams.ts";
 
 async function through(chunks: Buffer[], tag?: string): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -39,38 +39,5 @@ describe("trailing exception detection", () => {
   it("does not mistake data mentioning an exception for one", () => {
     expect(trailingException(Buffer.from("\x05Code: 60 in the middle and then more binary \x00\x01"), undefined)).toBeUndefined();
     expect(trailingException(Buffer.from("Code: 1. DB::Exception: text without version"), undefined)).toBeUndefined();
-  });
-});
-
-describe("runPool", () => {
-  it("runs at most `concurrency` at a time and all items", async () => {
-    let running = 0;
-    let peak = 0;
-    const seen: number[] = [];
-    await runPool([1, 2, 3, 4, 5], 2, new AbortController().signal, async (n) => {
-      running++;
-      peak = Math.max(peak, running);
-      await new Promise((r) => setTimeout(r, 10));
-      seen.push(n);
-      running--;
-    });
-    expect(peak).toBe(2);
-    expect(seen.sort()).toEqual([1, 2, 3, 4, 5]);
-  });
-  it("stops on the first failure and aborts the others", async () => {
-    const started: number[] = [];
-    let abortedOther = false;
-    await expect(
-      runPool([1, 2, 3, 4], 2, new AbortController().signal, async (n, signal) => {
-        started.push(n);
-        if (n === 1) {
-          await new Promise((r) => setTimeout(r, 5));
-          throw new Error("first failed");
-        }
-        await new Promise<void>((resolve) => signal.addEventListener("abort", () => ((abortedOther = true), resolve()), { once: true }));
-      }),
-    ).rejects.toThrow("first failed");
-    expect(started).toEqual([1, 2]);
-    expect(abortedOther).toBe(true);
   });
 });

@@ -4,7 +4,6 @@
 import { Transform, type TransformCallback } from "node:stream";
 import { extractErrorAtTheEndOfChunk } from "@clickhouse/client";
 import { releaseBuffer } from "../../storage/bufferpool.ts";
-import { abortReason } from "./errors.ts";
 
 /** Counts bytes passing through. */
 export class ByteCounter extends Transform {
@@ -119,41 +118,3 @@ export class FailureTracker<Origin extends string> {
   }
 }
 
-/**
- * Runs `fn` over the items with at most `concurrency` at a time. On the first
- * failure no new item starts, the shared signal is aborted so running ones
- * stop, and that first failure is thrown.
- */
-export async function runPool<T>(
-  items: readonly T[],
-  concurrency: number,
-  signal: AbortSignal,
-  fn: (item: T, signal: AbortSignal) => Promise<void>,
-): Promise<void> {
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  if (signal.aborted) onAbort();
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && !ac.signal.aborted && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await fn(item, ac.signal);
-      } catch (err) {
-        if (!failure) {
-          failure = { err };
-          ac.abort(err);
-        }
-      }
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-  if (signal.aborted) throw abortReason(signal);
-  if (failure) throw failure.err;
-}
