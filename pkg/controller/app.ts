@@ -11,6 +11,7 @@ import { ControllerMetrics } from "./metrics.ts";
 import { runnerLastBackupFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
 import type { ControllerSettings } from "./settings.ts";
+import { describeError } from "../runner/errors.ts";
 
 export interface ControllerAppDeps {
   kubeConfig: KubeConfig;
@@ -59,7 +60,7 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     controller = new Controller({ client, settings, logger, hooks });
     const c = controller;
     starting = c.start().catch((err: unknown) => {
-      logger.error("controller start failed", { error: err instanceof Error ? err.message : String(err) });
+      logger.error("controller start failed", { error: describeError(err) });
     });
     await starting;
   };

@@ -51,6 +51,7 @@ export class Controller {
   readonly statefulSets: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
   readonly queue: WorkQueue;
+  readonly #informers: Informer<KubeObject>[];
   #resyncTimer: NodeJS.Timeout | undefined;
   #statusTimer: NodeJS.Timeout | undefined;
   #started = false;
@@ -73,6 +74,7 @@ export class Controller {
     this.secrets = new Informer({ ...base, resource: RESOURCES.secrets, transform: (s) => this.#slimSecret(s) });
     this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns, labelSelector: MANAGED_SELECTOR });
     this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns, labelSelector: MANAGED_SELECTOR });
+    this.#informers = [this.defs, this.locations, this.secrets, this.statefulSets, this.services] as Informer<KubeObject>[];
     this.queue = new WorkQueue({
       workers: this.#s.workers,
       handle: (key) => this.#timedReconcile(key),
@@ -83,22 +85,23 @@ export class Controller {
   }
 
   #slimSecret(s: SecretObject): SecretObject {
-    const ns = s.metadata.namespace ?? "";
-    if (ns === this.#s.namespace && s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY) return s;
-    if (this.#isReferenced(ns, s.metadata.name)) return s;
-    const { data: _data, ...rest } = s as SecretObject & { stringData?: unknown };
-    delete (rest as { stringData?: unknown }).stringData;
+    if (this.#isOwnedSecret(s) || this.#definitionsUsing(s).length > 0) return s;
+    const { data: _data, ...rest } = s;
     return { ...rest, metadata: { ...s.metadata, annotations: undefined, managedFields: undefined } as never, [SLIM]: true } as SecretObject;
   }
 
-  #isReferenced(namespace: string, name: string): boolean {
-    if (namespace === this.#s.namespace) {
-      for (const l of this.locations.list()) if (l.spec?.s3?.credentialsSecretRef?.name === name) return true;
-    }
-    for (const d of this.defs.list()) {
-      if (d.metadata.namespace === namespace && d.spec?.clickhouse?.passwordSecretRef?.name === name) return true;
-    }
-    return false;
+  /** A runner config Secret this controller generated. */
+  #isOwnedSecret(s: SecretObject): boolean {
+    return s.metadata.namespace === this.#s.namespace && s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY;
+  }
+
+  /** The definitions that refer to the Secret, directly or through their StorageLocation. */
+  #definitionsUsing(s: SecretObject): BackupDefinitionObject[] {
+    const ns = s.metadata.namespace ?? "";
+    return this.defs.list().filter((d) => {
+      const loc = this.locations.get(this.#s.namespace, d.spec?.storageLocation ?? "");
+      return referencedSecrets(d, loc, this.#s.namespace).some((r) => r.namespace === ns && r.name === s.metadata.name);
+    });
   }
 
   /** Reads the data of referenced Secrets that are cached as metadata only. */
@@ -113,7 +116,7 @@ export class Controller {
   }
 
   get ready(): boolean {
-    return this.#started && [this.defs, this.locations, this.secrets, this.statefulSets, this.services].every((i) => i.synced);
+    return this.#started && this.#informers.every((i) => i.synced);
   }
 
   #wire(): void {
@@ -122,15 +125,8 @@ export class Controller {
       for (const d of this.defs.list()) if (d.spec?.storageLocation === l.metadata.name) this.#enqueue(d);
     });
     this.secrets.on((s) => {
-      const sns = s.metadata.namespace ?? "";
-      if (sns === this.#s.namespace && s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY) {
-        this.#enqueueOwner(s);
-        return;
-      }
-      for (const d of this.defs.list()) {
-        const loc = this.locations.get(this.#s.namespace, d.spec?.storageLocation ?? "");
-        if (referencedSecrets(d, loc, this.#s.namespace).some((r) => r.namespace === sns && r.name === s.metadata.name)) this.#enqueue(d);
-      }
+      if (this.#isOwnedSecret(s)) this.#enqueueOwner(s);
+      else for (const d of this.#definitionsUsing(s)) this.#enqueue(d);
     });
     this.statefulSets.on((o) => this.#enqueueOwner(o));
     this.services.on((o) => this.#enqueueOwner(o));
@@ -168,24 +164,29 @@ export class Controller {
     clearInterval(this.#resyncTimer);
     clearInterval(this.#statusTimer);
     await this.queue.stop();
-    await Promise.all([this.defs, this.locations, this.secrets, this.statefulSets, this.services].map((i) => i.stop()));
+    await Promise.all(this.#informers.map((i) => i.stop()));
     this.#started = false;
   }
 
   /** Enqueues every definition and the owner of every orphaned runner object. */
   resync(): void {
     for (const d of this.defs.list()) this.#enqueue(d);
-    for (const o of this.#ownedObjects()) {
-      const src = o.metadata.annotations?.[ANNOTATIONS.source];
-      if (!src) continue;
-      const { namespace, name } = splitKey(src);
-      if (!this.defs.get(namespace, name)) this.queue.add(src);
+    for (const { source } of this.#ownedObjects()) {
+      if (!source) continue;
+      const { namespace, name } = splitKey(source);
+      if (!this.defs.get(namespace, name)) this.queue.add(source);
     }
   }
 
-  #ownedObjects(): KubeObject[] {
-    const ownedSecrets = this.secrets.list(this.#s.namespace).filter((s) => s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY);
-    return [...this.statefulSets.list(), ...this.services.list(), ...ownedSecrets];
+  /** Every generated object in the caches, with its kind and the definition it stands for. */
+  #ownedObjects(): { rt: ResourceType; informer: Informer<KubeObject>; name: string; source: string | undefined }[] {
+    const of = (rt: ResourceType, informer: Informer<KubeObject>, objs: KubeObject[]) =>
+      objs.map((o) => ({ rt, informer, name: o.metadata.name, source: o.metadata.annotations?.[ANNOTATIONS.source] }));
+    return [
+      ...of(RESOURCES.statefulSets, this.statefulSets, this.statefulSets.list()),
+      ...of(RESOURCES.services, this.services, this.services.list()),
+      ...of(RESOURCES.secrets, this.secrets as Informer<KubeObject>, this.secrets.list(this.#s.namespace).filter((s) => this.#isOwnedSecret(s))),
+    ];
   }
 
   async #timedReconcile(key: string): Promise<void> {
@@ -252,6 +253,11 @@ export class Controller {
     await this.#updateStatus(current, ready, runner, log);
   }
 
+  /** Now, as Kubernetes writes times (RFC 3339, whole seconds). */
+  #timestamp(): string {
+    return this.#now().toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
   #existingToken(objName: string): string | undefined {
     const s = this.secrets.get(this.#s.namespace, objName);
     const b64 = s?.data?.[RUNNER_CONTAINER.tokenKey];
@@ -298,11 +304,7 @@ export class Controller {
       add(RESOURCES.services, this.services, n);
       add(RESOURCES.secrets, this.secrets as Informer<KubeObject>, n);
     }
-    for (const o of this.statefulSets.list()) if (o.metadata.annotations?.[ANNOTATIONS.source] === key) add(RESOURCES.statefulSets, this.statefulSets, o.metadata.name);
-    for (const o of this.services.list()) if (o.metadata.annotations?.[ANNOTATIONS.source] === key) add(RESOURCES.services, this.services, o.metadata.name);
-    for (const o of this.secrets.list(ns)) {
-      if (o.metadata.labels?.[LABELS.managedBy] === MANAGED_BY && o.metadata.annotations?.[ANNOTATIONS.source] === key) add(RESOURCES.secrets, this.secrets as Informer<KubeObject>, o.metadata.name);
-    }
+    for (const o of this.#ownedObjects()) if (o.source === key) add(o.rt, o.informer, o.name);
     const removed: string[] = [];
     for (const t of targets) {
       if (!byName && !t.informer.get(ns, t.name)) continue;
@@ -341,7 +343,7 @@ export class Controller {
       status: ready.status,
       reason: ready.reason,
       message: ready.message,
-      lastTransitionTime: prev && prev.status === ready.status ? prev.lastTransitionTime : this.#now().toISOString().replace(/\.\d{3}Z$/, "Z"),
+      lastTransitionTime: prev && prev.status === ready.status ? prev.lastTransitionTime : this.#timestamp(),
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
     };
     const next: BackupDefinitionStatus = {
@@ -368,7 +370,7 @@ export class Controller {
   }
 
   async #event(def: BackupDefinitionObject, type: "Normal" | "Warning", reason: string, message: string, log: Logger): Promise<void> {
-    const now = this.#now().toISOString().replace(/\.\d{3}Z$/, "Z");
+    const now = this.#timestamp();
     const ns = def.metadata.namespace ?? "";
     try {
       await this.#client.create(RESOURCES.events, ns, {
@@ -395,7 +397,7 @@ export class Controller {
       });
     } catch (err: unknown) {
       // Events are best effort: never fail a reconcile for one.
-      log.warn("event not recorded", { reason, error: err instanceof Error ? err.message : String(err) });
+      log.warn("event not recorded", { reason, error: describeError(err) });
     }
   }
 

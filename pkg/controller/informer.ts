@@ -6,6 +6,7 @@ import { ListWatch, Watch, type KubernetesObject } from "@kubernetes/client-node
 import type { Logger } from "winston";
 import { resourcePath, type KubeClient, type ResourceType } from "./kube.ts";
 import type { KubeObject } from "./types.ts";
+import { describeError } from "../runner/errors.ts";
 
 export type EventHandler<T> = (obj: T, kind: "add" | "update" | "delete") => void;
 
@@ -84,7 +85,7 @@ export class Informer<T extends KubeObject> {
       if (this.#stopped) return;
       this.#failures++;
       const delay = Math.min(200 * 2 ** Math.min(this.#failures, 10), this.#opts.maxBackoffMs ?? 30_000);
-      this.#opts.logger.warn("watch failed; restarting", { resource: resource.resource, error: err instanceof Error ? err.message : String(err), retryInMs: delay });
+      this.#opts.logger.warn("watch failed; restarting", { resource: resource.resource, error: describeError(err), retryInMs: delay });
       clearTimeout(this.#restartTimer);
       this.#restartTimer = setTimeout(() => {
         if (!this.#stopped) void lw.start().then(() => this.#markSynced());
@@ -96,7 +97,7 @@ export class Informer<T extends KubeObject> {
   }
 
   #markSynced(): void {
-    // ListWatch.start resolves after its first list, or after reporting an error (then #restart retries).
+    // ListWatch.start resolves after its first list, or after reporting an error (then the error handler restarts it).
     if (this.#synced || this.#stopped || !this.#lw || this.#lw.latestResourceVersion() === "") return;
     this.#synced = true;
     for (const w of this.#syncedWaiters.splice(0)) w();

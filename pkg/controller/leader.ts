@@ -6,6 +6,7 @@
 // makes sure two candidates never both win.
 import type { Logger } from "winston";
 import { KubeApiError, RESOURCES, type KubeClient } from "./kube.ts";
+import { describeError } from "../runner/errors.ts";
 
 export interface LeaderElectionOptions {
   client: KubeClient;
@@ -116,7 +117,7 @@ export class LeaderElector {
       return true;
     } catch (err: unknown) {
       if (!(err instanceof KubeApiError && err.status === 409)) {
-        this.#o.logger.warn("lease request failed", { lease: leaseName, error: err instanceof Error ? err.message : String(err) });
+        this.#o.logger.warn("lease request failed", { lease: leaseName, error: describeError(err) });
       }
       return false;
     }
@@ -133,7 +134,7 @@ export class LeaderElector {
         spec: { ...lease.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: microTime(this.#now()) },
       });
     } catch (err: unknown) {
-      this.#o.logger.warn("releasing the lease failed", { lease: leaseName, error: err instanceof Error ? err.message : String(err) });
+      this.#o.logger.warn("releasing the lease failed", { lease: leaseName, error: describeError(err) });
     }
   }
 }
