@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { execa } from "execa";
 import { stringify } from "yaml";
 import { startKubeApiServer, makeTempDir, removeDir, repoRoot, freePort } from "../test/env/index.ts";
+import { parsePrometheusText } from "../test/helpers/api-http.ts";
 import { GV, createNamespace, installCrds, must, secretBody, waitFor } from "../test/helpers/kube.ts";
 import { runPool } from "../pkg/concurrency/pool.ts";
 import { KubeClient, RESOURCES, parseControllerSettings, planRunnerConfig, renderRunnerObjects, type BackupDefinitionObject } from "../pkg/controller/index.ts";
@@ -50,14 +51,16 @@ async function readyCount(kube: Awaited<ReturnType<typeof startKubeApiServer>>, 
   return list.items.filter((d) => d.metadata.name.startsWith(prefix) && d.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
 }
 
-function metric(text: string, name: string, filter: (labels: string) => boolean = () => true): number {
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    const m = new RegExp(`^${name}(\\{[^}]*\\})?\\s+([0-9.e+-]+)$`).exec(line);
-    if (m && filter(m[1] ?? "")) sum += Number(m[2]);
+/** The samples of one metric as [labels, value], optionally filtered by their labels. */
+function series(text: string, name: string, filter: (labels: string) => boolean = () => true): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [key, value] of parsePrometheusText(text)) {
+    const labels = key.startsWith(`${name}{`) ? key.slice(name.length) : key === name ? "" : undefined;
+    if (labels !== undefined && filter(labels)) out.push([labels, value]);
   }
-  return sum;
+  return out;
 }
+const sum = (s: [string, number][]) => s.reduce((a, [, v]) => a + v, 0);
 
 async function main(): Promise<void> {
   out(`controller benchmark: ${N} definitions in ${APP_NAMESPACES.length} namespaces, ${WORKERS} workers`);
@@ -118,8 +121,10 @@ async function main(): Promise<void> {
     });
     const pid = ctrl.pid!;
     const metricsText = async () => (await fetch(`http://127.0.0.1:${probePort}/metrics`)).text();
-    const writes = async () => metric(await metricsText(), "chbackup_controller_api_requests_total", (l) => /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l));
-    const reconciles = async () => metric(await metricsText(), "chbackup_controller_reconciles_total");
+    // Writes of the reconcile loop: lease renewals are leader election's own.
+    const writeSeries = async () => series(await metricsText(), "chbackup_controller_api_requests_total", (l) => /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l));
+    const writes = async () => sum(await writeSeries());
+    const reconciles = async () => sum(series(await metricsText(), "chbackup_controller_reconciles_total"));
     await waitFor("controller leading and synced", async () => {
       const r = await fetch(`http://127.0.0.1:${probePort}/readyz`).catch(() => undefined);
       return r?.ok && ((await r.json()) as { leader: boolean }).leader;
@@ -134,10 +139,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     const w1 = await writes();
     out(`controller      ${N} definitions created in ${(createdMs / 1000).toFixed(2)} s, all Ready after ${(readyMs / 1000).toFixed(2)} s (ratio ${(readyMs / baselineMs).toFixed(2)}× the baseline)`);
-    const breakdown = (await metricsText())
-      .split("\n")
-      .filter((l) => l.startsWith("chbackup_controller_api_requests_total{") && /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l))
-      .map((l) => l.replace(/^chbackup_controller_api_requests_total/, ""));
+    const breakdown = (await writeSeries()).map(([labels, v]) => `${labels} ${v}`);
     out(`writes          ${w1} API writes = ${(w1 / N).toFixed(2)} per definition (finalizer, Secret, StatefulSet, Service, status, Event)`);
     for (const b of breakdown) out(`                  ${b}`);
 

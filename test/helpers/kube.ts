@@ -1,8 +1,10 @@
 // Helpers for tests and benchmarks against the test environment's kube-apiserver.
-import winston from "winston";
+import type winston from "winston";
 import { CRDS, crdManifest, API_GROUP, API_VERSION } from "../../pkg/apis/index.ts";
 import { parseControllerSettings, startControllerApp, type ControllerApp, type ControllerSettingsInput, type RequestRecord, type RunnerUrl } from "../../pkg/controller/index.ts";
+import { createLogger } from "../../pkg/runner/logging.ts";
 import type { KubeApiServer } from "../env/index.ts";
+import { waitUntil } from "../env/proc.ts";
 
 export const GV = `${API_GROUP}/${API_VERSION}`;
 
@@ -28,19 +30,20 @@ export async function createNamespace(kube: KubeApiServer, name: string): Promis
   if (r.status !== 201 && r.status !== 409) throw new Error(`create namespace ${name}: HTTP ${r.status}`);
 }
 
+/** waitUntil (test/env) that hands back the first value that is not undefined, false or null. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
+  let value: T | undefined;
+  await waitUntil(
+    what,
+    async () => {
       const v = await fn();
-      if (v !== undefined && v !== false && v !== null) return v;
-    } catch (err: unknown) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ""}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+      if (v === undefined || v === false || v === null) return false;
+      value = v;
+      return true;
+    },
+    { timeoutMs, intervalMs },
+  );
+  return value as T;
 }
 
 /** Raw request that must succeed; returns the body. */
@@ -80,10 +83,10 @@ export async function waitReady(kube: KubeApiServer, namespace: string, name: st
 }
 
 /** Silent, unless CONTROLLER_TEST_LOG=debug|info is set to see the controller's log lines. */
-export const quietLogger = () =>
-  process.env["CONTROLLER_TEST_LOG"]
-    ? winston.createLogger({ level: process.env["CONTROLLER_TEST_LOG"], format: winston.format.json(), transports: [new winston.transports.Console({ stderrLevels: ["error", "warn", "info", "debug"] })] })
-    : winston.createLogger({ silent: true });
+export const quietLogger = () => {
+  const level = process.env["CONTROLLER_TEST_LOG"];
+  return createLogger(level ? { level } : { silent: true });
+};
 
 export interface TestControllerOptions {
   namespace: string;
