@@ -1,6 +1,6 @@
 // Wiring of one controller process: API client, metrics, the probe/metrics
 // server, leader election, and the controller that runs while leading.
-import { createServer, type Server } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "winston";
@@ -30,7 +30,7 @@ export interface ControllerApp {
   /** The controller while leading, else undefined. */
   controller(): Controller | undefined;
   isLeader(): boolean;
-  /** Port of the probe server (0 when disabled). */
+  /** Port the probe server listens on (the one chosen by the kernel when settings.probePort is 0). */
   readonly probePort: number;
   /** Resolves when the app stopped. */
   readonly done: Promise<void>;
@@ -72,35 +72,31 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     await c?.stop();
   };
 
-  let server: Server | undefined;
-  let probePort = 0;
-  if (settings.probePort >= 0) {
-    server = createServer((req, res) => {
-      const path = (req.url ?? "/").split("?")[0];
-      const send = (code: number, body: string, type = "application/json") => {
-        res.writeHead(code, { "content-type": type });
-        res.end(body);
-      };
-      if (req.method !== "GET") return send(405, JSON.stringify({ error: "method not allowed" }));
-      if (path === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
-      if (path === "/readyz") {
-        // A standby replica is ready (it only waits for the lease); the leader once its caches are in.
-        const leader = controller !== undefined;
-        const ok = !leader || controller!.ready;
-        return send(ok ? 200 : 503, JSON.stringify({ status: ok ? "ok" : "syncing", leader }));
-      }
-      if (path === "/metrics") {
-        void metrics.registry.metrics().then((text) => send(200, text, metrics.registry.contentType));
-        return;
-      }
-      send(404, JSON.stringify({ error: "not found" }));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server!.once("error", reject);
-      server!.listen(settings.probePort, settings.probeHost, () => resolve());
-    });
-    probePort = (server.address() as AddressInfo).port;
-  }
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const send = (code: number, body: string, type = "application/json") => {
+      res.writeHead(code, { "content-type": type });
+      res.end(body);
+    };
+    if (req.method !== "GET") return send(405, JSON.stringify({ error: "method not allowed" }));
+    if (path === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
+    if (path === "/readyz") {
+      // A standby replica is ready (it only waits for the lease); the leader once its caches are in.
+      const leader = controller !== undefined;
+      const ok = !leader || controller!.ready;
+      return send(ok ? 200 : 503, JSON.stringify({ status: ok ? "ok" : "syncing", leader }));
+    }
+    if (path === "/metrics") {
+      void metrics.registry.metrics().then((text) => send(200, text, metrics.registry.contentType));
+      return;
+    }
+    send(404, JSON.stringify({ error: "not found" }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(settings.probePort, settings.probeHost, () => resolve());
+  });
+  const probePort = (server.address() as AddressInfo).port;
 
   let done: Promise<void>;
   if (settings.leaderElection.enabled) {
@@ -127,8 +123,8 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
   }
 
   const finished = done.finally(async () => {
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    server?.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
     client.close();
   });
   finished.catch(() => undefined);
