@@ -14,6 +14,9 @@
 // and MinIO each used during the step: on a 2-core machine the three share
 // the cores, so their sum bounds how fast a step can be.
 //
+// Before each measured step the machine settles (no merge running, dirty pages
+// written back), so no step pays for background work an earlier one left.
+//
 // Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin]
 //   --repeat N  measure everything N times per size (one data load), to see the spread
 //   --pin       a cluster-like split of the 2 cores: ClickHouse and MinIO on CPU 0, the client
@@ -141,6 +144,35 @@ async function runRunner(args: string[], configPath: string): Promise<RunnerRun>
 
 const mbps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 
+/**
+ * Lets the machine settle before a measured step, so that no step pays for
+ * the background work an earlier one left behind: ClickHouse merges of the
+ * parts a load or restore wrote, and the kernel writing back the page cache
+ * that inserts and MinIO uploads dirtied (on its own clock, 30 s later, in
+ * the middle of whatever runs then).
+ */
+async function settle(ch: ClickHouseServer): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    const [m] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM system.merges");
+    if (m?.c === "0") break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await execa("sync");
+}
+
+/** OPTIMIZE ... FINAL is a no-op while a background merge holds the parts: repeat until the table is one part. */
+async function mergeToOnePart(ch: ClickHouseServer, database: string, table: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    await ch.exec(`OPTIMIZE TABLE ${database}.${table} FINAL`);
+    const [p] = await ch.query<{ c: string }>(
+      `SELECT toString(count()) AS c FROM system.parts WHERE database = '${database}' AND table = '${table}' AND active`,
+    );
+    if (p?.c === "1") return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`${database}.${table} did not merge into one part`);
+}
+
 async function benchSize(gib: number): Promise<void> {
   const rows = Math.round((gib * GiB) / BYTES_PER_ROW);
   const [ch, minio] = await Promise.all([startClickHouse(), startMinio()]);
@@ -160,7 +192,7 @@ async function benchSize(gib: number): Promise<void> {
       `INSERT INTO bench.t SELECT number, toDateTime('2026-01-01 00:00:00') + number % 31536000, number % 100000, number / 7, concat('label-', toString(number % 1000)) FROM system.numbers LIMIT ${rows}`,
     );
     // One part, no background merges competing with the measurements.
-    await ch.exec("OPTIMIZE TABLE bench.t FINAL");
+    await mergeToOnePart(ch, "bench", "t");
     const nativeFile = join(dir, "t.native");
     // Warms the page cache, and keeps a Native copy for the raw insert baseline.
     const bytes = await rawExport(ch, nativeFile);
@@ -176,8 +208,10 @@ async function benchSize(gib: number): Promise<void> {
 
     for (let rep = 1; rep <= repeat; rep++) {
       if (repeat > 1) out(`-- run ${rep} of ${repeat}`);
+      await settle(ch);
       const exp = await serverCpu(pids, () => timed(() => rawExport(ch)));
       await ch.exec("CREATE TABLE bench.scratch AS bench.t");
+      await settle(ch);
       const ins = await serverCpu(pids, () => timed(() => rawInsert(ch, nativeFile, "bench.scratch")));
       await ch.exec("DROP TABLE bench.scratch");
       row("raw export", exp.value.ms, undefined, cpu(exp));
@@ -206,8 +240,10 @@ async function benchSize(gib: number): Promise<void> {
         };
         const configPath = join(dir, `config-${codec}-${rep}.json`);
         await writeFile(configPath, JSON.stringify(config));
+        await settle(ch);
         const backup = await serverCpu(pids, () => runRunner(["backup", "--once"], configPath));
         await ch.exec("RENAME TABLE bench.t TO bench.keep");
+        await settle(ch);
         const restore = await serverCpu(pids, () => runRunner(["restore", "--from", target], configPath));
         const [check] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM bench.t");
         if (Number(check?.c) !== rows) throw new Error(`restore check: ${check?.c} rows, expected ${rows}`);

@@ -5,7 +5,7 @@ import { zstdCompressSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { BufferPool, releaseBuffer } from "../storage/bufferpool.ts";
-import { ZstdFramesCompress, ZstdFramesDecompress, ZstdFrameScanner, ZstdFormatError } from "./zstd.ts";
+import { oneViewOf, outputBlockBytes, SMALL_FRAME_BYTES, ZstdFramesCompress, ZstdFramesDecompress, ZstdFrameScanner, ZstdFormatError } from "./zstd.ts";
 
 async function collect(src: Readable, ...stages: NodeJS.ReadWriteStream[]): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -112,6 +112,65 @@ describe("multi-frame zstd", () => {
     // 1316 chunks; in flight at most what the compressor's writable side buffers while zstd works (64 KiB)
     expect(pool2.allocated).toBeLessThan(150);
     releaseBuffer(Buffer.alloc(1)); // foreign buffers are ignored
+  });
+
+  it("writes every frame into a reused output block, one view each, handed back by its last reader", async () => {
+    const frameBytes = 512 * 1024;
+    for (const data of [sample(30 * frameBytes + 777), randomBytes(8 * frameBytes + 5), Buffer.alloc(200 * frameBytes)]) {
+      const outputPool = new BufferPool(outputBlockBytes(frameBytes), 16);
+      const got: Buffer[] = [];
+      let x = 1;
+      // Like the upload: copy each chunk, then hand it back - sometimes only after a while,
+      // so blocks are reused while later frames are compressed. Early reuse would corrupt the copy.
+      const sink = new Writable({
+        write(c: Buffer, _e, cb) {
+          got.push(Buffer.from(c));
+          x = (x * 1103515245 + 12345) & 0x7fffffff;
+          setTimeout(() => {
+            releaseBuffer(c);
+            cb();
+          }, x % 3);
+        },
+      });
+      await pipeline(chunked(data, 5), new ZstdFramesCompress({ level: 1, frameBytes, parallel: 3, outputPool }), sink);
+      const z = Buffer.concat(got);
+      expect((await collect(chunked(z, 13), new ZstdFramesDecompress({ frameBytes }))).equals(data)).toBe(true);
+      // One chunk per frame, out of a handful of blocks: zlib wrote into them (if node:zlib
+      // stopped honouring its output buffer, every frame would come from fresh memory again).
+      // Zeros compress to a few bytes a frame: copied out, the block reused at once.
+      expect(got.length).toBe(Math.ceil(data.length / frameBytes));
+      expect(got.slice(0, -1).every((c) => c.length >= SMALL_FRAME_BYTES)).toBe(data[0] !== 0);
+      expect(outputPool.allocated).toBeGreaterThan(0);
+      expect(outputPool.allocated).toBeLessThanOrEqual(8);
+    }
+    expect(() => new ZstdFramesCompress({ level: 1, frameBytes, outputPool: new BufferPool(frameBytes, 1) })).toThrow(/outputPool/);
+  });
+
+  it("gives at most one view of an output block", () => {
+    const size = SMALL_FRAME_BYTES * 2;
+    const pool = new BufferPool(size, 4);
+    const block = pool.take();
+    const other = Buffer.alloc(10, 1);
+    block.fill(2);
+    // contiguous from the start, then zlib's own buffer: merged into one view, the rest kept
+    const a = oneViewOf(block, [block.subarray(0, 30), block.subarray(30, size), other]);
+    expect(a.map((b) => b.length)).toEqual([size, 10]);
+    expect(a[0]!.buffer).toBe(block.buffer);
+    // a small frame: copied, the block handed back
+    const small = oneViewOf(block, [block.subarray(0, 30)]);
+    expect(small[0]!.buffer).not.toBe(block.buffer);
+    expect(small[0]!.equals(Buffer.alloc(30, 2))).toBe(true);
+    expect(pool.take()).toBe(block);
+    // the block unused: handed straight back
+    const b = oneViewOf(block, [other]);
+    expect(b).toEqual([other]);
+    expect(pool.take()).toBe(block);
+    // any other layout: copied out, the block handed back
+    const c = oneViewOf(block, [block.subarray(10, 20), other, block.subarray(20, 30)]);
+    expect(c).toHaveLength(1);
+    expect(c[0]!.buffer).not.toBe(block.buffer);
+    expect(c[0]!.length).toBe(30);
+    expect(pool.take()).toBe(block);
   });
 
   it("scanner reports the exact frame length", () => {

@@ -21,7 +21,8 @@ export function hashBody(
   body: PutBody,
   opts: { signal?: AbortSignal | undefined; onProgress?: ((bytes: number) => void) | undefined; op: StorageOp; key: string },
 ): HashedBody {
-  const stream = new ChecksumStream({ onProgress: opts.onProgress, op: opts.op, key: opts.key });
+  // The stores iterate over it: chunks come out as they went in (never concatenated), so pooled ones can be handed back.
+  const stream = new ChecksumStream({ onProgress: opts.onProgress, op: opts.op, key: opts.key, chunksAhead: 2 });
   const signal = opts.signal;
   // Errors surface through `stream` (pipeline destroys it); the promise itself is only observed to avoid an unhandled rejection.
   pipeline(body, stream, signal === undefined ? {} : { signal }).catch(() => {});

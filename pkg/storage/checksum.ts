@@ -14,6 +14,14 @@ export interface ChecksumStreamOptions {
   /** For error messages. */
   op?: StorageOp | undefined;
   key?: string | undefined;
+  /**
+   * Hand the chunks on one by one, as they came (a readable side in object
+   * mode that holds at most `chunksAhead` of them). A byte-mode stream read
+   * with `for await` concatenates whatever it has buffered into a new
+   * buffer: a copy, and pooled chunks (see bufferpool.ts) that can no longer
+   * be handed back. For consumers that iterate; not for piping.
+   */
+  chunksAhead?: number | undefined;
 }
 
 /**
@@ -34,7 +42,7 @@ export class ChecksumStream extends Transform {
   readonly #key: string | undefined;
 
   constructor(opts: ChecksumStreamOptions = {}) {
-    super();
+    super(opts.chunksAhead === undefined ? {} : { readableObjectMode: true, readableHighWaterMark: Math.max(1, opts.chunksAhead) });
     const expected = opts.expectedSha256?.toLowerCase();
     if (expected !== undefined && !SHA256_HEX.test(expected)) {
       throw new TypeError(`expectedSha256 must be 64 hex characters, got ${JSON.stringify(opts.expectedSha256)}`);

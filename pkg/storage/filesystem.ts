@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "winston";
 import { hashBody, type PutBody } from "./body.ts";
+import { releaseBuffer } from "./bufferpool.ts";
 import { verifiedReadable } from "./checksum.ts";
 import {
   errorMessage,
@@ -148,6 +149,8 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
       tmpCreated = true;
       for await (const chunk of hashed.stream) {
         await writeAll(fh, chunk as Uint8Array);
+        // Written (and hashed before that): a pooled block goes back to its producer (see bufferpool.ts).
+        releaseBuffer(chunk as Uint8Array);
       }
       await fh.sync();
       await fh.close();
