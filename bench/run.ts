@@ -2,7 +2,9 @@
 // in the same run, on ClickHouse 18.16 (local process) and MinIO.
 //
 // For each data size it prints:
-//   raw export      SELECT * FORMAT Native over HTTP to /dev/null (baseline)
+//   raw export      SELECT * FORMAT Native over HTTP to /dev/null with curl (baseline)
+//   node export     the same read by Node through @clickhouse/client (a second, slower
+//                   baseline: Node's HTTP client costs about 1 s of CPU per GiB here)
 //   raw insert      INSERT ... FORMAT Native of the same data from a local file (baseline)
 // and, for each compression of the dump method:
 //   runner backup   backup-runner backup --once to MinIO
@@ -80,6 +82,17 @@ async function serverCpu<T>(pids: { ch: number; minio: number }, fn: () => Promi
 /** Pins every thread of a process to `cpus` (taskset). */
 async function pinProcess(pid: number, cpus: string): Promise<void> {
   await execa("taskset", ["-a", "-p", "-c", cpus, String(pid)]);
+}
+
+/** SELECT ... FORMAT Native to /dev/null with curl: the export with the least client-side cost. */
+async function curlExport(ch: ClickHouseServer): Promise<{ bytes: number; cpuMs: number }> {
+  // credentials through curl's config on stdin, not the command line
+  const config = `user = "${ch.username}:${ch.password}"\n`;
+  const curl = ["curl", "-sS", "--fail", "-K", "-", "-o", "/dev/null", "-w", "%{size_download}", "--data-binary", "SELECT * FROM bench.t FORMAT Native", ch.url];
+  const timeArgs = ["-f", "CPU %U %S", ...curl];
+  const r = await execa(pin ? "taskset" : "/usr/bin/time", pin ? ["-c", CLIENT_CPU, "/usr/bin/time", ...timeArgs] : timeArgs, { input: config });
+  const m = /CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { bytes: Number(r.stdout), cpuMs: (Number(m?.[1] ?? 0) + Number(m?.[2] ?? 0)) * 1000 };
 }
 
 async function rawExport(ch: ClickHouseServer, file?: string): Promise<number> {
@@ -209,12 +222,16 @@ async function benchSize(gib: number): Promise<void> {
     for (let rep = 1; rep <= repeat; rep++) {
       if (repeat > 1) out(`-- run ${rep} of ${repeat}`);
       await settle(ch);
-      const exp = await serverCpu(pids, () => timed(() => rawExport(ch)));
+      const exp = await serverCpu(pids, () => timed(() => curlExport(ch)));
+      if (exp.value.value.bytes !== bytes) throw new Error(`curl export: ${exp.value.value.bytes} bytes, expected ${bytes}`);
+      await settle(ch);
+      const nodeExp = await serverCpu(pids, () => timed(() => rawExport(ch)));
       await ch.exec("CREATE TABLE bench.scratch AS bench.t");
       await settle(ch);
       const ins = await serverCpu(pids, () => timed(() => rawInsert(ch, nativeFile, "bench.scratch")));
       await ch.exec("DROP TABLE bench.scratch");
-      row("raw export", exp.value.ms, undefined, cpu(exp));
+      row("raw export", exp.value.ms, undefined, `${cpu(exp)}, curl ${(exp.value.value.cpuMs / 1000).toFixed(2)} s`);
+      row("node export", nodeExp.value.ms, undefined, cpu(nodeExp));
       row("raw insert", ins.value.ms, undefined, cpu(ins));
       for (const codec of codecs) {
         const target = `bench-${codec}-${rep}`;
@@ -252,7 +269,7 @@ async function benchSize(gib: number): Promise<void> {
         const b = backup.value;
         const r = restore.value;
         out(`-- dump, compression ${codec}: ${(b.bytes / MiB).toFixed(0)} MiB stored (${(bytes / b.bytes).toFixed(1)}:1)`);
-        row("runner backup", b.opMs, exp.value.ms, `   wall ${(b.ms / 1000).toFixed(2)} s, peak RSS ${(b.maxRssKiB / 1024).toFixed(0)} MiB${cpu(backup, b.cpuMs)}`);
+        row("runner backup", b.opMs, exp.value.ms, ` (${(nodeExp.value.ms / b.opMs).toFixed(2)}x node export)   wall ${(b.ms / 1000).toFixed(2)} s, peak RSS ${(b.maxRssKiB / 1024).toFixed(0)} MiB${cpu(backup, b.cpuMs)}`);
         row("runner restore", r.opMs, ins.value.ms, `   wall ${(r.ms / 1000).toFixed(2)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB${cpu(restore, r.cpuMs)}`);
       }
     }
@@ -267,5 +284,5 @@ async function benchSize(gib: number): Promise<void> {
 out("building the runner (tsc) ...");
 await execa("tsc", ["-p", join(repoRoot, "tsconfig.json")], { preferLocal: true, cwd: repoRoot, stdio: "inherit" });
 for (const s of sizes) await benchSize(s);
-out("\nratio = baseline time / runner operation time (process start-up excluded; see wall)");
+out("\nratio = baseline time / runner operation time (process start-up excluded; see wall): backup against the raw (curl) export, restore against the raw insert");
 out("cpu = user + system time of each process during the step (the runner's includes its start-up)");

@@ -2,7 +2,7 @@
 # One-time (idempotent) setup of everything the project and its tests need:
 #   - Node.js 24 (from the npm registry, only if the system node is older)
 #   - npm dependencies (npm install, pinned by package-lock.json)
-#   - Debian packages: clickhouse-server (18.16), etcd-server, openssl, zstd
+#   - Debian packages: clickhouse-server (18.16), etcd-server, openssl, time, curl
 #   - MinIO, kube-apiserver and Helm built from the Go module proxy, cached by version
 # Everything downloaded comes from the npm registry, Debian's packages or the
 # Go module proxy. Caches live in ~/.cache/chbackup-tools (BACKUP_TOOLS_CACHE).
@@ -16,6 +16,7 @@ command -v clickhouse-server >/dev/null 2>&1 || need_apt+=(clickhouse-server)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/bin/time ] || need_apt+=(time)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   log "installing Debian packages: ${need_apt[*]}"
