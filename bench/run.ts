@@ -84,15 +84,27 @@ async function pinProcess(pid: number, cpus: string): Promise<void> {
   await execa("taskset", ["-a", "-p", "-c", cpus, String(pid)]);
 }
 
+/**
+ * Runs a client-side command under GNU time (and on the client CPU with --pin):
+ * its result with the command's peak RSS and CPU time (user + system).
+ */
+async function timedClient(cmd: string[], opts: { input?: string; env?: Record<string, string> } = {}) {
+  const timeArgs = ["-f", "MAXRSS %M CPU %U %S", ...cmd];
+  const r = await execa(pin ? "taskset" : "/usr/bin/time", pin ? ["-c", CLIENT_CPU, "/usr/bin/time", ...timeArgs] : timeArgs, { ...opts, reject: false });
+  const m = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { ...r, maxRssKiB: Number(m?.[1] ?? 0), cpuMs: (Number(m?.[2] ?? 0) + Number(m?.[3] ?? 0)) * 1000 };
+}
+
 /** SELECT ... FORMAT Native to /dev/null with curl: the export with the least client-side cost. */
 async function curlExport(ch: ClickHouseServer): Promise<{ bytes: number; cpuMs: number }> {
   // credentials through curl's config on stdin, not the command line
   const config = `user = "${ch.username}:${ch.password}"\n`;
-  const curl = ["curl", "-sS", "--fail", "-K", "-", "-o", "/dev/null", "-w", "%{size_download}", "--data-binary", "SELECT * FROM bench.t FORMAT Native", ch.url];
-  const timeArgs = ["-f", "CPU %U %S", ...curl];
-  const r = await execa(pin ? "taskset" : "/usr/bin/time", pin ? ["-c", CLIENT_CPU, "/usr/bin/time", ...timeArgs] : timeArgs, { input: config });
-  const m = /CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
-  return { bytes: Number(r.stdout), cpuMs: (Number(m?.[1] ?? 0) + Number(m?.[2] ?? 0)) * 1000 };
+  const r = await timedClient(
+    ["curl", "-sS", "--fail", "-K", "-", "-o", "/dev/null", "-w", "%{size_download}", "--data-binary", "SELECT * FROM bench.t FORMAT Native", ch.url],
+    { input: config },
+  );
+  if (r.exitCode !== 0) throw new Error(`curl export failed:\n${r.stderr}`);
+  return { bytes: Number(r.stdout), cpuMs: r.cpuMs };
 }
 
 async function rawExport(ch: ClickHouseServer, file?: string): Promise<number> {
@@ -136,21 +148,17 @@ interface RunnerRun {
 async function runRunner(args: string[], configPath: string): Promise<RunnerRun> {
   const t = performance.now();
   // bin/backup-runner: the compiled runner with the V8 limits it is deployed with.
-  const cmd = [join(repoRoot, "bin", "backup-runner"), ...args, "--config", configPath];
-  const timeArgs = ["-f", "MAXRSS %M CPU %U %S", ...cmd];
-  const r = await execa(pin ? "taskset" : "/usr/bin/time", pin ? ["-c", CLIENT_CPU, "/usr/bin/time", ...timeArgs] : timeArgs, {
+  const r = await timedClient([join(repoRoot, "bin", "backup-runner"), ...args, "--config", configPath], {
     env: { LOG_LEVEL: "warn", PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}` },
-    reject: false,
   });
   const ms = performance.now() - t;
   if (r.exitCode !== 0) throw new Error(`backup-runner ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
-  const m = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
   const res = JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as { durationMs?: number; result?: { bytes?: number } };
   return {
     ms,
     opMs: res.durationMs ?? ms,
-    maxRssKiB: Number(m?.[1] ?? 0),
-    cpuMs: (Number(m?.[2] ?? 0) + Number(m?.[3] ?? 0)) * 1000,
+    maxRssKiB: r.maxRssKiB,
+    cpuMs: r.cpuMs,
     bytes: res.result?.bytes ?? 0,
   };
 }

@@ -153,7 +153,7 @@ class FrameSlot {
 /**
  * Frames that compress below this are copied out of their output block,
  * which goes straight back to the pool: stream buffers hold back by bytes
- * (16 KiB), so thousands of tiny frames of very compressible data could
+ * (64 KiB in Node 24), so thousands of tiny frames of very compressible data could
  * otherwise be queued, each holding a whole block.
  */
 export const SMALL_FRAME_BYTES = 64 * 1024;
@@ -203,8 +203,8 @@ export class ZstdFramesCompress extends Transform {
     // zlib's output buffer is a whole output block (a frame fits, in one main-thread callback or two).
     const outBytes = outputBlockBytes(this.#frameBytes);
     const zopts: ZstdOptions = { chunkSize: outBytes, params: { [zc.ZSTD_c_compressionLevel]: opts.level, [zc.ZSTD_c_checksumFlag]: 1 } };
-    // Blocks in use: `parallel` being compressed and a few queued downstream until the upload has copied them.
     if (opts.outputPool && opts.outputPool.size !== outBytes) throw new RangeError(`ZstdFramesCompress: outputPool blocks must be ${outBytes} bytes`);
+    // Blocks in use: `parallel` being compressed and a few queued downstream until the upload has copied them.
     const outPool = opts.outputPool ?? new BufferPool(outBytes, this.#parallel + 4);
     this.#slots = Array.from({ length: this.#parallel }, () => new FrameSlot(zopts, outPool));
     // Frame buffers are reused once zstd is done with them: fresh 4 MiB
