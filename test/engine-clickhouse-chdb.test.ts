@@ -221,6 +221,7 @@ describe("ClickHouse engine against chDB 26.x", () => {
       const e = engine({ method: "native", databases: { include: ["bigdb"] } });
       const ac = new AbortController();
       let abortedAt = 0;
+      let reports = 0;
       const err = await e
         .backup({
           backupId: "n5",
@@ -228,9 +229,12 @@ describe("ClickHouse engine against chDB 26.x", () => {
           sink: newSink(true),
           logger,
           onProgress: (p) => {
-            if (p.phase === "native-backup" && !abortedAt) {
+            // The first report comes before BACKUP is sent, the second from the first poll of
+            // system.backups: the operation exists and is running. (A fixed delay after the first
+            // report sometimes let the backup finish first.)
+            if (p.phase === "native-backup" && ++reports === 2) {
               abortedAt = Date.now();
-              setTimeout(() => ac.abort(), 100);
+              ac.abort();
             }
           },
         })
