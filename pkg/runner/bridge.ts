@@ -1,6 +1,7 @@
 // Bridges between the runner's storage layout and the engine's sink/source.
-import { Transform, pipeline, type Readable } from "node:stream";
-import type { ObjectStore } from "../storage/index.ts";
+import { PassThrough, Transform, pipeline, type Readable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { pieceKey, putSplit, type ObjectStore } from "../storage/index.ts";
 import type { BackupSink, BackupSource, NativeS3Target, WrittenObject } from "../backupengine/types.ts";
 import type { StorageRunnerConfig } from "../apis/index.ts";
 
@@ -49,6 +50,38 @@ export class StoreSink implements BackupSink {
     this.written.push(obj);
     return obj;
   }
+
+  /**
+   * Streams one logical object of any size: as `name` when it fits into one
+   * object of the store (store.maxObjectBytes), else as `name`, `name.001`,
+   * `name.002`, … (pieceKey), each at most that size. Resolves with the
+   * pieces in order; on failure none of them is left (see putSplit).
+   */
+  async putObjects(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject[]> {
+    let last = 0;
+    const results = await putSplit(this.#store, `${this.#dir}/${name}`, body, {
+      signal,
+      maxObjectBytes: this.#store.maxObjectBytes,
+      onProgress: (bytes) => {
+        this.#onBytes?.(bytes - last);
+        last = bytes;
+      },
+    });
+    const objs = results.map((r, i) => ({ name: pieceKey(name, i), size: r.size, sha256: r.sha256 }));
+    this.written.push(...objs);
+    return objs;
+  }
+
+  /**
+   * Deletes objects this backup wrote (missing ones are fine) and drops them
+   * from `written`. Runs even when `signal` has fired: it is used to clean up.
+   */
+  async removeObjects(names: readonly string[], _signal: AbortSignal): Promise<void> {
+    if (names.length === 0) return;
+    await this.#store.delete(names.map((n) => `${this.#dir}/${n}`));
+    const gone = new Set(names);
+    for (let i = this.written.length - 1; i >= 0; i--) if (gone.has(this.written[i]!.name)) this.written.splice(i, 1);
+  }
 }
 
 /** Reads objects of a backup, verifying each against the manifest's size and SHA-256. */
@@ -82,5 +115,47 @@ export class StoreSource implements BackupSource {
     });
     // pipeline() forwards errors (a checksum mismatch at the end) and destroys both sides on failure.
     return pipeline(stream, counter, () => undefined);
+  }
+
+  /**
+   * The pieces of one logical object (StoreSink.putObjects) as one stream:
+   * each piece is opened when the one before it has ended and verified
+   * against the manifest's size and SHA-256, so a mismatch fails the stream
+   * with an error naming that piece. Rejects at once if a name is not part of
+   * the backup or the first piece cannot be opened.
+   */
+  async getObjects(names: readonly string[], signal: AbortSignal): Promise<Readable> {
+    const [first, ...rest] = names;
+    if (first === undefined) throw new Error(`no objects to read in ${this.#dir}`);
+    for (const n of names) {
+      if (!this.#objects.has(n)) throw new Error(`object "${n}" is not part of the backup in ${this.#dir}`);
+    }
+    if (rest.length === 0) return this.getObject(first, signal);
+    const out = new PassThrough();
+    let cur = await this.getObject(first, signal);
+    // A consumer that stops early destroys `out`: the piece being read goes too (its file / connection).
+    out.once("close", () => {
+      if (!cur.destroyed) cur.destroy();
+    });
+    (async () => {
+      for (let i = 0; ; i++) {
+        // pipe() (not pipeline()) so that nothing stays attached to `out` once a piece has ended.
+        cur.pipe(out, { end: false });
+        await finished(cur, { writable: false }); // rejects with the piece's error (a checksum mismatch at its end)
+        const next = rest[i];
+        if (next === undefined) break;
+        if (out.destroyed) return;
+        cur = await this.getObject(next, signal);
+        if (out.destroyed) {
+          cur.destroy();
+          return;
+        }
+      }
+      out.end();
+    })().catch((err: unknown) => {
+      if (!cur.destroyed) cur.destroy();
+      out.destroy(err instanceof Error ? err : new Error(String(err)));
+    });
+    return out;
   }
 }

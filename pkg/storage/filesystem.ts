@@ -345,6 +345,7 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
   return {
     kind: "filesystem",
     root,
+    maxObjectBytes: Number.POSITIVE_INFINITY,
     describe,
     put,
     get,

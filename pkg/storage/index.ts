@@ -35,11 +35,14 @@ export {
   createS3Store,
   DEFAULT_PART_SIZE,
   DEFAULT_QUEUE_SIZE,
+  MAX_OBJECT_SIZE,
   MAX_PARTS,
   MIN_PART_SIZE,
   type S3Store,
   type S3StoreConfig,
 } from "./s3.ts";
+export { pieceKey, putSplit, type PutSplitOptions } from "./split.ts";
+export type { PutBody } from "./body.ts";
 
 /** Storage section of the configuration (the zod schema in pkg/apis maps onto this). */
 export type StorageConfig =

@@ -11,6 +11,10 @@
 // part is a single PutObject; on any failure or abort, parts in flight are
 // awaited, the multipart upload is aborted, and only then does the call
 // reject, so no incomplete upload is left behind once it has rejected.
+//
+// An upload has at most `maxParts` parts. Data beyond partSize × maxParts
+// fails the upload (PartLimitError) before part maxParts + 1 is cut; callers
+// that may write more split the stream into several objects (split.ts).
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -21,6 +25,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { releaseBuffer } from "./bufferpool.ts";
+import { MAX_PARTS } from "./s3/config.ts";
 
 export interface MultipartOptions {
   client: S3Client;
@@ -28,6 +33,8 @@ export interface MultipartOptions {
   key: string;
   body: AsyncIterable<Uint8Array>;
   partSize: number;
+  /** Most parts the upload may have; default (and S3's limit) 10,000. */
+  maxParts?: number | undefined;
   queueSize: number;
   contentType?: string | undefined;
   signal?: AbortSignal | undefined;
@@ -35,8 +42,24 @@ export interface MultipartOptions {
   onUploadId?: (id: string) => void;
 }
 
+/** The body is larger than partSize × maxParts: the upload cannot hold it. Not retryable. */
+export class PartLimitError extends Error {
+  override name = "PartLimitError";
+  readonly maxParts: number;
+  readonly partSize: number;
+  constructor(maxParts: number, partSize: number) {
+    super(
+      `the object is larger than ${maxParts} parts of ${partSize} bytes (${maxParts * partSize} bytes), the most one multipart upload may hold; ` +
+        "write it as several objects (putSplit) or raise the part size",
+    );
+    this.maxParts = maxParts;
+    this.partSize = partSize;
+  }
+}
+
 export async function multipartUpload(o: MultipartOptions): Promise<{ uploadId: string | undefined; parts: number }> {
   const { client, bucket, key, partSize, queueSize } = o;
+  const maxParts = o.maxParts ?? MAX_PARTS;
   const send = { ...(o.signal ? { abortSignal: o.signal } : {}) };
   const pool: Buffer[] = [];
   const take = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
@@ -83,6 +106,8 @@ export async function multipartUpload(o: MultipartOptions): Promise<{ uploadId: 
       const chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       let off = 0;
       while (off < chunk.length) {
+        // Every allowed part is cut and there is more: fail before part maxParts + 1.
+        if (partNumber >= maxParts) throw new PartLimitError(maxParts, partSize);
         const n = Math.min(chunk.length - off, partSize - len);
         chunk.copy(cur, len, off, off + n);
         len += n;

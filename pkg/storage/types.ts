@@ -42,6 +42,13 @@ export interface ObjectStore {
   /** Human-readable location for logs and errors, never a secret (e.g. "s3://bucket/prefix @ http://127.0.0.1:9000"). */
   describe(): string;
   /**
+   * The largest object one put can write, in bytes (S3: partSizeBytes ×
+   * maxParts, at most 5 TiB; filesystem: Infinity). A put whose body is
+   * larger fails; putSplit (split.ts) writes a stream of any size as several
+   * objects of at most this size.
+   */
+  readonly maxObjectBytes: number;
+  /**
    * Streams body to key; computes SHA-256 and size in the stream. If the
    * signal has fired by the time put would resolve, it rejects with
    * StorageAbortedError (an object committed concurrently with the abort is
