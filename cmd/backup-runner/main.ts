@@ -79,7 +79,10 @@ async function main(argv: string[]): Promise<number> {
     await runner.catalog.rebuild(abort.signal);
     const decision = runner.retentionDecision();
     for (const e of runner.catalog.list()) {
-      process.stdout.write(`${JSON.stringify({ id: e.manifest.id, startedAt: e.manifest.startedAt, method: e.manifest.method, bytes: e.manifest.totalBytes, rows: e.manifest.totalRows, labels: decision.labels.get(e.manifest.id) ?? [], pinned: e.pinned, baseBackupId: e.manifest.baseBackupId })}\n`);
+      process.stdout.write(`${JSON.stringify({ id: e.manifest.id, state: "complete", startedAt: e.manifest.startedAt, method: e.manifest.method, bytes: e.manifest.totalBytes, rows: e.manifest.totalRows, labels: decision.labels.get(e.manifest.id) ?? [], pinned: e.pinned, baseBackupId: e.manifest.baseBackupId, owner: e.manifest.owner ?? null, foreign: !runner.isOwn(e) })}\n`);
+    }
+    for (const u of runner.catalog.unreadable()) {
+      process.stdout.write(`${JSON.stringify({ id: u.id, state: "unreadable", startedAt: u.time.toISOString(), error: u.error, pinned: u.pinned })}\n`);
     }
     return 0;
   }

@@ -5,7 +5,7 @@ import { k8sName } from "./common.ts";
 import { clickhouseSpec, clickhouseRunnerConfig } from "./clickhouse.ts";
 
 export const retentionPolicy = z
-  .object({
+  .strictObject({
     hourly: z.int().min(0).optional().describe("Keep the first backup of each of the last N hours"),
     daily: z.int().min(0).optional().describe("Keep the first backup of each of the last N days"),
     weekly: z.int().min(0).optional().describe("Keep the first backup of each of the last N ISO weeks"),
@@ -14,6 +14,13 @@ export const retentionPolicy = z
   })
   .describe("Label retention: a backup that holds no label is deleted (the newest, pinned and depended-on backups are always kept)");
 export type RetentionPolicyConfig = z.infer<typeof retentionPolicy>;
+
+const RETENTION_KEYS = ["hourly", "daily", "weekly", "monthly", "yearly"] as const;
+
+/** True when the policy keeps at least one label (some count is 1 or more). */
+export function retentionKeepsSomething(r: RetentionPolicyConfig | undefined): boolean {
+  return !!r && RETENTION_KEYS.some((k) => (r[k] ?? 0) > 0);
+}
 
 const cronExpr = z
   .string()
@@ -31,7 +38,7 @@ export function isTimeZone(tz: string): boolean {
 }
 
 export const scheduleSpec = z
-  .object({
+  .strictObject({
     cron: cronExpr.refine((c) => cron.validateDetailed(c).valid, "is not a valid cron expression"),
     timeZone: z
       .string()
@@ -49,22 +56,42 @@ const definitionShared = {
   schedule: scheduleSpec.optional().describe("Required in scheduled mode"),
   retention: retentionPolicy.default({ hourly: 24, daily: 7, weekly: 4, monthly: 12 }),
   singleBackup: z
-    .object({ target: z.string().min(1).describe("Key prefix (S3) or directory (filesystem), relative to the storage location, that receives exactly this one backup") })
+    .strictObject({ target: z.string().min(1).describe("Key prefix (S3) or directory (filesystem), relative to the storage location, that receives exactly this one backup") })
     .optional()
     .describe("Required in single mode"),
   suspend: z.boolean().default(false).describe("Pause scheduled backups (the runner keeps serving restores)"),
+  incompleteCleanupAfterHours: z
+    .int()
+    .min(1)
+    .default(24)
+    .describe(
+      "When the runner starts, a backup without a manifest that another runner (another owner) started, or that has no in-progress marker, is removed only once its marker and newest object are older than this many hours; this runner's own leftovers are removed at once",
+    ),
 };
 
-const modeRules = <T extends { mode: string; schedule?: unknown; singleBackup?: unknown }>(s: T, ctx: z.RefinementCtx) => {
+export const EMPTY_RETENTION_MESSAGE =
+  "must keep at least one label when mode is scheduled: set hourly, daily, weekly, monthly or yearly to 1 or more (an empty or all-zero policy would delete every backup but the newest)";
+
+const modeRules = <T extends { mode: string; schedule?: unknown; singleBackup?: unknown; retention?: RetentionPolicyConfig }>(s: T, ctx: z.RefinementCtx) => {
   if (s.mode === "scheduled" && !s.schedule) ctx.addIssue({ code: "custom", path: ["schedule"], message: "required when mode is scheduled" });
   if (s.mode === "single" && !s.singleBackup) ctx.addIssue({ code: "custom", path: ["singleBackup"], message: "required when mode is single" });
+  if (s.mode === "scheduled" && typeof s.retention === "object" && s.retention !== null && !retentionKeepsSomething(s.retention)) {
+    ctx.addIssue({ code: "custom", path: ["retention"], message: EMPTY_RETENTION_MESSAGE });
+  }
 };
 /** Run the cross-field rules even when other fields failed, so every problem is listed at once. */
 export const alwaysCheck = { when: (p: { value: unknown }) => typeof p.value === "object" && p.value !== null };
 
-export const definitionValidations = [
+const keeps = (label: string) => `(has(self.retention.${label}) && self.retention.${label} > 0)`;
+
+export const definitionValidations: { rule: string; message: string; fieldPath?: string }[] = [
   { rule: "self.mode != 'scheduled' || has(self.schedule)", message: "schedule is required when mode is scheduled" },
   { rule: "self.mode != 'single' || has(self.singleBackup)", message: "singleBackup is required when mode is single" },
+  {
+    rule: `self.mode != 'scheduled' || !has(self.retention) || ${RETENTION_KEYS.map(keeps).join(" || ")}`,
+    message: "retention must keep at least one label when mode is scheduled (set hourly, daily, weekly, monthly or yearly to 1 or more)",
+    fieldPath: ".retention",
+  },
 ];
 
 const quantity = z
@@ -73,10 +100,10 @@ const quantity = z
 const resourceList = z.record(z.string().min(1), quantity);
 
 export const runnerSpec = z
-  .object({
+  .strictObject({
     image: z.string().min(1).optional().describe("Runner image; default: the controller's RUNNER_IMAGE"),
     resources: z
-      .object({
+      .strictObject({
         requests: resourceList.optional().describe('e.g. {"cpu": "500m", "memory": "256Mi"}'),
         limits: resourceList.optional().describe('e.g. {"memory": "512Mi"}'),
       })
@@ -85,7 +112,7 @@ export const runnerSpec = z
     nodeSelector: z.record(z.string().min(1), z.string()).optional().describe("Node labels the runner pod must run on"),
     tolerations: z
       .array(
-        z.object({
+        z.strictObject({
           key: z.string().optional(),
           operator: z.enum(["Exists", "Equal"]).optional(),
           value: z.string().optional(),
@@ -96,7 +123,7 @@ export const runnerSpec = z
       .optional()
       .describe("Tolerations of the runner pod"),
     databaseAffinity: z
-      .object({
+      .strictObject({
         podLabels: z.record(z.string().min(1), z.string()).describe("Labels of the database's pods (in the definition's namespace)"),
         topologyKey: z.string().min(1).default("kubernetes.io/hostname").describe("Topology domain to share with them"),
         weight: z.int().min(1).max(100).default(100).describe("Preference weight"),
@@ -110,7 +137,7 @@ export const runnerSpec = z
 export type RunnerSpec = z.infer<typeof runnerSpec>;
 
 export const backupDefinitionSpec = z
-  .object({
+  .strictObject({
     storageLocation: k8sName.describe("Name of a StorageLocation in the controller's namespace"),
     engine: z.enum(["clickhouse"]).default("clickhouse").describe("Backup engine"),
     clickhouse: clickhouseSpec.describe("The ClickHouse to back up"),
@@ -123,9 +150,14 @@ export type BackupDefinitionSpec = z.infer<typeof backupDefinitionSpec>;
 
 /** The definition as the runner gets it: identity plus resolved engine settings. */
 export const definitionRunnerConfig = z
-  .object({
+  .strictObject({
     namespace: z.string().min(1).describe("Namespace of the BackupDefinition (part of the backup path)"),
     name: z.string().min(1).describe("Name of the BackupDefinition (part of the backup path)"),
+    uid: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("metadata.uid of the BackupDefinition (the controller sets it); part of the runner's owner identity recorded in every backup"),
     engine: z.literal("clickhouse").default("clickhouse").describe("Backup engine"),
     clickhouse: clickhouseRunnerConfig.describe("ClickHouse engine settings"),
     ...definitionShared,

@@ -7,13 +7,13 @@ export const clickhouseMethod = z.enum(["dump", "native"]);
 export type ClickHouseMethod = z.infer<typeof clickhouseMethod>;
 
 const patterns = z
-  .object({
+  .strictObject({
     include: z.array(z.string().min(1)).default(["*"]).describe('Glob patterns ("*", "?") to include; default all'),
     exclude: z.array(z.string().min(1)).default([]).describe("Glob patterns to exclude; applied after include"),
   })
   .describe("Include/exclude glob patterns");
 
-const clickhouseBase = z.object({
+const clickhouseBase = z.strictObject({
   url: z
     .string()
     .regex(/^https?:\/\/[^\s/]+(:\d+)?\/?$/, "must be an http(s) URL like http://clickhouse:8123")
@@ -34,7 +34,7 @@ const clickhouseBase = z.object({
     ),
   compressionLevel: z.int().min(-7).max(19).default(1).describe("zstd level for compression zstd (negative levels are faster, larger)"),
   native: z
-    .object({
+    .strictObject({
       fullEvery: z.int().min(1).default(7).describe("Take a full backup every N backups; the others are incremental (1 = always full)"),
       fullIntervalHours: z.int().min(1).optional().describe("Also take a full backup when the last full one is older than this"),
     })

@@ -9,14 +9,24 @@ export const k8sName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a
 export const k8sNamespace = z.string().min(1).max(63).regex(dnsLabel, "must be a lowercase RFC 1123 label");
 
 export const secretKeyRef = z
-  .object({
+  .strictObject({
     name: k8sName.describe("Secret name"),
     key: z.string().min(1).describe("Key in the Secret"),
   })
   .describe("A key of a Secret");
 export type SecretKeyRef = z.infer<typeof secretKeyRef>;
 
-/** Every zod issue as "path: message"; never includes input values. */
-export function formatIssues(error: z.ZodError): string[] {
-  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
+/**
+ * Every zod issue as "path: message"; never includes input values. An unknown
+ * field is reported at its own path ("definition.retension: unknown field").
+ * `prefix` ("spec") is put in front of every path.
+ */
+export function formatIssues(error: z.ZodError, prefix = ""): string[] {
+  const at = (path: readonly PropertyKey[]) => {
+    const parts = [prefix, ...path.map(String)].filter((p) => p !== "");
+    return parts.length ? parts.join(".") : "(root)";
+  };
+  return error.issues.flatMap((i) =>
+    i.code === "unrecognized_keys" ? i.keys.map((k) => `${at([...i.path, k])}: unknown field`) : [`${at(i.path)}: ${i.message}`],
+  );
 }

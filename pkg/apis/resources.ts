@@ -50,7 +50,7 @@ export interface CrdDefinition {
   scope: "Namespaced";
   spec: z.ZodType;
   status: z.ZodType;
-  validations: { rule: string; message: string }[];
+  validations: { rule: string; message: string; fieldPath?: string }[];
   printerColumns: { name: string; type: string; jsonPath: string; description?: string; priority?: number }[];
 }
 

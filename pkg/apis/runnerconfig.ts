@@ -5,11 +5,11 @@ import { definitionRunnerConfig } from "./backupdefinition.ts";
 import { storageRunnerConfig } from "./storagelocation.ts";
 import { formatIssues } from "./common.ts";
 
-export const runnerConfig = z.object({
+export const runnerConfig = z.strictObject({
   definition: definitionRunnerConfig.describe("The BackupDefinition, with the ClickHouse password resolved"),
   storage: storageRunnerConfig.describe("The StorageLocation, with the S3 credentials resolved"),
   api: z
-    .object({
+    .strictObject({
       token: z.string().min(16, "must be at least 16 characters").describe("Bearer token every /api/v1 request must present"),
       port: z.int().min(1).max(65535).default(8080).describe("Port of the HTTP API, probes and metrics"),
       host: z.string().default("0.0.0.0").describe("Address to listen on"),

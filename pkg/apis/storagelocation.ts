@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { k8sName, secretKeyRef } from "./common.ts";
 
-const s3Base = z.object({
+const s3Base = z.strictObject({
   endpoint: z
     .string()
     .regex(/^https?:\/\/\S+$/, "must be an http(s) URL")
@@ -21,11 +21,11 @@ const s3Base = z.object({
 });
 
 export const storageLocationSpec = z
-  .object({
+  .strictObject({
     s3: s3Base
       .extend({
         credentialsSecretRef: z
-          .object({
+          .strictObject({
             name: z.string().min(1).describe("Secret in the controller's namespace"),
             accessKeyIdKey: z.string().min(1).default("accessKeyId"),
             secretAccessKeyKey: z.string().min(1).default("secretAccessKey"),
@@ -36,7 +36,7 @@ export const storageLocationSpec = z
       .optional()
       .describe("S3-compatible object storage"),
     filesystem: z
-      .object({
+      .strictObject({
         path: z.string().regex(/^\//, "must be an absolute path").describe("Directory inside the runner pod where the backups are written"),
         claimName: k8sName
           .optional()
@@ -52,7 +52,7 @@ export const storageLocationValidations = [{ rule: "has(self.s3) != has(self.fil
 
 /** Storage as the runner gets it: credentials resolved. */
 export const storageRunnerConfig = z
-  .object({
+  .strictObject({
     s3: s3Base
       .extend({
         accessKeyId: z.string().optional().describe("Access key id (resolved from credentialsSecretRef)"),
@@ -60,7 +60,7 @@ export const storageRunnerConfig = z
       })
       .optional()
       .describe("S3-compatible object storage"),
-    filesystem: z.object({ path: z.string().min(1).describe("Directory the backups are written to") }).optional().describe("A directory"),
+    filesystem: z.strictObject({ path: z.string().min(1).describe("Directory the backups are written to") }).optional().describe("A directory"),
   })
   .refine((s) => (s.s3 ? 1 : 0) + (s.filesystem ? 1 : 0) === 1, { message: "exactly one of s3 or filesystem must be set", when: (p) => typeof p.value === "object" && p.value !== null });
 export type StorageRunnerConfig = z.infer<typeof storageRunnerConfig>;

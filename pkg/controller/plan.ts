@@ -60,7 +60,7 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
   const def = input.definition;
   const ns = def.metadata.namespace ?? "";
   const parsed = backupDefinitionSpec.safeParse(def.spec);
-  if (!parsed.success) return { ok: false, reason: "InvalidSpec", message: `spec: ${formatIssues(parsed.error).join("; ")}` };
+  if (!parsed.success) return { ok: false, reason: "InvalidSpec", message: formatIssues(parsed.error, "spec").join("; ") };
   const spec = parsed.data;
 
   const locObj = input.location(spec.storageLocation);
@@ -69,7 +69,7 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
   }
   const loc = storageLocationSpec.safeParse(locObj.spec);
   if (!loc.success) {
-    return { ok: false, reason: "InvalidSpec", message: `StorageLocation ${spec.storageLocation}: ${formatIssues(loc.error).join("; ")}` };
+    return { ok: false, reason: "InvalidSpec", message: `StorageLocation ${spec.storageLocation}: ${formatIssues(loc.error, "spec").join("; ")}` };
   }
   const location = loc.data;
 
@@ -102,6 +102,7 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
     definition: {
       namespace: ns,
       name: def.metadata.name,
+      ...(def.metadata.uid ? { uid: def.metadata.uid } : {}),
       engine: spec.engine,
       clickhouse: { ...clickhouse, password },
       mode: spec.mode,
@@ -109,6 +110,7 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
       retention: spec.retention,
       ...(spec.singleBackup ? { singleBackup: spec.singleBackup } : {}),
       suspend: spec.suspend,
+      incompleteCleanupAfterHours: spec.incompleteCleanupAfterHours,
     },
     storage,
     api: { token: input.token, port: RUNNER_CONTAINER.port, host: "0.0.0.0" },

@@ -62,6 +62,31 @@ describe("planRunnerConfig", () => {
     expect(bad).toMatchObject({ ok: false, reason: "InvalidSpec", message: expect.stringContaining("schedule.cron") });
   });
 
+  it("refuses an empty retention in scheduled mode as InvalidSpec naming spec.retention (if it got past the CRD rule)", () => {
+    for (const retention of [{}, { hourly: 0, daily: 0 }]) {
+      const p = planRunnerConfig(input(def({ retention })));
+      expect(p).toMatchObject({ ok: false, reason: "InvalidSpec", message: expect.stringMatching(/^spec\.retention: must keep at least one label/) });
+    }
+    expect(ok(planRunnerConfig(input(def({ mode: "single", schedule: undefined, singleBackup: { target: "exports/x" }, retention: {} })))).config.definition.mode).toBe("single");
+  });
+
+  it("names an unknown spec field by its path", () => {
+    expect(planRunnerConfig(input(def({ retension: { daily: 7 } })))).toMatchObject({ ok: false, reason: "InvalidSpec", message: "spec.retension: unknown field" });
+  });
+
+  it("passes the definition's uid and cleanup timeout, and nothing the strict runner schema would refuse", () => {
+    const withUid = { ...def({ incompleteCleanupAfterHours: 6 }), metadata: { name: "orders", namespace: "shop", uid: "5f0c7c1e-aaaa-4bbb-8ccc-123456789abc" } } as BackupDefinitionObject;
+    for (const d of [withUid, def({ runner: { storageSize: "2Gi" }, storageLocation: "nfs" })]) {
+      const p = ok(planRunnerConfig(input(d)));
+      // The runner parses it strictly: an extra field anywhere would make it exit 2.
+      expect(() => parseRunnerConfigText(p.configJson, "test")).not.toThrow();
+    }
+    const cfg = ok(planRunnerConfig(input(withUid))).config;
+    expect(cfg.definition.uid).toBe("5f0c7c1e-aaaa-4bbb-8ccc-123456789abc");
+    expect(cfg.definition.incompleteCleanupAfterHours).toBe(6);
+    expect(ok(planRunnerConfig(input(def()))).config.definition.uid).toBeUndefined();
+  });
+
   it("is deterministic: the same inputs give the same config hash", () => {
     const a = ok(planRunnerConfig(input(def())));
     const b = ok(planRunnerConfig(input(def())));

@@ -8,6 +8,18 @@ export class BackupNotFoundError extends Error {
   }
 }
 
+/** The backup exists but its manifest could not be read: it is kept, listed as unreadable, and cannot be restored. */
+export class BackupUnreadableError extends Error {
+  readonly backupId: string;
+  readonly reason: string;
+  constructor(backupId: string, reason: string) {
+    super(`backup ${backupId} cannot be used: its manifest could not be read (${reason}); the backup is kept, fix or remove its manifest.json and restart the runner`);
+    this.name = "BackupUnreadableError";
+    this.backupId = backupId;
+    this.reason = reason;
+  }
+}
+
 export class BusyError extends Error {
   readonly runningOperationId: string;
   constructor(runningOperationId: string, kind: string) {

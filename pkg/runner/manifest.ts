@@ -4,6 +4,16 @@ import { z } from "zod";
 export const MANIFEST_NAME = "manifest.json";
 export const PIN_NAME = "pinned.json";
 export const MANIFEST_FORMAT = 1;
+/** Written when a backup starts (before any data), deleted once its manifest is written. */
+export const INPROGRESS_NAME = "inprogress.json";
+
+/** Who wrote a backup: the definition's uid (when the config has one) and the runner identity (see owner.ts). */
+export const ownerSchema = z.object({ uid: z.string().optional(), id: z.string().min(1) });
+export type Owner = z.infer<typeof ownerSchema>;
+
+/** Content of `<dir>/inprogress.json`. */
+export const inProgressSchema = z.object({ owner: ownerSchema, startedAt: z.string(), backupId: z.string().optional() });
+export type InProgressMarker = z.infer<typeof inProgressSchema>;
 
 const writtenObject = z.object({ name: z.string(), size: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
 
@@ -38,6 +48,8 @@ export const manifestSchema = z.object({
   /** Labels the backup got when it was created (retention recomputes them). */
   labels: z.array(z.string()),
   details: z.record(z.string(), z.unknown()),
+  /** Absent in manifests written before ownership was recorded (treated as the reading runner's own). */
+  owner: ownerSchema.optional(),
 });
 export type Manifest = z.infer<typeof manifestSchema>;
 

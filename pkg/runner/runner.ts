@@ -5,11 +5,12 @@ import type { Logger } from "winston";
 import type { RunnerConfig } from "../apis/index.ts";
 import type { BackupEngine, EngineBackupResult, Progress, RestoreOptions, RestoreResult } from "../backupengine/types.ts";
 import type { ObjectStore } from "../storage/index.ts";
-import { Catalog, readManifestAt, writeManifestAt, type CatalogEntry } from "./catalog.ts";
+import { Catalog, readInProgressAt, readManifestAt, writeInProgressAt, writeManifestAt, type CatalogEntry, type IncompleteBackup, type ReadRetry } from "./catalog.ts";
 import { StoreSink, StoreSource } from "./bridge.ts";
-import { BackupNotFoundError, BusyError, ShuttingDownError, describeError } from "./errors.ts";
-import { newBackupId, isBackupId } from "./ids.ts";
-import { MANIFEST_FORMAT, MANIFEST_NAME, type Manifest } from "./manifest.ts";
+import { BackupNotFoundError, BackupUnreadableError, BusyError, ShuttingDownError, describeError } from "./errors.ts";
+import { newBackupId, isBackupId, backupIdTime } from "./ids.ts";
+import { INPROGRESS_NAME, MANIFEST_FORMAT, MANIFEST_NAME, type InProgressMarker, type Manifest, type Owner } from "./manifest.ts";
+import { describeOwner, isOwnedBy, runnerOwner } from "./owner.ts";
 import { applyRetention, type RetentionBackup, type RetentionDecision, type RetentionLabel } from "./retention.ts";
 
 export type OperationKind = "backup" | "restore";
@@ -54,6 +55,17 @@ export interface RunnerDeps {
   observer?: RunnerObserver;
   /** How many finished operations to remember for GET /operations/{id}. */
   historySize?: number;
+  /** Retries of manifest reads while the catalog is rebuilt (default 4 attempts from 250 ms). */
+  manifestReadRetry?: ReadRetry;
+}
+
+/** Another owner's backups or in-progress backups seen in this runner's prefix. */
+export interface ForeignOwner {
+  owner: Owner;
+  /** Complete backups it wrote. */
+  backups: number;
+  /** Backups it has in progress (in-progress marker, no manifest yet). */
+  inProgress: number;
 }
 
 export interface RunnerStatus {
@@ -68,6 +80,14 @@ export interface RunnerStatus {
   lastFailure: Partial<Record<OperationKind, Operation>>;
   consecutiveFailures: number;
   backups: number;
+  /** Backups whose manifest could not be read (kept, not restorable). */
+  unreadableBackups: number;
+  /** This runner's identity, recorded in every manifest and in-progress marker. */
+  owner: Owner;
+  /** Other owners seen in this prefix at start (see Runner.init). */
+  foreignOwners: ForeignOwner[];
+  /** Things an operator should look at; none of them stops the runner. */
+  warnings: string[];
 }
 
 const emptyProgress = (): Progress => ({ phase: "starting", tablesDone: 0, tablesTotal: 0, bytes: 0, rows: 0 });
@@ -112,6 +132,8 @@ export class Runner {
   #consecutiveFailures = 0;
   readonly #lastSuccess: Partial<Record<OperationKind, Operation>> = {};
   readonly #lastFailure: Partial<Record<OperationKind, Operation>> = {};
+  readonly #owner: Owner;
+  #foreignOwners: ForeignOwner[] = [];
 
   constructor(deps: RunnerDeps) {
     this.#cfg = deps.config;
@@ -122,27 +144,108 @@ export class Runner {
     this.#observer = deps.observer ?? {};
     this.#historySize = deps.historySize ?? 100;
     const d = deps.config.definition;
-    this.catalog = new Catalog(deps.store, `${d.namespace}/${d.name}`, deps.logger);
+    this.catalog = new Catalog(deps.store, `${d.namespace}/${d.name}`, deps.logger, deps.manifestReadRetry ? { readRetry: deps.manifestReadRetry } : {});
+    this.#owner = runnerOwner(deps.config);
   }
 
   get config(): RunnerConfig {
     return this.#cfg;
   }
 
-  /** Rebuilds the catalog from the bucket, removes incomplete leftovers and applies retention. */
+  /** This runner's identity (see owner.ts). */
+  get owner(): Owner {
+    return this.#owner;
+  }
+
+  /** Whether a catalog backup is this runner's (see isOwnedBy): only those are labelled and deleted by retention. */
+  isOwn(entry: CatalogEntry): boolean {
+    return isOwnedBy(entry.manifest.owner, this.#owner);
+  }
+
+  /** This runner's complete, readable backups, newest first. */
+  ownBackups(): CatalogEntry[] {
+    return this.catalog.list().filter((e) => this.isOwn(e));
+  }
+
+  /** The newest of this runner's backups: what "latest" means for restores, incrementals and missed runs. */
+  latest(): CatalogEntry | undefined {
+    return this.ownBackups()[0];
+  }
+
+  /** How long another owner's (or an unmarked) incomplete backup must have been idle before init removes it. */
+  get incompleteCleanupAfterMs(): number {
+    return this.#cfg.definition.incompleteCleanupAfterHours * 3_600_000;
+  }
+
+  /**
+   * Rebuilds the catalog from the bucket, removes incomplete leftovers and
+   * applies retention. An incomplete backup (no manifest) is removed when its
+   * in-progress marker is this runner's, or when it has been idle (marker
+   * start and newest object) for incompleteCleanupAfterHours; another
+   * runner's recent one is left alone. Other owners are reported, not fatal.
+   */
   async init(signal?: AbortSignal): Promise<void> {
     const incomplete = await this.catalog.rebuild(signal);
+    const now = this.#now();
+    const cutoff = new Date(now.getTime() - this.incompleteCleanupAfterMs);
+    const keptForeign: IncompleteBackup[] = [];
+    let removedCount = 0;
     for (const inc of incomplete) {
-      // Only one runner per definition runs at a time (StatefulSet), so any backup without a manifest is a leftover.
-      const removed = await this.catalog.removeKeys(this.catalog.dir(inc.id), signal);
-      this.#log.warn("removed incomplete backup", { backupId: inc.id, objects: removed });
+      const dir = this.catalog.dir(inc.id);
+      const own = inc.marker !== undefined && isOwnedBy(inc.marker.owner, this.#owner);
+      const last = lastActivity(inc);
+      const stale = last.getTime() <= cutoff.getTime();
+      const meta = { backupId: inc.id, marker: inc.marker ? describeOwner(inc.marker.owner) : inc.markerError ? `unreadable: ${inc.markerError}` : "none", lastActivity: last.toISOString() };
+      if (!own && !stale) {
+        keptForeign.push(inc);
+        this.#log.warn("kept an incomplete backup that is not this runner's and was active recently", { ...meta, removableAfter: new Date(last.getTime() + this.incompleteCleanupAfterMs).toISOString() });
+        continue;
+      }
+      const removed = await this.catalog.removeKeys(dir, signal);
+      removedCount++;
+      // This runner's own interrupted multipart uploads in that directory go too (others' are left to age out below).
+      if (own && this.#store.cleanupIncomplete) await this.#store.cleanupIncomplete(`${dir}/`, now);
+      this.#log.warn("removed incomplete backup", { ...meta, reason: own ? "this runner's leftover" : "idle longer than incompleteCleanupAfterHours", objects: removed });
     }
     if (this.#store.cleanupIncomplete) {
-      const n = await this.#store.cleanupIncomplete(`${this.catalog.root}/`, this.#now());
+      // Only uploads older than the timeout: a recent one may belong to another runner's running backup.
+      const n = await this.#store.cleanupIncomplete(`${this.catalog.root}/`, cutoff);
       if (n) this.#log.warn("aborted incomplete uploads", { count: n });
     }
-    this.#log.info("catalog loaded", { backups: this.catalog.list().length, incompleteRemoved: incomplete.length });
+    this.#foreignOwners = this.#findForeignOwners(keptForeign);
+    if (this.#foreignOwners.length) {
+      this.#log.warn("another runner writes to this runner's backup prefix: its backups are never deleted here, and retention here applies only to this runner's backups", {
+        prefix: this.catalog.root,
+        self: this.#owner,
+        others: this.#foreignOwners,
+      });
+    }
+    const unreadable = this.catalog.unreadable();
+    this.#log.info("catalog loaded", { backups: this.catalog.list().length, unreadable: unreadable.length, incompleteRemoved: removedCount, incompleteKept: keptForeign.length });
     if (this.#cfg.definition.mode === "scheduled") await this.enforceRetention();
+  }
+
+  #findForeignOwners(inProgress: IncompleteBackup[]): ForeignOwner[] {
+    const byId = new Map<string, ForeignOwner>();
+    const add = (owner: Owner, kind: "backups" | "inProgress") => {
+      const f = byId.get(owner.id) ?? { owner, backups: 0, inProgress: 0 };
+      f[kind]++;
+      byId.set(owner.id, f);
+    };
+    for (const e of this.catalog.list()) if (!this.isOwn(e) && e.manifest.owner) add(e.manifest.owner, "backups");
+    for (const inc of inProgress) if (inc.marker && !isOwnedBy(inc.marker.owner, this.#owner)) add(inc.marker.owner, "inProgress");
+    return [...byId.values()];
+  }
+
+  #warnings(): string[] {
+    const w: string[] = [];
+    if (this.#foreignOwners.length) {
+      const others = this.#foreignOwners.map((f) => `${describeOwner(f.owner)}: ${f.backups} backup(s), ${f.inProgress} in progress`).join("; ");
+      w.push(`another runner writes to ${this.catalog.root} (this runner: ${describeOwner(this.#owner)}; others: ${others}); their backups are never deleted by this runner`);
+    }
+    const unreadable = this.catalog.unreadable();
+    if (unreadable.length) w.push(`${unreadable.length} backup(s) have an unreadable manifest and are kept but cannot be restored: ${unreadable.map((u) => u.id).join(", ")}`);
+    return w;
   }
 
   status(): RunnerStatus {
@@ -158,6 +261,10 @@ export class Runner {
       lastFailure: this.#lastFailure,
       consecutiveFailures: this.#consecutiveFailures,
       backups: this.catalog.list().length,
+      unreadableBackups: this.catalog.unreadable().length,
+      owner: this.#owner,
+      foreignOwners: this.#foreignOwners,
+      warnings: this.#warnings(),
     };
   }
 
@@ -181,31 +288,50 @@ export class Runner {
     return this.#history.get(id);
   }
 
-  /** Labels each backup holds under the policy right now. */
+  /**
+   * Labels each backup holds under the policy right now. Only this runner's
+   * readable backups take part: another owner's backups and unreadable ones
+   * get no labels, are never deleted, and are never "the newest".
+   */
   retentionDecision(): RetentionDecision {
-    return applyRetention(this.#retentionInput(this.catalog.list()), this.#cfg.definition.retention, this.#cfg.definition.schedule?.timeZone ?? "UTC");
+    return applyRetention(this.#retentionInput(), this.#cfg.definition.retention, this.#cfg.definition.schedule?.timeZone ?? "UTC");
   }
 
-  #retentionInput(entries: CatalogEntry[]): RetentionBackup[] {
-    return entries.map((e) => ({
+  #retentionInput(): RetentionBackup[] {
+    const own = this.ownBackups();
+    // An own backup that another owner's incremental builds on is kept as if pinned.
+    const basesOfOthers = new Set(this.catalog.list().filter((e) => !this.isOwn(e) && e.manifest.baseBackupId).map((e) => e.manifest.baseBackupId));
+    return own.map((e) => ({
       id: e.manifest.id,
       time: new Date(e.manifest.startedAt),
-      pinned: e.pinned,
+      pinned: e.pinned || basesOfOthers.has(e.manifest.id),
       baseBackupId: e.manifest.baseBackupId,
     }));
   }
 
-  /** Deletes every backup that holds no label any more (never pinned, newest or depended-on ones). */
+  /**
+   * Deletes every own backup that holds no label any more (never pinned,
+   * newest or depended-on ones). Deciding and deleting run as one exclusive
+   * section of the catalog, so a pin either lands before the decision (and
+   * keeps the backup) or waits and then finds the backup gone.
+   */
   async enforceRetention(signal?: AbortSignal): Promise<string[]> {
-    const decision = this.retentionDecision();
-    for (const id of decision.delete) {
-      await this.catalog.remove(id, signal);
-      this.#log.info("retention deleted backup", { backupId: id });
-    }
-    const counts: Record<string, number> = {};
-    for (const labels of decision.labels.values()) for (const l of labels) counts[l] = (counts[l] ?? 0) + 1;
-    this.#observer.retention?.(counts, this.catalog.list().length);
-    return decision.delete;
+    return this.catalog.exclusive(async () => {
+      const decision = this.retentionDecision();
+      const deleted: string[] = [];
+      for (const id of decision.delete) {
+        const e = this.catalog.get(id);
+        // Belt and braces: the decision only holds own, unpinned backups; check again right before deleting.
+        if (!e || e.pinned || !this.isOwn(e)) continue;
+        await this.catalog.remove(id, signal);
+        deleted.push(id);
+        this.#log.info("retention deleted backup", { backupId: id });
+      }
+      const counts: Record<string, number> = {};
+      for (const labels of decision.labels.values()) for (const l of labels) counts[l] = (counts[l] ?? 0) + 1;
+      this.#observer.retention?.(counts, this.catalog.list().length);
+      return deleted;
+    });
   }
 
   #begin(kind: OperationKind, trigger: string): { op: Operation; abort: AbortController } {
@@ -312,11 +438,22 @@ export class Runner {
     const started = this.#now();
     const id = newBackupId(started);
     op.backupId = id;
-    if (singleTarget !== undefined && (await this.targetHasBackup(singleTarget))) {
-      throw new Error(`single backup target "${singleTarget}" already holds a backup; choose another target or remove it`);
+    if (singleTarget !== undefined) {
+      if (await this.targetHasBackup(singleTarget)) {
+        throw new Error(`single backup target "${singleTarget}" already holds a backup; choose another target or remove it`);
+      }
+      await this.#refuseForeignInProgress(singleTarget, started);
     }
     const dir = singleTarget ?? this.catalog.dir(id);
     const log = this.#log.child({ operationId: op.id, backupId: id });
+    // The marker comes first, before any data: whoever finds this directory without a manifest knows whose it is.
+    const marker: InProgressMarker = { owner: this.#owner, startedAt: started.toISOString(), backupId: id };
+    try {
+      await writeInProgressAt(this.#store, dir, marker, signal);
+    } catch (err: unknown) {
+      await this.#discard(dir, log);
+      throw new Error(`backup ${id}: write in-progress marker`, { cause: err });
+    }
     const sink = new StoreSink(this.#store, dir, this.#cfg.storage, (n) => {
       op.progress.bytes += n;
       this.#observer.bytes?.("backup", n);
@@ -365,6 +502,7 @@ export class Runner {
       baseBackupId: result.baseBackupId,
       labels: [],
       details: result.details,
+      owner: this.#owner,
     };
     manifest.totalBytes = manifest.objects.reduce((s, o) => s + o.size, 0) + (result.storedBytes ?? 0);
     if (singleTarget !== undefined) {
@@ -374,11 +512,12 @@ export class Runner {
         await this.#discard(dir, log);
         throw new Error(`backup ${id}: write manifest`, { cause: err });
       }
+      await this.#removeMarker(dir, log);
       log.info("single backup complete", { target: dir, tables: manifest.tables.length, bytes: manifest.totalBytes, rows: manifest.totalRows });
       return { backupId: id, target: dir, bytes: manifest.totalBytes, rows: manifest.totalRows, tables: manifest.tables.length };
     }
     const labels = applyRetention(
-      [...this.#retentionInput(this.catalog.list()), { id, time: started, pinned: false, baseBackupId: manifest.baseBackupId }],
+      [...this.#retentionInput(), { id, time: started, pinned: false, baseBackupId: manifest.baseBackupId }],
       def.retention,
       def.schedule?.timeZone ?? "UTC",
     ).labels.get(id);
@@ -389,6 +528,7 @@ export class Runner {
       await this.#discard(dir, log);
       throw new Error(`backup ${id}: write manifest`, { cause: err });
     }
+    await this.#removeMarker(dir, log);
     log.info("backup complete", { tables: manifest.tables.length, bytes: manifest.totalBytes, rows: manifest.totalRows, labels: manifest.labels });
     const deleted = await this.enforceRetention().catch((err: unknown) => {
       log.error("retention failed", { error: describeError(err) });
@@ -397,11 +537,38 @@ export class Runner {
     return { backupId: id, bytes: manifest.totalBytes, rows: manifest.totalRows, tables: manifest.tables.length, labels: manifest.labels, deleted };
   }
 
-  /** Native incremental backups: build on the newest backup unless a full one is due. */
+  /** After the manifest: the backup is complete, the marker has done its job. A marker left behind is harmless. */
+  async #removeMarker(dir: string, log: Logger): Promise<void> {
+    try {
+      await this.#store.delete([`${dir}/${INPROGRESS_NAME}`]);
+    } catch (err: unknown) {
+      log.warn("could not remove the in-progress marker of a complete backup (harmless)", { error: describeError(err) });
+    }
+  }
+
+  /** A single-backup target that another runner is writing to right now is refused. */
+  async #refuseForeignInProgress(target: string, now: Date): Promise<void> {
+    let marker: InProgressMarker | undefined;
+    try {
+      marker = await readInProgressAt(this.#store, target);
+    } catch (err: unknown) {
+      this.#log.warn("unreadable in-progress marker in the single backup target; overwriting it", { target, error: describeError(err) });
+      return;
+    }
+    if (!marker || isOwnedBy(marker.owner, this.#owner)) return;
+    const started = Date.parse(marker.startedAt);
+    if (Number.isFinite(started) && now.getTime() - started < this.incompleteCleanupAfterMs) {
+      throw new Error(
+        `single backup target "${target}" has a backup in progress by another runner (${describeOwner(marker.owner)}, started ${marker.startedAt}); this runner is ${describeOwner(this.#owner)}`,
+      );
+    }
+  }
+
+  /** Native incremental backups: build on the newest own backup unless a full one is due. */
   #chooseBase(now: Date): CatalogEntry | undefined {
     const ch = this.#cfg.definition.clickhouse;
     if (ch.method !== "native") return undefined;
-    const latest = this.catalog.latest();
+    const latest = this.latest();
     if (!latest || latest.manifest.method !== "native") return undefined;
     // Length of the chain since the last full backup.
     let chain = 1;
@@ -426,15 +593,20 @@ export class Runner {
     }
   }
 
+  /** "latest" (this runner's newest readable backup) or an id (any readable backup); unreadable ones are refused. */
   resolveBackup(ref: string): CatalogEntry {
     if (ref === "latest") {
-      const l = this.catalog.latest();
+      const l = this.latest();
       if (!l) throw new BackupNotFoundError("latest");
       return l;
     }
     if (!isBackupId(ref)) throw new BackupNotFoundError(ref);
     const e = this.catalog.get(ref);
-    if (!e) throw new BackupNotFoundError(ref);
+    if (!e) {
+      const u = this.catalog.getUnreadable(ref);
+      if (u) throw new BackupUnreadableError(ref, u.error);
+      throw new BackupNotFoundError(ref);
+    }
     return e;
   }
 
@@ -475,6 +647,13 @@ export class Runner {
     cur.abort.abort(new ShuttingDownError());
     await Promise.race([cur.done, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
+}
+
+/** When an incomplete backup was last touched: its marker's start or its newest object, whichever is later (else its id's time). */
+function lastActivity(inc: IncompleteBackup): Date {
+  const times = [inc.newest?.getTime(), inc.marker ? Date.parse(inc.marker.startedAt) : undefined].filter((t): t is number => t !== undefined && Number.isFinite(t));
+  if (times.length) return new Date(Math.max(...times));
+  return backupIdTime(inc.id) ?? new Date(0);
 }
 
 /** A single-backup target: relative, no "..", no leading/trailing slash. */

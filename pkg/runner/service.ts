@@ -60,7 +60,7 @@ export class RunnerService {
       },
     });
     this.#scheduler.start();
-    const latest = this.runner.catalog.latest();
+    const latest = this.runner.latest();
     if (missedRun(schedule.cron, schedule.timeZone, latest ? new Date(latest.manifest.startedAt) : undefined, this.#now())) {
       this.#log.info("scheduled run was missed; backing up now", { newestBackup: latest?.manifest.id });
       this.#scheduler.fire("missed");

@@ -15,22 +15,26 @@ import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "winston";
 import type { RunnerConfig } from "../../apis/index.ts";
-import type { CatalogEntry } from "../catalog.ts";
-import { BackupNotFoundError, BusyError, ShuttingDownError, describeError } from "../errors.ts";
+import type { CatalogEntry, UnreadableBackup } from "../catalog.ts";
+import { BackupNotFoundError, BackupUnreadableError, BusyError, ShuttingDownError, describeError } from "../errors.ts";
 import { isBackupId } from "../ids.ts";
 import type { RetentionDecision } from "../retention.ts";
 import type { BackupTrigger, Operation, RestoreRequest, RunnerStatus } from "../runner.ts";
 import { BearerAuth } from "./auth.ts";
 import { ApiError, parsePath, readJsonBody, sendError, sendJson } from "./http.ts";
 import type { RunnerMetrics } from "./metrics.ts";
-import { backupSummary, firstIssue, operationView, restoreBody, secretRedactor, statusView } from "./views.ts";
+import type { Owner } from "../manifest.ts";
+import { backupSummary, firstIssue, operationView, restoreBody, secretRedactor, statusView, unreadableSummary } from "./views.ts";
 
 /** What the API uses of the Runner (the Runner class satisfies it; tests may pass a fake). */
 export interface ApiRunner {
   readonly config: RunnerConfig;
+  readonly owner: Owner;
   readonly catalog: {
     list(): CatalogEntry[];
     get(id: string): CatalogEntry | undefined;
+    unreadable(): UnreadableBackup[];
+    getUnreadable(id: string): UnreadableBackup | undefined;
     setPinned(id: string, pinned: boolean): Promise<CatalogEntry>;
   };
   status(): RunnerStatus;
@@ -176,7 +180,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           const failed = Object.entries(checks)
             .filter(([, v]) => v !== "ok")
             .map(([k]) => k);
-          sendJson(res, ok ? 200 : 503, { ready: ok, ...(ok ? {} : { failed }), checks, engineVersion: h.engineVersion ?? null });
+          // Warnings (another owner in the prefix, unreadable manifests) are shown but do not make the runner unready.
+          const warnings = runner.status().warnings.map(redact);
+          sendJson(res, ok ? 200 : 503, { ready: ok, ...(ok ? {} : { failed }), checks, engineVersion: h.engineVersion ?? null, warnings });
         },
       },
     },
@@ -203,10 +209,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           requireReady();
           const decision = runner.retentionDecision();
           // Newest first by start time: ids only order to the second (two backups in one second sort by their random suffix).
-          const entries = runner.catalog
-            .list()
-            .sort((a, b) => Date.parse(b.manifest.startedAt) - Date.parse(a.manifest.startedAt) || b.manifest.id.localeCompare(a.manifest.id));
-          sendJson(res, 200, { backups: entries.map((e) => backupSummary(e, labelsOf(decision, e.manifest.id))) });
+          const items = [
+            ...runner.catalog.list().map((e) => ({ at: Date.parse(e.manifest.startedAt), view: backupSummary(e, labelsOf(decision, e.manifest.id), runner.owner) })),
+            ...runner.catalog.unreadable().map((u) => ({ at: u.time.getTime(), view: unreadableSummary(u, redact) })),
+          ].sort((a, b) => b.at - a.at || b.view.id.localeCompare(a.view.id));
+          sendJson(res, 200, { backups: items.map((i) => i.view) });
         },
         POST: ({ res }) => {
           requireReady();
@@ -224,8 +231,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         GET: (ctx) => {
           const id = backupId(ctx);
           requireReady();
+          const u = runner.catalog.getUnreadable(id);
+          if (u) return sendJson(ctx.res, 200, { backup: unreadableSummary(u, redact), manifest: null });
           const e = entryOr404(id);
-          sendJson(ctx.res, 200, { backup: backupSummary(e, labelsOf(runner.retentionDecision(), id)), manifest: e.manifest });
+          sendJson(ctx.res, 200, { backup: backupSummary(e, labelsOf(runner.retentionDecision(), id), runner.owner), manifest: e.manifest });
         },
       },
     },
@@ -286,9 +295,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   async function pin(ctx: Ctx, pinned: boolean): Promise<void> {
     const id = backupId(ctx);
     requireReady();
-    entryOr404(id);
+    // setPinned waits for a running retention pass and then answers 404 if that pass deleted the backup.
     const e = await runner.catalog.setPinned(id, pinned);
-    sendJson(ctx.res, 200, { backup: backupSummary(e, labelsOf(runner.retentionDecision(), id)) });
+    sendJson(ctx.res, 200, { backup: backupSummary(e, labelsOf(runner.retentionDecision(), id), runner.owner) });
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -315,6 +324,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (err instanceof BusyError) return new ApiError(409, "busy", err.message);
     if (err instanceof ShuttingDownError) return new ApiError(503, "shutting_down", err.message);
     if (err instanceof BackupNotFoundError) return new ApiError(404, "backup_not_found", err.message);
+    if (err instanceof BackupUnreadableError) return new ApiError(409, "backup_unreadable", redact(err.message));
     return undefined;
   }
 

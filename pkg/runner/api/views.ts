@@ -3,8 +3,10 @@
 // reaches a client by accident (no config, no credentials).
 import { z } from "zod";
 import type { RunnerConfig } from "../../apis/index.ts";
-import type { CatalogEntry } from "../catalog.ts";
+import type { CatalogEntry, UnreadableBackup } from "../catalog.ts";
 import { isBackupId } from "../ids.ts";
+import type { Owner } from "../manifest.ts";
+import { isOwnedBy } from "../owner.ts";
 import type { Operation, RunnerStatus } from "../runner.ts";
 
 const MAX_NAME = 255;
@@ -97,6 +99,8 @@ export function operationView(op: Operation, redact: (s: string) => string): Ope
 
 export interface BackupSummary {
   id: string;
+  /** complete: the manifest was read; unreadable: see UnreadableBackupSummary. */
+  state: "complete";
   startedAt: string;
   endedAt: string;
   durationMs: number;
@@ -111,12 +115,29 @@ export interface BackupSummary {
   labels: string[];
   pinned: boolean;
   baseBackupId: string | null;
+  /** Who wrote it (null: written before owners were recorded; counts as this runner's). */
+  owner: Owner | null;
+  /** Written by another runner: never labelled or deleted by this one. */
+  foreign: boolean;
 }
 
-export function backupSummary(e: CatalogEntry, labels: readonly string[]): BackupSummary {
+/** A backup whose manifest exists but could not be read: kept, never deleted, not restorable. */
+export interface UnreadableBackupSummary {
+  id: string;
+  state: "unreadable";
+  /** Start time from the id (to the second). */
+  startedAt: string;
+  endedAt: null;
+  error: string;
+  labels: string[];
+  pinned: boolean;
+}
+
+export function backupSummary(e: CatalogEntry, labels: readonly string[], self: Owner): BackupSummary {
   const m = e.manifest;
   return {
     id: m.id,
+    state: "complete",
     startedAt: m.startedAt,
     endedAt: m.endedAt,
     durationMs: m.durationMs,
@@ -131,7 +152,13 @@ export function backupSummary(e: CatalogEntry, labels: readonly string[]): Backu
     labels: [...labels],
     pinned: e.pinned,
     baseBackupId: m.baseBackupId ?? null,
+    owner: m.owner ?? null,
+    foreign: !isOwnedBy(m.owner, self),
   };
+}
+
+export function unreadableSummary(u: UnreadableBackup, redact: (s: string) => string): UnreadableBackupSummary {
+  return { id: u.id, state: "unreadable", startedAt: u.time.toISOString(), endedAt: null, error: redact(u.error), labels: [], pinned: u.pinned };
 }
 
 export function statusView(
@@ -160,5 +187,9 @@ export function statusView(
     lastFailure: perKind(st.lastFailure),
     consecutiveFailures: st.consecutiveFailures,
     backups: st.backups,
+    unreadableBackups: st.unreadableBackups,
+    owner: st.owner,
+    foreignOwners: st.foreignOwners,
+    warnings: st.warnings.map(redact),
   };
 }
