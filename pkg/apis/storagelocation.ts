@@ -18,6 +18,12 @@ const s3Base = z.strictObject({
   forcePathStyle: z.boolean().default(false).describe("Use path-style URLs (MinIO, Ceph)"),
   partSizeMiB: z.int().min(5).max(5120).default(8).describe("Multipart upload part size in MiB (an object can have at most 10,000 parts)"),
   concurrency: z.int().min(1).max(64).default(2).describe("Parts uploaded at once per object (memory = partSize × (concurrency + 1) per object being uploaded)"),
+  maxParts: z
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(10_000)
+    .describe("Most parts of one multipart upload (S3 allows 10,000): one object holds at most partSize × maxParts, and a larger table is stored as several objects. Lower it for testing and for S3-compatible servers with lower limits"),
 });
 
 export const storageLocationSpec = z
