@@ -29,6 +29,7 @@ export function storeFromConfig(storage: StorageRunnerConfig, logger: Logger): O
           ...(s3.accessKeyId ? { accessKeyId: s3.accessKeyId } : {}),
           ...(s3.secretAccessKey ? { secretAccessKey: s3.secretAccessKey } : {}),
           partSizeBytes: s3.partSizeMiB * MiB,
+          maxParts: s3.maxParts,
           queueSize: s3.concurrency,
         },
       },
