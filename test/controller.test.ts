@@ -10,7 +10,7 @@ import { GV, createNamespace, installCrds, must, readyCondition, secretBody, sta
 const CTRL_NS = "chbackup-system";
 const APP_NS = "shop";
 
-type Obj = { metadata: { name: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string>; finalizers?: string[] }; data?: Record<string, string>; spec?: Record<string, unknown>; status?: Record<string, unknown> };
+type Obj = { metadata: { name: string; uid?: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string>; finalizers?: string[] }; data?: Record<string, string>; spec?: Record<string, unknown>; status?: Record<string, unknown> };
 
 const defPath = (ns: string, name = "") => `/apis/${GV}/namespaces/${ns}/backupdefinitions${name ? `/${name}` : ""}`;
 const locPath = (name = "") => `/apis/${GV}/namespaces/${CTRL_NS}/storagelocations${name ? `/${name}` : ""}`;
@@ -79,6 +79,10 @@ describe("backup-controller against kube-apiserver", () => {
     const config = runnerConfig.parse(JSON.parse(Buffer.from(secret.data!["config.json"]!, "base64").toString("utf8")));
     expect(config.definition).toMatchObject({ namespace: APP_NS, name: "orders", mode: "scheduled", schedule: { cron: "0 * * * *", timeZone: "Europe/Berlin" }, retention: { hourly: 24, daily: 7 } });
     expect(config.definition.clickhouse).toMatchObject({ url: "http://clickhouse.shop.svc:8123", username: "backup", password: "first-password" });
+    // The definition's uid: part of the runner's owner identity recorded in every backup.
+    const created = await must<Obj>(kube, "GET", defPath(APP_NS, "orders"));
+    expect(config.definition.uid).toBe(created.metadata.uid);
+    expect(config.definition.uid).toMatch(/^[0-9a-f-]{36}$/);
     expect(config.storage.s3).toMatchObject({ endpoint: "http://minio.storage:9000", bucket: "backups", prefix: "prod", accessKeyId: "test-access-key-id", secretAccessKey: "minio-secret-1" });
     expect(config.api.token.length).toBeGreaterThanOrEqual(32);
     expect(Buffer.from(secret.data!["token"]!, "base64").toString()).toBe(config.api.token);
@@ -221,6 +225,15 @@ describe("backup-controller against kube-apiserver", () => {
     const single = await kube.request("POST", defPath(APP_NS), definition("bad-single", { mode: "single", schedule: undefined }));
     expect(single.status).toBe(422);
     expect(JSON.stringify(single.body)).toContain("singleBackup is required when mode is single");
+    // An empty or all-zero retention would delete every backup but the newest: refused, naming spec.retention.
+    for (const [name, retention] of [["empty-retention", {}], ["zero-retention", { hourly: 0, daily: 0 }]] as const) {
+      const r = await kube.request("POST", `${defPath(APP_NS)}?dryRun=All`, definition(name, { retention }));
+      expect(r.status, name).toBe(422);
+      expect(JSON.stringify(r.body), name).toContain("spec.retention");
+      expect(JSON.stringify(r.body), name).toContain("retention must keep at least one label");
+    }
+    // Single mode needs no retention.
+    await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, definition("single-no-retention", { mode: "single", schedule: undefined, singleBackup: { target: "exports/x" }, retention: {} }));
     // Valid for the schema, but not a real time zone: the controller says so.
     await must(kube, "POST", defPath(APP_NS), definition("bad-tz", { schedule: { cron: "0 * * * *", timeZone: "Mars/Olympus_Mons" } }));
     const c = await waitReady(kube, APP_NS, "bad-tz", "InvalidSpec");

@@ -86,3 +86,35 @@ describe("backup-runner command", () => {
     }
   });
 });
+
+describe("backup-runner command: no silent configuration", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await makeTempDir("cli-strict");
+  });
+  afterAll(async () => {
+    await removeDir(dir);
+  });
+
+  it("exits 2 on misspelt fields and on an empty retention in scheduled mode, naming each field", async () => {
+    const base = {
+      definition: { namespace: "a", name: "b", clickhouse: { url: "http://127.0.0.1:9", password: "hunter2hunter2" }, schedule: { cron: "0 * * * *" } },
+      storage: { s3: { bucket: "bucket", accessKeyId: "ak", secretAccessKey: "sk-secret-value" } },
+      api: { token: "0123456789abcdef0123" },
+    };
+    const cases: [string, unknown, string[]][] = [
+      ["misspelt", { ...base, definition: { ...base.definition, retension: { daily: 7 } }, storage: { s3: { ...base.storage.s3, encrpytion: "aws:kms" } } }, ["definition.retension: unknown field", "storage.s3.encrpytion: unknown field"]],
+      ["empty retention", { ...base, definition: { ...base.definition, retention: {} } }, ["definition.retention: must keep at least one label"]],
+      ["all-zero retention", { ...base, definition: { ...base.definition, retention: { hourly: 0, daily: 0 } } }, ["definition.retention: must keep at least one label"]],
+    ];
+    for (const [name, config, expected] of cases) {
+      const path = join(dir, `${name.replace(/\W+/g, "-")}.json`);
+      await writeFile(path, JSON.stringify(config));
+      const r = await execa(process.execPath, [MAIN, "serve", "--config", path], { reject: false, timeout: 60_000, env: { RUNNER_LISTEN: "127.0.0.1:0" } });
+      expect(r.exitCode, name).toBe(2);
+      for (const e of expected) expect(r.stderr, name).toContain(e);
+      expect(r.stderr).not.toContain("hunter2hunter2");
+      expect(r.stderr).not.toContain("sk-secret-value");
+    }
+  });
+});
