@@ -46,7 +46,7 @@ export function referenceDoc(): string {
     fieldTable(
       "Runner config file (`config.json`)",
       toStructuralSchema(runnerConfig.strip()) as Schema,
-      "What the controller writes into the runner's Secret, with every referenced secret resolved. The runner reads it from `--config`, `$RUNNER_CONFIG` or `/etc/backup-runner/config.json`. The same file drives `backup-runner backup --once` and `restore` on a workstation.",
+      "What the controller writes into the runner's Secret, with every referenced secret resolved. The runner reads it from `--config`, `$RUNNER_CONFIG` or `/etc/backup-runner/config.json`. The same file drives `backup-runner backup --once` and `restore` on a workstation. Every object in it is strict: an unknown or misspelt field is an error naming its path, and the runner exits with status 2.",
     ),
   );
   return parts.join("\n");
