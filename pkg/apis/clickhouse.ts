@@ -41,6 +41,14 @@ const clickhouseBase = z.strictObject({
     .prefault({})
     .describe("Settings of the native method"),
   requestTimeoutSeconds: z.int().min(1).default(3600).describe("Timeout of one ClickHouse request"),
+  idleTimeoutSeconds: z
+    .int()
+    .min(1)
+    .max(86400)
+    .default(120)
+    .describe(
+      "A backup, restore or verify fails when no data moves for this long; the error names the side that stopped (ClickHouse or the storage)",
+    ),
 });
 
 /** As written in a BackupDefinition: the password comes from a Secret in the definition's namespace. */
