@@ -19,7 +19,12 @@
 // Before each measured step the machine settles (no merge running, dirty pages
 // written back), so no step pays for background work an earlier one left.
 //
-// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin]
+// With --baseline REF the same steps also run with the runner as it was at the
+// git commit REF (checked out into a temporary worktree and compiled), in the
+// same run, and the rows "vs baseline" give this runner's speed against that
+// one: how much row counting and staged restores cost, for example.
+//
+// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin] [--baseline REF]
 //   --repeat N  measure everything N times per size (one data load), to see the spread
 //   --pin       a cluster-like split of the 2 cores: ClickHouse and MinIO on CPU 0, the client
 //               side (the runner, and this process for the raw baselines) on CPU 1 (taskset)
@@ -45,6 +50,7 @@ const { values } = parseArgs({
     compression: { type: "string", default: "zstd,lz4" },
     repeat: { type: "string", default: "1" },
     pin: { type: "boolean", default: false },
+    baseline: { type: "string" },
   },
 });
 const sizes = values.sizes.split(",").map(Number);
@@ -145,10 +151,10 @@ interface RunnerRun {
   bytes: number;
 }
 
-async function runRunner(args: string[], configPath: string): Promise<RunnerRun> {
+async function runRunner(args: string[], configPath: string, root = repoRoot): Promise<RunnerRun> {
   const t = performance.now();
   // bin/backup-runner: the compiled runner with the V8 limits it is deployed with.
-  const r = await timedClient([join(repoRoot, "bin", "backup-runner"), ...args, "--config", configPath], {
+  const r = await timedClient([join(root, "bin", "backup-runner"), ...args, "--config", configPath], {
     env: { LOG_LEVEL: "warn", PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}` },
   });
   const ms = performance.now() - t;
@@ -279,6 +285,21 @@ async function benchSize(gib: number): Promise<void> {
         out(`-- dump, compression ${codec}: ${(b.bytes / MiB).toFixed(0)} MiB stored (${(bytes / b.bytes).toFixed(1)}:1)`);
         row("runner backup", b.opMs, exp.value.ms, ` (${(nodeExp.value.ms / b.opMs).toFixed(2)}x node export)   wall ${(b.ms / 1000).toFixed(2)} s, peak RSS ${(b.maxRssKiB / 1024).toFixed(0)} MiB${cpu(backup, b.cpuMs)}`);
         row("runner restore", r.opMs, ins.value.ms, `   wall ${(r.ms / 1000).toFixed(2)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB${cpu(restore, r.cpuMs)}`);
+        if (baselineRoot) {
+          // the same two steps with the baseline runner (its own backup, into its own target)
+          const baseTarget = `${target}-baseline`;
+          const baseConfig = join(dir, `config-${codec}-${rep}-baseline.json`);
+          await writeFile(baseConfig, JSON.stringify({ ...config, definition: { ...config.definition, singleBackup: { target: baseTarget } } }));
+          await settle(ch);
+          const bb = await serverCpu(pids, () => runRunner(["backup", "--once"], baseConfig, baselineRoot));
+          await ch.exec("RENAME TABLE bench.t TO bench.keep");
+          await settle(ch);
+          const br = await serverCpu(pids, () => runRunner(["restore", "--from", baseTarget], baseConfig, baselineRoot));
+          await ch.exec("DROP TABLE bench.t");
+          await ch.exec("RENAME TABLE bench.keep TO bench.t");
+          row("baseline backup", bb.value.opMs, exp.value.ms, `   this runner ${(bb.value.opMs / b.opMs).toFixed(2)}x the baseline's speed, peak RSS ${(bb.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(bb, bb.value.cpuMs)}`);
+          row("baseline restore", br.value.opMs, ins.value.ms, `   this runner ${(br.value.opMs / r.opMs).toFixed(2)}x the baseline's speed, peak RSS ${(br.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(br, br.value.cpuMs)}`);
+        }
       }
     }
   } finally {
@@ -288,9 +309,26 @@ async function benchSize(gib: number): Promise<void> {
   }
 }
 
+/** Checks `ref` out into a temporary worktree (sharing this checkout's node_modules) and compiles it. */
+async function prepareBaseline(ref: string): Promise<{ root: string; sha: string; remove: () => Promise<void> }> {
+  const sha = (await execa("git", ["rev-parse", "--verify", `${ref}^{commit}`], { cwd: repoRoot })).stdout.trim();
+  const root = join(await makeTempDir("bench-baseline"), "repo");
+  await execa("git", ["worktree", "add", "--detach", root, sha], { cwd: repoRoot });
+  await execa("ln", ["-s", join(repoRoot, "node_modules"), join(root, "node_modules")]);
+  await execa("tsc", ["-p", join(root, "tsconfig.json")], { preferLocal: true, cwd: root, stdio: "inherit" });
+  return { root, sha, remove: async () => void (await execa("git", ["worktree", "remove", "--force", root], { cwd: repoRoot, reject: false })) };
+}
+
 // Measure the runner as deployed: compiled (bin/backup-runner runs dist/ when it exists).
 out("building the runner (tsc) ...");
 await execa("tsc", ["-p", join(repoRoot, "tsconfig.json")], { preferLocal: true, cwd: repoRoot, stdio: "inherit" });
-for (const s of sizes) await benchSize(s);
+const baseline = values.baseline ? await prepareBaseline(values.baseline) : undefined;
+const baselineRoot = baseline?.root;
+if (baseline) out(`baseline: the runner at ${values.baseline} (${baseline.sha.slice(0, 12)}), compiled in ${baseline.root}`);
+try {
+  for (const s of sizes) await benchSize(s);
+} finally {
+  await baseline?.remove();
+}
 out("\nratio = baseline time / runner operation time (process start-up excluded; see wall): backup against the raw (curl) export, restore against the raw insert");
 out("cpu = user + system time of each process during the step (the runner's includes its start-up)");

@@ -17,6 +17,15 @@ export interface BackupSink {
   /** Streams one object; resolves with its size and SHA-256 once it is durably stored. */
   putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject>;
   /**
+   * Streams one logical object of any size, stored as one or more pieces
+   * (`name`, then numbered continuations) when the storage caps the size of
+   * one object. Resolves with the pieces in order. Engines that may write
+   * large objects use this when the sink has it.
+   */
+  putObjects?(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject[]>;
+  /** Deletes objects this backup wrote that it no longer needs (a table dumped again another way). */
+  removeObjects?(names: readonly string[], signal: AbortSignal): Promise<void>;
+  /**
    * For engines whose database writes straight to object storage (ClickHouse
    * BACKUP ... TO S3): the S3 URL of a directory inside this backup and the
    * credentials to reach it. Undefined when the storage is not S3.
@@ -33,6 +42,8 @@ export interface NativeS3Target {
 /** Where an engine reads a backup from. Checksums are verified by the source. */
 export interface BackupSource {
   getObject(name: string, signal: AbortSignal): Promise<Readable>;
+  /** The pieces of one logical object (see BackupSink.putObjects) as one stream, each piece verified. */
+  getObjects?(names: readonly string[], signal: AbortSignal): Promise<Readable>;
   nativeS3Target?(name: string): NativeS3Target | undefined;
 }
 
@@ -49,11 +60,13 @@ export interface TableEntry {
   database: string;
   name: string;
   engine: string;
-  /** Rows and bytes of the data written (0 for DDL-only tables). */
+  /** Rows counted in the data stream itself, and compressed bytes written (0 for DDL-only tables). */
   rows: number;
   bytes: number;
-  /** Object holding the table's data, if it has its own data. */
+  /** Object holding the table's data, if it has its own data (the first piece, see dataObjects). */
   dataObject?: string | undefined;
+  /** Every piece of the table's data in order, when it was stored as more than one object. */
+  dataObjects?: string[] | undefined;
 }
 
 /** What an engine reports about a finished backup; stored in the manifest. */
@@ -91,6 +104,13 @@ export interface RestoreOptions {
   /** Restore database `from` into database `to`. */
   renameDatabases?: Record<string, string> | undefined;
   existingTables: ExistingTablePolicy;
+  /**
+   * Allows "drop" for objects that cannot be restored through a staging
+   * table and an atomic rename (replicated tables, materialized views with an
+   * inner table in a database whose RENAME does not carry the inner table).
+   * Their old version is dropped before the new data is proven.
+   */
+  allowUnstagedDrop?: boolean | undefined;
 }
 
 export interface RestoreRequest {
@@ -104,7 +124,50 @@ export interface RestoreRequest {
 
 export interface RestoreResult {
   databases: string[];
+  /** Rows counted in the data the restore sent (not taken from the manifest). */
   tables: { database: string; name: string; rows: number }[];
+}
+
+export interface VerifyRequest {
+  signal: AbortSignal;
+  source: BackupSource;
+  backup: EngineBackupResult;
+  logger: Logger;
+  onProgress?: ((p: Progress) => void) | undefined;
+}
+
+/** One table of a verified backup. */
+export interface VerifiedTable {
+  database: string;
+  name: string;
+  /** The objects holding its data. */
+  objects: string[];
+  /** Rows the manifest records, and rows found in the data. */
+  expectedRows: number;
+  rows: number;
+  /** Bytes stored, and bytes of the data after decompression. */
+  bytes: number;
+  uncompressedBytes: number;
+  ok: boolean;
+  /** Why not, when not ok. */
+  error?: string | undefined;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  tables: VerifiedTable[];
+  /** Objects of the backup that hold no table's data (checked for size and SHA-256 only). */
+  otherObjects: { name: string; ok: boolean; error?: string | undefined }[];
+}
+
+/** What an engine found and did about objects an interrupted restore left behind. */
+export interface InterruptedCleanup {
+  /** Staging objects removed. */
+  removed: string[];
+  /** Pre-restore objects put back under their own name (the swap had not happened). */
+  restored: string[];
+  /** Pre-restore copies kept beside a restored object (the swap had happened): the user decides. */
+  kept: string[];
 }
 
 export interface BackupEngine {
@@ -113,6 +176,15 @@ export interface BackupEngine {
   check(signal: AbortSignal): Promise<{ version: string }>;
   backup(req: BackupRequest): Promise<EngineBackupResult>;
   restore(req: RestoreRequest): Promise<RestoreResult>;
+  /**
+   * Proves a backup whole from storage alone (no database needed): reads
+   * every object, checks its size and SHA-256, decompresses it and counts the
+   * rows in its data against the manifest. Never throws for a damaged
+   * backup: the result says what is wrong, table by table.
+   */
+  verify?(req: VerifyRequest): Promise<VerifyResult>;
+  /** Removes what an interrupted restore left behind (staging tables); called when the runner starts. */
+  cleanupInterrupted?(signal: AbortSignal): Promise<InterruptedCleanup>;
   close(): Promise<void>;
 }
 

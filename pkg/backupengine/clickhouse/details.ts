@@ -19,9 +19,17 @@ export const dumpTable = z.object({
   /** data: own data; view-data: materialized view without TO (data restored by INSERT into the view); schema: DDL only */
   kind: z.enum(["data", "view-data", "schema"]),
   ddl: z.string(),
-  /** Object holding `SELECT * ... FORMAT Native`, zstd-compressed. */
+  /** Object holding the table's data as Native (`SELECT <columns> ... FORMAT Native`), compressed; the first piece when there are several. */
   dataObject: z.string().optional(),
-  /** Rows (count() when the table was dumped). */
+  /** Every piece of the data in order, when the storage capped the size of one object (restore concatenates them). */
+  dataObjects: z.array(z.string()).optional(),
+  /** How this table's object is compressed, when it differs from the backup's codec (an lz4 backup stores a table as zstd when the server's compressed answer was unusable). */
+  codec: z.enum(["zstd", "lz4"]).optional(),
+  /** The columns SELECT * returns, in the table's order (what a restore into an existing table compares); absent in backups made before this was recorded. */
+  columns: z.array(z.object({ name: z.string(), type: z.string() })).optional(),
+  /** The column names in the order of the data, when it differs from `columns` (columns the Native walker cannot size go last); the restore's INSERT names them in this order. */
+  streamColumns: z.array(z.string()).optional(),
+  /** Rows: counted in the Native blocks of the stream (rowsFrom "stream"), or count() when the table was dumped (older backups). */
   rows: z.number(),
   /** Compressed bytes written. */
   bytes: z.number(),
@@ -33,6 +41,8 @@ export type DumpTable = z.infer<typeof dumpTable>;
 export const dumpDetails = z.object({
   format: z.literal(DUMP_FORMAT),
   serverVersion: z.string(),
+  /** "stream": every table's rows were counted from its Native blocks as it streamed; absent: from a count() query (older backups). */
+  rowsFrom: z.enum(["stream"]).optional(),
   /** frameBytes: written as independent zstd frames of that many input bytes (read in parallel); absent: one frame. */
   compression: z.object({
     codec: z.enum(["zstd", "lz4"]),

@@ -20,7 +20,8 @@ import { DUMP_FORMAT, dumpDetails, type DumpDetails, type DumpTable } from "./de
 import { abortReason, messageOf } from "./errors.ts";
 import { dependencyOrder, restoreCategory, CATEGORY_TABLE } from "./order.ts";
 import { decideExisting, planRestore, type PlannedTable } from "./plan.ts";
-import { qualified, referencedNames } from "./sql.ts";
+import { qualified, quoteIdent, referencedNames } from "./sql.ts";
+import { isWalkableType, NativeCountStream, NativeFormatError, NativeWalker } from "./nativewalk.ts";
 import { runPool } from "../../concurrency/pool.ts";
 import { ByteCounter, FailureTracker, TrailingExceptionCheck } from "./streams.ts";
 
@@ -46,7 +47,7 @@ export function dataObjectName(db: string, table: string, codec: "zstd" | "lz4" 
 }
 
 /** Emits progress at most every `everyMs`, and always when forced. */
-function progressReporter(onProgress: ((p: Progress) => void) | undefined, everyMs = 250) {
+export function progressReporter(onProgress: ((p: Progress) => void) | undefined, everyMs = 250) {
   let last = 0;
   return (p: Progress, force = false) => {
     if (!onProgress) return;
@@ -62,7 +63,7 @@ function progressReporter(onProgress: ((p: Progress) => void) | undefined, every
 }
 
 /** An AbortController that follows `parent`. */
-function linked(parent: AbortSignal): { ac: AbortController; dispose: () => void } {
+export function linked(parent: AbortSignal): { ac: AbortController; dispose: () => void } {
   const ac = new AbortController();
   const on = () => ac.abort(parent.reason);
   if (parent.aborted) on();
@@ -99,7 +100,7 @@ export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: Backup
   const report = progressReporter(req.onProgress);
   report({ ...progress }, true);
 
-  const results = new Map<string, { rows: number; bytes: number; uncompressed: number; object: WrittenObject }>();
+  const results = new Map<string, DumpedTable>();
   await runPool(withData, ctx.concurrency ?? DUMP_CONCURRENCY, signal, async (t, sig) => {
     const key = `${t.database}.${t.name}`;
     progress.currentTable = key;
@@ -124,7 +125,11 @@ export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: Backup
       engine: t.engine,
       kind: t.kind,
       ddl: t.ddl,
-      dataObject: r?.object.name,
+      dataObject: r?.objects[0]?.name,
+      dataObjects: r && r.objects.length > 1 ? r.objects.map((o) => o.name) : undefined,
+      codec: r && r.codec !== (config.compression === "lz4" ? "lz4" : "zstd") ? r.codec : undefined,
+      columns: r?.columns.table,
+      streamColumns: r && r.columns.stream.some((c, i) => c.name !== r.columns.table[i]?.name) ? r.columns.stream.map((c) => c.name) : undefined,
       rows: r?.rows ?? 0,
       bytes: r?.bytes ?? 0,
       uncompressedBytes: r?.uncompressed ?? 0,
@@ -133,6 +138,7 @@ export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: Backup
   const details: DumpDetails = {
     format: DUMP_FORMAT,
     serverVersion: info.version,
+    rowsFrom: "stream",
     compression:
       config.compression === "lz4" ? { codec: "lz4" } : { codec: "zstd", level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES },
     databases: catalog.databases,
@@ -145,46 +151,143 @@ export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: Backup
     rows: t.rows,
     bytes: t.bytes,
     dataObject: t.dataObject,
+    dataObjects: t.dataObjects,
   }));
   return {
     engineVersion: info.version,
     method: "dump",
     databases: catalog.databases.map((d) => d.name),
     tables,
-    objects: [...results.values()].map((r) => r.object).sort((a, b) => (a.name < b.name ? -1 : 1)),
+    objects: [...results.values()].flatMap((r) => r.objects).sort((a, b) => (a.name < b.name ? -1 : 1)),
     details,
   };
 }
 
-async function dumpTable(
+/** A column as dumped: `SELECT` names them in this order and the restore's INSERT names them the same way. */
+export interface DumpColumn {
+  name: string;
+  type: string;
+}
+
+/**
+ * The columns `SELECT *` returns (no MATERIALIZED, ALIAS or EPHEMERAL ones),
+ * with the columns whose data the Native walker cannot size (aggregate
+ * function states and other self-delimiting types) moved to the end: the
+ * walker then finds the end of such a block by the next block's header.
+ */
+export async function dumpColumns(conn: Conn, db: string, name: string, signal: AbortSignal): Promise<{ table: DumpColumn[]; stream: DumpColumn[] }> {
+  const rows = await conn.rows<{ name: string; type: string; default_type?: string; default_kind?: string }>(
+    `DESCRIBE TABLE ${qualified(db, name)}`,
+    signal,
+    `reading the columns of ${db}.${name}`,
+  );
+  const cols = rows
+    .filter((r) => !["MATERIALIZED", "ALIAS", "EPHEMERAL"].includes((r.default_type ?? r.default_kind ?? "").toUpperCase()))
+    .map((r) => ({ name: r.name, type: r.type }));
+  if (cols.length === 0) throw new EngineError(`${db}.${name} has no column that SELECT * returns`, { retryable: false });
+  return { table: cols, stream: [...cols.filter((c) => isWalkableType(c.type)), ...cols.filter((c) => !isWalkableType(c.type))] };
+}
+
+interface DumpedTable {
+  rows: number;
+  bytes: number;
+  uncompressed: number;
+  objects: WrittenObject[];
+  codec: "zstd" | "lz4";
+  columns: { table: DumpColumn[]; stream: DumpColumn[] };
+}
+
+async function countRows(conn: Conn, t: TableInfo, signal: AbortSignal): Promise<number> {
+  const key = `${t.database}.${t.name}`;
+  const [c] = await conn.rows<{ c: string | number }>(`SELECT count() AS c FROM ${qualified(t.database, t.name)}`, signal, `counting the rows of ${key}`);
+  return Number(c?.c ?? 0);
+}
+
+/**
+ * Dumps one table and proves it from the data: the rows are counted in the
+ * Native blocks as they stream (the manifest records that count), a stream
+ * that ends inside a block fails, and a stream whose row count disagrees
+ * with the server's count() of a table that did not change meanwhile (or
+ * holds no row of a table that has rows) fails the table - except that an
+ * lz4 dump, whose compressed answers old servers get wrong for small
+ * results, is then taken again uncompressed and stored as zstd.
+ */
+async function dumpTable(ctx: DumpContext, req: BackupRequest, t: TableInfo, signal: AbortSignal, onBytes: (delta: number) => void): Promise<DumpedTable> {
+  const key = `${t.database}.${t.name}`;
+  const columns = await dumpColumns(ctx.conn, t.database, t.name, signal);
+  let codec: "zstd" | "lz4" = ctx.config.compression === "lz4" ? "lz4" : "zstd";
+  for (;;) {
+    const before = await countRows(ctx.conn, t, signal);
+    const r = await streamTable(ctx, req, t, columns.stream, codec, signal, onBytes);
+    if (r.rows === before) return { ...r, codec, columns };
+    const after = await countRows(ctx.conn, t, signal);
+    const empty = r.rows === 0 && before > 0 && after > 0;
+    if (!empty && after !== before) {
+      // the table changed while it was dumped: the stream's own count is what the backup holds
+      req.logger.info("clickhouse dump: table changed while it was dumped", { table: key, countBefore: before, countAfter: after, rowsStreamed: r.rows });
+      return { ...r, codec, columns };
+    }
+    if (codec === "lz4") {
+      req.logger.warn("clickhouse dump: the server's compressed answer does not hold the table's rows; dumping it again uncompressed and storing it as zstd", {
+        table: key,
+        serverCount: before,
+        rowsStreamed: r.rows,
+      });
+      await req.sink.removeObjects?.(r.objects.map((o) => o.name), signal);
+      codec = "zstd";
+      continue;
+    }
+    throw new EngineError(
+      `dumping ${key} failed: the server counts ${before} rows but the data stream held ${r.rows}; the backup would not be whole`,
+      { retryable: true },
+    );
+  }
+}
+
+async function streamTable(
   ctx: DumpContext,
   req: BackupRequest,
   t: TableInfo,
+  columns: readonly DumpColumn[],
+  codec: "zstd" | "lz4",
   signal: AbortSignal,
   onBytes: (delta: number) => void,
-): Promise<{ rows: number; bytes: number; uncompressed: number; object: WrittenObject }> {
+): Promise<{ rows: number; bytes: number; uncompressed: number; objects: WrittenObject[] }> {
   const { conn, config } = ctx;
   const key = `${t.database}.${t.name}`;
   const q = qualified(t.database, t.name);
-  const countSql = `SELECT count() AS c FROM ${q}`;
-  const [c] = await conn.rows<{ c: string | number }>(countSql, signal, `counting the rows of ${key}`);
-  const rows = Number(c?.c ?? 0);
-
-  const lz4 = config.compression === "lz4";
-  const name = dataObjectName(t.database, t.name, config.compression);
-  const selectSql = `SELECT * FROM ${q} FORMAT Native`;
+  const lz4 = codec === "lz4";
+  const name = dataObjectName(t.database, t.name, codec);
+  const selectSql = `SELECT ${columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${q} FORMAT Native`;
   const { ac, dispose } = linked(signal);
   try {
     // The data arrives in blocks of this pool, and the stage that reads a block last hands it back (see
     // storage/bufferpool.ts): for zstd the blocks are whole frames, compressed in place.
     // (Free blocks kept: as many as can be in flight at once, so a burst of releases is not thrown away.)
     const pool = new BufferPool(lz4 ? LZ4_BLOCK_BYTES : DEFAULT_FRAME_BYTES, 16);
-    // lz4: the server compresses (its own block format, HTTP compress=1), the runner only checks the framing.
+    // lz4: the server compresses (its own block format, HTTP compress=1); the runner decodes each block
+    // only to walk the Native data inside it and count its rows.
     const res = await conn.selectStream(selectSql, ac.signal, `dumping ${key}`, lz4 ? ({ compress: 1 } as ClickHouseSettings) : undefined, { pool });
     const tagHeader = res.headers["x-clickhouse-exception-tag"];
     const tag = typeof tagHeader === "string" ? tagHeader : undefined;
-    const blocks = lz4 ? new CompressedStreamCheck(tag) : undefined;
+    const walker = new NativeWalker({ what: key });
+    // lz4: a walker error is held until the end: the server may have appended an exception to the
+    // compressed stream, and that (found by the check at its end) is the real cause.
+    let walkError: unknown;
+    const blocks = lz4
+      ? new CompressedStreamCheck(tag, {
+          onDecoded: (d) => {
+            if (walkError !== undefined) return;
+            try {
+              walker.push(d);
+            } catch (err: unknown) {
+              walkError = err;
+            }
+          },
+        })
+      : undefined;
     const check = blocks ?? new TrailingExceptionCheck(tag);
+    const count = lz4 ? new PassThrough() : new NativeCountStream(walker);
     const raw = new ByteCounter();
     // zstd: independent frames compressed on the thread pool (one zstd stream would cap the dump at one core).
     const zstd = lz4 ? new PassThrough() : new ZstdFramesCompress({ level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES, pool });
@@ -192,14 +295,15 @@ async function dumpTable(
     const body = new PassThrough();
     const failures = new FailureTracker<"clickhouse" | "sink" | "engine">();
     failures.watch("clickhouse", res.stream, check);
-    failures.watch("engine", raw, zstd, out);
+    failures.watch("engine", count, raw, zstd, out);
     failures.watch("sink", body);
-    const put = req.sink.putObject(name, body, ac.signal).catch((err: unknown) => {
+    const sink = req.sink;
+    const put = (sink.putObjects ? sink.putObjects(name, body, ac.signal) : sink.putObject(name, body, ac.signal).then((o) => [o])).catch((err: unknown) => {
       failures.note("sink", err);
       ac.abort(err);
       throw err;
     });
-    const piped = pipeline(res.stream, check, raw, zstd, out, body, { signal: ac.signal }).catch((err: unknown) => {
+    const piped = pipeline(res.stream, check, count, raw, zstd, out, body, { signal: ac.signal }).catch((err: unknown) => {
       failures.note("engine", err);
       ac.abort(err);
       throw err;
@@ -210,175 +314,25 @@ async function dumpTable(
     // the server died, the connection broke, or the server reported an error mid-stream
     if (f?.origin === "clickhouse") conn.fail(f.err, signal, `dumping ${key}`, selectSql);
     if (f?.origin === "sink") throw f.err;
-    if (f) throw new EngineError(`dumping ${key} failed: ${messageOf(f.err)}`, { cause: f.err, retryable: true });
+    if (f) throw new EngineError(`dumping ${key} failed: ${messageOf(f.err)}`, { cause: f.err, retryable: !(f.err instanceof NativeFormatError) });
     if (w.status === "rejected") throw w.reason;
-    return { rows, bytes: w.value.size, uncompressed: blocks ? blocks.decompressedBytes : raw.bytes, object: w.value };
+    if (lz4) {
+      try {
+        if (walkError !== undefined) throw walkError;
+        walker.end();
+      } catch (err: unknown) {
+        await req.sink.removeObjects?.(w.value.map((o) => o.name), signal);
+        throw new EngineError(`dumping ${key} failed: ${messageOf(err)}`, { cause: err, retryable: true });
+      }
+    }
+    return {
+      rows: walker.rows,
+      bytes: w.value.reduce((n, o) => n + o.size, 0),
+      uncompressed: walker.bytes,
+      objects: w.value,
+    };
   } finally {
     dispose();
   }
 }
 
-// ---------------------------------------------------------------------------
-// Restore
-
-function parseDetails(details: unknown): DumpDetails {
-  const r = dumpDetails.safeParse(details);
-  if (!r.success) throw new EngineError(`backup details are not a ClickHouse dump (${r.error.issues[0]?.message ?? "invalid"})`, { retryable: false });
-  return r.data;
-}
-
-export async function dumpRestore(ctx: DumpContext, info: ServerInfo, req: RestoreRequest): Promise<RestoreResult> {
-  const { conn } = ctx;
-  const log = req.logger;
-  const signal = req.signal;
-  const details = parseDetails(req.backup.details);
-  const plan = planRestore(details.databases, details.tables, req.options);
-  const decision = await decideExisting(conn, plan, req.options.existingTables, signal);
-
-  // creation order: every object after what its DDL refers to
-  const ordered = dependencyOrder(
-    plan.tables.map((t) => ({ ...t, category: restoreCategory(t.source.engine), refs: referencedNames(t.ddl, t.key) })),
-  );
-  const progress: Progress = {
-    phase: "restore",
-    tablesDone: 0,
-    tablesTotal: plan.tables.filter((t) => t.kind !== "schema").length,
-    bytes: 0,
-    rows: 0,
-  };
-  const report = progressReporter(req.onProgress);
-  report({ ...progress }, true);
-
-  // 1. databases
-  for (const d of plan.databases) {
-    const sql = createDatabaseSql(d.target, d.engine, d.ddl);
-    await conn.command(sql, signal, `creating database ${d.target}`);
-  }
-  // 2. drops (policy "drop"), dependents first
-  const dropSync = versionAtLeast(info.v, 21, 0) ? " SYNC" : "";
-  const dropOrder = ordered.filter((t) => decision.drop.some((d) => d.key === t.key)).reverse();
-  for (const t of dropOrder) {
-    const d = decision.drop.find((x) => x.key === t.key);
-    const what = d?.engine === "Dictionary" ? "DICTIONARY" : "TABLE";
-    await conn.command(`DROP ${what} IF EXISTS ${qualified(t.target.database, t.target.name)}${dropSync}`, signal, `dropping ${t.key}`);
-  }
-
-  const restored = new Map<string, number>();
-  const create = async (t: PlannedTable<DumpTable>) => {
-    if (decision.reuse.has(t.key)) return;
-    await conn.ddl(t.ddl, signal, `creating ${t.key}`);
-  };
-  const restoreData = async (t: PlannedTable<DumpTable>, sig: AbortSignal) => {
-    progress.currentTable = t.key;
-    await insertTable(ctx, info, req, t, details.compression, sig, (delta) => {
-      progress.bytes += delta;
-      report({ ...progress });
-    });
-    restored.set(t.key, t.source.rows);
-    progress.tablesDone++;
-    progress.rows += t.source.rows;
-    report({ ...progress }, true);
-  };
-
-  // 3. storage tables, then their data - before any materialized view exists
-  //    that would fire on these inserts
-  const storage = ordered.filter((t) => restoreCategory(t.source.engine) === CATEGORY_TABLE);
-  for (const t of storage) await create(t);
-  await runPool(
-    storage.filter((t) => t.kind === "data"),
-    ctx.concurrency ?? DUMP_CONCURRENCY,
-    signal,
-    restoreData,
-  );
-  // 4. everything else in dependency order; a materialized view's own data
-  //    right after the view, before views that read from it exist
-  for (const t of ordered) {
-    if (restoreCategory(t.source.engine) === CATEGORY_TABLE) continue;
-    await create(t);
-    if (t.kind === "view-data") await restoreData(t, signal);
-  }
-  progress.currentTable = undefined;
-  report({ ...progress }, true);
-  log.info("clickhouse restore: done", { tables: plan.tables.length, rows: progress.rows });
-  return {
-    databases: plan.databases.map((d) => d.target),
-    tables: plan.tables.map((t) => ({ database: t.target.database, name: t.target.name, rows: restored.get(t.key) ?? 0 })),
-  };
-}
-
-/** Settings of the restore INSERTs. */
-function insertSettings(info: ServerInfo): ClickHouseSettings {
-  // a restore must not lose blocks that happen to repeat (replicated tables deduplicate inserts)
-  const s: Record<string, number> = { insert_deduplicate: 0 };
-  // 18.x refuses LowCardinality columns without this, also on INSERT when views are involved
-  if (!versionAtLeast(info.v, 19, 0)) s["allow_experimental_low_cardinality_type"] = 1;
-  return s as ClickHouseSettings;
-}
-
-async function insertTable(
-  ctx: DumpContext,
-  info: ServerInfo,
-  req: RestoreRequest,
-  t: PlannedTable<DumpTable>,
-  compression: DumpDetails["compression"],
-  signal: AbortSignal,
-  onBytes: (delta: number) => void,
-): Promise<void> {
-  const { conn } = ctx;
-  const object = t.source.dataObject;
-  if (!object) throw new EngineError(`backup has no data object for ${t.source.database}.${t.source.name}`, { retryable: false });
-  if (t.source.uncompressedBytes === 0) return; // empty table: nothing to insert
-  const insertSql = `INSERT INTO ${qualified(t.target.database, t.target.name)} FORMAT Native`;
-  const { ac, dispose } = linked(signal);
-  try {
-    let src: Readable;
-    try {
-      src = await req.source.getObject(object, ac.signal);
-    } catch (err) {
-      if (signal.aborted) throw abortReason(signal);
-      throw err;
-    }
-    const counter = new ByteCounter(onBytes);
-    // lz4 objects are ClickHouse's own compressed format: the server decompresses them (decompress=1).
-    const lz4 = compression.codec === "lz4";
-    const unzstd = lz4 ? new PassThrough() : compression.frameBytes !== undefined ? new ZstdFramesDecompress({ frameBytes: compression.frameBytes }) : createZstdDecompress();
-    const body = new PassThrough();
-    const failures = new FailureTracker<"source" | "clickhouse">();
-    failures.watch("source", src, counter, unzstd);
-    // the client pipes `body` into the HTTP request: a failing request destroys it first
-    failures.watch("clickhouse", body);
-    const piped = pipeline(src, counter, unzstd, body, { signal: ac.signal }).catch((err: unknown) => {
-      failures.note("source", err);
-      ac.abort(err);
-      throw err;
-    });
-    const inserted = conn
-      .insertStream(insertSql, body, ac.signal, `restoring the data of ${t.key}`, { ...insertSettings(info), ...(lz4 ? { decompress: 1 } : {}) } as ClickHouseSettings)
-      .catch((err: unknown) => {
-        failures.note("clickhouse", err);
-        if (!ac.signal.aborted) ac.abort(err);
-        throw err;
-      });
-    const [, i] = await Promise.allSettled([piped, inserted]);
-    if (signal.aborted) throw abortReason(signal);
-    const f = failures.first;
-    if (f?.origin === "source") {
-      // the storage, the checksum, or the compressed data failed
-      if (f.err instanceof EngineError) throw f.err;
-      const m = messageOf(f.err);
-      throw new EngineError(`reading the backup of ${t.source.database}.${t.source.name} (${object}) failed: ${m}`, {
-        cause: f.err,
-        retryable: !/checksum|sha256|corrupt|frame|zstd|decompress/i.test(m),
-      });
-    }
-    if (f?.origin === "clickhouse") {
-      // insertStream already wrapped what the server said; a destroyed body carries the raw network error
-      if (f.err instanceof EngineError) throw f.err;
-      if (i.status === "rejected" && i.reason instanceof EngineError) throw i.reason;
-      conn.fail(f.err, signal, `restoring the data of ${t.key}`, insertSql);
-    }
-    if (i.status === "rejected") throw i.reason;
-  } finally {
-    dispose();
-  }
-}

@@ -6,10 +6,12 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickh
 import type { Logger } from "winston";
 import { clickhouseRunnerConfig, type ClickHouseRunnerConfig } from "../../apis/clickhouse.ts";
 import type { EngineRegistry } from "../registry.ts";
-import type { BackupEngine, BackupRequest, EngineBackupResult, RestoreRequest, RestoreResult } from "../types.ts";
+import type { BackupEngine, BackupRequest, EngineBackupResult, InterruptedCleanup, RestoreRequest, RestoreResult, VerifyRequest, VerifyResult } from "../types.ts";
 import { EngineError } from "../types.ts";
 import { Conn } from "./conn.ts";
-import { dumpBackup, dumpRestore } from "./dump.ts";
+import { dumpBackup } from "./dump.ts";
+import { cleanupInterrupted, dumpRestore } from "./restore.ts";
+import { verifyDump } from "./verify.ts";
 import { nativeBackup, nativeRestore, requireNativeVersion } from "./native.ts";
 
 export { redact } from "./sql.ts";
@@ -90,6 +92,18 @@ class ClickHouseEngine implements BackupEngine {
       default:
         throw new EngineError(`cannot restore a backup made with method "${req.backup.method}"`, { retryable: false });
     }
+  }
+
+  async verify(req: VerifyRequest): Promise<VerifyResult> {
+    if (req.backup.method !== "dump") {
+      throw new EngineError(`verify reads the data of dump backups; a "${req.backup.method}" backup is written by ClickHouse itself (restore it to check it)`, { retryable: false });
+    }
+    return verifyDump(req);
+  }
+
+  async cleanupInterrupted(signal: AbortSignal): Promise<InterruptedCleanup> {
+    const info = await this.#conn.info(signal);
+    return cleanupInterrupted(this.#conn, info, this.#logger, signal);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { materializedViewHasTarget, quoteIdent, quoteString, redact, referencedNames, renameDatabasesInDdl, tokenize, truncate } from "./sql.ts";
+import { materializedViewHasTarget, quoteIdent, renameCreatedObject, quoteString, redact, referencedNames, renameDatabasesInDdl, tokenize, truncate } from "./sql.ts";
 
 describe("tokenize", () => {
   it("keeps strings, quoted identifiers and comments intact and round-trips the text", () => {
@@ -134,5 +134,19 @@ describe("materializedViewHasTarget", () => {
     ).toBe(false);
     expect(materializedViewHasTarget("CREATE MATERIALIZED VIEW IF NOT EXISTS `a`.`mv` REFRESH EVERY 1 HOUR TO a.dst AS SELECT 1")).toBe(true);
     expect(materializedViewHasTarget("CREATE MATERIALIZED VIEW a.mv ENGINE = Memory POPULATE AS SELECT 1")).toBe(false);
+  });
+});
+
+describe("renameCreatedObject", () => {
+  it("rewrites the created name and nothing else", () => {
+    expect(renameCreatedObject("CREATE TABLE shop.orders (id UInt64) ENGINE = MergeTree ORDER BY id", "s", "x")).toBe(
+      "CREATE TABLE `s`.`x` (id UInt64) ENGINE = MergeTree ORDER BY id",
+    );
+    expect(renameCreatedObject("CREATE MATERIALIZED VIEW IF NOT EXISTS `a b`.`v` TO shop.t AS SELECT * FROM shop.orders", "s", "v2")).toBe(
+      "CREATE MATERIALIZED VIEW IF NOT EXISTS `s`.`v2` TO shop.t AS SELECT * FROM shop.orders",
+    );
+    expect(renameCreatedObject("CREATE VIEW v AS SELECT 1", "d", "w")).toBe("CREATE VIEW `d`.`w` AS SELECT 1");
+    expect(renameCreatedObject("CREATE DICTIONARY d.dict (k UInt64) PRIMARY KEY k", "d", "n")).toBe("CREATE DICTIONARY `d`.`n` (k UInt64) PRIMARY KEY k");
+    expect(() => renameCreatedObject("SELECT 1", "d", "n")).toThrow(/not a CREATE/);
   });
 });

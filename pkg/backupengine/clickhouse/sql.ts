@@ -460,3 +460,27 @@ export function materializedViewHasTarget(ddl: string): boolean {
   }
   return false;
 }
+
+/**
+ * Rewrites the name a CREATE statement creates (`CREATE [OR REPLACE]
+ * [TEMPORARY] TABLE|VIEW|MATERIALIZED VIEW|LIVE VIEW|WINDOW VIEW|DICTIONARY
+ * [IF NOT EXISTS] [db.]name ...`) to `db`.`name`; everything else is left as
+ * written. Throws if the statement does not have that shape.
+ */
+export function renameCreatedObject(ddl: string, db: string, name: string): string {
+  const tokens = tokenize(ddl);
+  const sig = tokens.filter(significant);
+  let i = 0;
+  if (!isWord(sig[i], "CREATE") && !isWord(sig[i], "ATTACH")) throw new Error(`not a CREATE statement: ${truncate(ddl, 80)}`);
+  i++;
+  if (isWord(sig[i], "OR") && isWord(sig[i + 1], "REPLACE")) i += 2;
+  if (isWord(sig[i], "TEMPORARY")) i++;
+  if (isWord(sig[i], "MATERIALIZED") || isWord(sig[i], "LIVE") || isWord(sig[i], "WINDOW")) i++;
+  if (!isWord(sig[i], "TABLE") && !isWord(sig[i], "VIEW") && !isWord(sig[i], "DICTIONARY")) throw new Error(`not a CREATE statement: ${truncate(ddl, 80)}`);
+  i++;
+  if (isWord(sig[i], "IF") && isWord(sig[i + 1], "NOT") && isWord(sig[i + 2], "EXISTS")) i += 3;
+  const first = sig[i];
+  if (!isIdent(first)) throw new Error(`cannot find the name in: ${truncate(ddl, 80)}`);
+  const last = isPunct(sig[i + 1], ".") && isIdent(sig[i + 2]) ? (sig[i + 2] as Token) : first;
+  return ddl.slice(0, first.start) + qualified(db, name) + ddl.slice(last.end);
+}

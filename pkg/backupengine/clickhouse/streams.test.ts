@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { trailingException, TrailingExceptionCheck, TRAILER_WINDOW } from "./streams.ts";
+import { IdleWatch, StallError, trailingException, TrailingExceptionCheck, TRAILER_WINDOW } from "./streams.ts";
 
 async function through(chunks: Buffer[], tag?: string): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -39,5 +39,48 @@ describe("trailing exception detection", () => {
   it("does not mistake data mentioning an exception for one", () => {
     expect(trailingException(Buffer.from("\x05Code: 60 in the middle and then more binary \x00\x01"), undefined)).toBeUndefined();
     expect(trailingException(Buffer.from("Code: 1. DB::Exception: text without version"), undefined)).toBeUndefined();
+  });
+});
+
+describe("IdleWatch", () => {
+  it("passes data through and stays quiet while data moves", async () => {
+    const out: Buffer[] = [];
+    const src = Readable.from((async function* () {
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 30));
+        yield Buffer.from([i]);
+      }
+    })());
+    await pipeline(src, new IdleWatch(200, { upstream: "storage", downstream: "ClickHouse", what: "restoring t" }), async function* (s: AsyncIterable<Buffer>) {
+      for await (const c of s) out.push(c);
+    });
+    expect(Buffer.concat(out)).toEqual(Buffer.from([0, 1, 2, 3, 4]));
+  });
+  it("names the producer when no data arrives", async () => {
+    const src = new Readable({ read() {} });
+    src.push(Buffer.from("x"));
+    const sink = async function* (s: AsyncIterable<Buffer>) {
+      for await (const _ of s) {
+        // keeps reading
+      }
+    };
+    await expect(pipeline(src, new IdleWatch(150, { upstream: "storage", downstream: "ClickHouse", what: "restoring t" }), sink)).rejects.toThrow(
+      /^storage stalled: no data moved for 0.1 s while restoring t$/,
+    );
+  });
+  it("names the consumer when it stops reading", async () => {
+    const src = new Readable({
+      read() {
+        this.push(Buffer.alloc(64 * 1024));
+      },
+    });
+    const watch = new IdleWatch(150, { upstream: "storage", downstream: "ClickHouse", what: "restoring t" });
+    const err = await new Promise<Error>((resolve) => {
+      watch.on("error", resolve);
+      src.pipe(watch); // nobody reads the watch's output
+    });
+    src.destroy();
+    expect(err).toBeInstanceOf(StallError);
+    expect(err.message).toMatch(/^ClickHouse stalled/);
   });
 });

@@ -118,3 +118,65 @@ export class FailureTracker<Origin extends string> {
   }
 }
 
+
+/** No data moved through a stream for longer than the idle timeout; says which side stopped. */
+export class StallError extends Error {
+  readonly retryable = true;
+  /** The side that stopped: the one that sends the data ("upstream") or the one that takes it ("downstream"). */
+  readonly stalled: string;
+  constructor(stalled: string, idleMs: number, what: string) {
+    super(`${stalled} stalled: no data moved for ${Number((idleMs / 1000).toFixed(1))} s while ${what}`);
+    this.name = "StallError";
+    this.stalled = stalled;
+  }
+}
+
+/**
+ * A pass-through that fails the pipeline when nothing moves for `idleMs`.
+ * Placed between the side that produces data and the side that consumes
+ * it, it can tell which one stopped: if its output is full (the consumer
+ * stopped reading) the consumer is named, else the producer.
+ */
+export class IdleWatch extends Transform {
+  readonly #idleMs: number;
+  readonly #names: { upstream: string; downstream: string; what: string };
+  #last = Date.now();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(idleMs: number, names: { upstream: string; downstream: string; what: string }) {
+    super();
+    this.#idleMs = idleMs;
+    this.#names = names;
+    if (idleMs > 0) {
+      this.#timer = setInterval(() => this.#check(), Math.max(50, Math.min(1000, idleMs / 4)));
+      this.#timer.unref();
+    }
+    const stop = () => {
+      if (this.#timer) clearInterval(this.#timer);
+      this.#timer = undefined;
+    };
+    this.once("close", stop);
+    this.once("finish", stop);
+  }
+
+  #check(): void {
+    if (Date.now() - this.#last < this.#idleMs) return;
+    const consumerStopped = this.readableLength >= this.readableHighWaterMark || this.writableNeedDrain;
+    const side = consumerStopped ? this.#names.downstream : this.#names.upstream;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.destroy(new StallError(side, this.#idleMs, this.#names.what));
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#last = Date.now();
+    this.push(chunk);
+    cb();
+  }
+
+  override _read(size: number): void {
+    // the consumer asked for more: that is progress on its side
+    this.#last = Date.now();
+    super._read(size);
+  }
+}
