@@ -7,13 +7,14 @@
 import { createHash } from "node:crypto";
 import { open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Transform, type Readable } from "node:stream";
 import type { ClickHouseSettings } from "@clickhouse/client";
 import winston from "winston";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clickhouseRunnerConfig, type ClickHouseRunnerConfigInput } from "../pkg/apis/clickhouse.ts";
 import { createClickHouseEngine } from "../pkg/backupengine/clickhouse/index.ts";
 import { ASIDE_PREFIX, STAGING_PREFIX } from "../pkg/backupengine/clickhouse/restore.ts";
-import type { EngineBackupResult, RestoreOptions } from "../pkg/backupengine/types.ts";
+import type { BackupSink, BackupSource, EngineBackupResult, RestoreOptions } from "../pkg/backupengine/types.ts";
 import { makeTempDir, removeDir, startClickHouse, type ClickHouseServer } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
 
@@ -307,6 +308,92 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
     expect(await tablesIn("prod")).toEqual(["big_orders", "daily", "daily_mv", "orders", "small"]);
     expect(await workTables()).toEqual([]);
   }, 120_000);
+
+  describe("every wait is bounded", () => {
+    /** A source that sends the first `bytes` of every object, then nothing. */
+    const stalling = (sink: DirSink, bytes: number): BackupSource => ({
+      async getObject(name, signal) {
+        const whole = await sink.getObject(name, signal);
+        let sent = 0;
+        const out = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            if (sent >= bytes) return; // never calls back: the stream stops moving
+            sent += chunk.length;
+            cb(null, chunk);
+          },
+        });
+        whole.on("error", (err) => out.destroy(err));
+        return whole.pipe(out);
+      },
+    });
+
+    it("a storage that stops sending fails the restore within the idle timeout, naming the storage; nothing changed", async () => {
+      const { sink, backup } = await backupOf({ databases: { include: ["prod"] } });
+      const before = await digest("prod", "orders");
+      const e = engine({ idleTimeoutSeconds: 1 });
+      const t0 = Date.now();
+      try {
+        await expect(
+          e.restore({ signal: AbortSignal.timeout(60_000), source: stalling(sink, 100_000), backup, options: { existingTables: "drop" }, logger }),
+        ).rejects.toThrow(/the storage stalled: no data moved for 1 s while restoring prod\.(orders|small)/);
+      } finally {
+        await e.close();
+      }
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(await digest("prod", "orders")).toEqual(before);
+      expect(await workTables()).toEqual([]);
+    }, 60_000);
+
+    it("a storage that stops taking data fails the backup, naming the storage", async () => {
+      const sink = newSink();
+      const stuck: BackupSink = {
+        putObject: (name, body, signal) =>
+          sink.putObject(
+            name,
+            (body as Readable).pipe(
+              new Transform({
+                transform(chunk: Buffer, _e, cb) {
+                  if (chunk.length > 0 && name.includes("orders")) return; // stops taking data
+                  cb(null, chunk);
+                },
+              }),
+            ),
+            signal,
+          ),
+      };
+      const e = engine({ idleTimeoutSeconds: 1, databases: { include: ["prod"] } });
+      try {
+        await expect(e.backup({ backupId: "stall", signal: AbortSignal.timeout(60_000), sink: stuck, logger })).rejects.toThrow(
+          /the storage stalled: no data moved for 1 s while dumping prod\.orders/,
+        );
+      } finally {
+        await e.close();
+      }
+    }, 60_000);
+
+    it("a ClickHouse that stops sending (SIGSTOP) fails the backup, naming ClickHouse", async () => {
+      await run("CREATE DATABASE IF NOT EXISTS bulk");
+      await run("CREATE TABLE IF NOT EXISTS bulk.t (id UInt64, s String) ENGINE = MergeTree ORDER BY id");
+      await run("INSERT INTO bulk.t SELECT number, concat(toString(cityHash64(number)), toString(cityHash64(number + 1)), toString(cityHash64(number + 2))) FROM system.numbers LIMIT 1000000");
+      const sink = newSink();
+      const e = engine({ idleTimeoutSeconds: 1, databases: { include: ["bulk"] } });
+      let stopped = false;
+      sink.onBytes = (name) => {
+        if (!stopped && name.includes("bulk")) {
+          stopped = true;
+          process.kill(ch.pid(), "SIGSTOP");
+        }
+      };
+      try {
+        await expect(e.backup({ backupId: "stall2", signal: AbortSignal.timeout(60_000), sink, logger })).rejects.toThrow(/ClickHouse stalled: no data moved for 1 s/);
+      } finally {
+        process.kill(ch.pid(), "SIGCONT");
+        await e.close();
+      }
+      expect(stopped).toBe(true);
+      await run("DROP DATABASE bulk");
+    }, 60_000);
+  });
 
   it("cleanupInterrupted drops staging tables and puts moved-aside tables back (or keeps them beside a restored one)", async () => {
     await run("CREATE DATABASE crash");

@@ -4,6 +4,7 @@
 // system tables have) are probed once.
 import type { Readable } from "node:stream";
 import type { ClickHouseClient, ClickHouseSettings } from "@clickhouse/client";
+import { EngineError } from "../types.ts";
 import { abortReason, clickhouseCode, messageOf, wrapError } from "./errors.ts";
 import { httpSelect, type HttpEndpoint, type HttpSelectOptions } from "./httpselect.ts";
 import { quoteString } from "./sql.ts";
@@ -37,11 +38,15 @@ export class Conn {
   /** The server's HTTP endpoint, when known: bulk SELECTs then bypass the client (see httpselect.ts). */
   readonly http: HttpEndpoint | undefined;
 
-  constructor(client: ClickHouseClient, username: string, secrets: string[], http?: HttpEndpoint) {
+  /** Queries that read metadata (rows()) fail when the server does not answer within this (the idle timeout). */
+  readonly answerTimeoutMs: number | undefined;
+
+  constructor(client: ClickHouseClient, username: string, secrets: string[], http?: HttpEndpoint, opts: { answerTimeoutMs?: number | undefined } = {}) {
     this.client = client;
     this.username = username;
     this.secrets = secrets;
     this.http = http;
+    this.answerTimeoutMs = opts.answerTimeoutMs;
   }
 
   /** Throws the abort reason if aborted, else the wrapped error. */
@@ -52,10 +57,15 @@ export class Conn {
 
   async rows<T>(query: string, signal: AbortSignal, what: string, settings?: ClickHouseSettings, secrets?: readonly string[]): Promise<T[]> {
     signal.throwIfAborted();
+    const limit = this.answerTimeoutMs;
+    const bounded = limit ? AbortSignal.any([signal, AbortSignal.timeout(limit)]) : signal;
     try {
-      const rs = await this.client.query({ query, format: "JSONEachRow", abort_signal: signal, clickhouse_settings: settings });
+      const rs = await this.client.query({ query, format: "JSONEachRow", abort_signal: bounded, clickhouse_settings: settings });
       return await rs.json<T>();
     } catch (err) {
+      if (limit && bounded.aborted && !signal.aborted) {
+        throw new EngineError(`ClickHouse stalled: no answer for ${Number((limit / 1000).toFixed(1))} s while ${what}`, { cause: err, retryable: true });
+      }
       this.fail(err, signal, what, query, secrets);
     }
   }

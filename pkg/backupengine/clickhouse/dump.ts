@@ -23,7 +23,7 @@ import { decideExisting, planRestore, type PlannedTable } from "./plan.ts";
 import { qualified, quoteIdent, referencedNames } from "./sql.ts";
 import { isWalkableType, NativeCountStream, NativeFormatError, NativeWalker } from "./nativewalk.ts";
 import { runPool } from "../../concurrency/pool.ts";
-import { ByteCounter, FailureTracker, TrailingExceptionCheck } from "./streams.ts";
+import { ByteCounter, FailureTracker, IdleWatch, StallError, TrailingExceptionCheck } from "./streams.ts";
 
 /** Blocks in which an lz4 dump passes through the runner. */
 const LZ4_BLOCK_BYTES = 1024 * 1024;
@@ -267,7 +267,12 @@ async function streamTable(
     const pool = new BufferPool(lz4 ? LZ4_BLOCK_BYTES : DEFAULT_FRAME_BYTES, 16);
     // lz4: the server compresses (its own block format, HTTP compress=1); the runner decodes each block
     // only to walk the Native data inside it and count its rows.
-    const res = await conn.selectStream(selectSql, ac.signal, `dumping ${key}`, lz4 ? ({ compress: 1 } as ClickHouseSettings) : undefined, { pool });
+    const idleMs = config.idleTimeoutSeconds * 1000;
+    const res = await conn.selectStream(selectSql, ac.signal, `dumping ${key}`, lz4 ? ({ compress: 1 } as ClickHouseSettings) : undefined, {
+      pool,
+      headTimeoutMs: idleMs,
+      stalledError: () => new StallError("ClickHouse", idleMs, `dumping ${key}`),
+    });
     const tagHeader = res.headers["x-clickhouse-exception-tag"];
     const tag = typeof tagHeader === "string" ? tagHeader : undefined;
     const walker = new NativeWalker({ what: key });
@@ -287,6 +292,10 @@ async function streamTable(
         })
       : undefined;
     const check = blocks ?? new TrailingExceptionCheck(tag);
+    // one watch where the data comes in, one where it goes out (the buffers between them can hold a small table whole)
+    const names = { upstream: "ClickHouse", downstream: "the storage", what: `dumping ${key}` };
+    const idle = new IdleWatch(idleMs, names);
+    const idleOut = new IdleWatch(idleMs, names);
     const count = lz4 ? new PassThrough() : new NativeCountStream(walker);
     const raw = new ByteCounter();
     // zstd: independent frames compressed on the thread pool (one zstd stream would cap the dump at one core).
@@ -295,6 +304,7 @@ async function streamTable(
     const body = new PassThrough();
     const failures = new FailureTracker<"clickhouse" | "sink" | "engine">();
     failures.watch("clickhouse", res.stream, check);
+    for (const w of [idle, idleOut]) w.once("error", (err: unknown) => failures.note(err instanceof StallError && err.stalled === "ClickHouse" ? "clickhouse" : "sink", err));
     failures.watch("engine", count, raw, zstd, out);
     failures.watch("sink", body);
     const sink = req.sink;
@@ -303,15 +313,29 @@ async function streamTable(
       ac.abort(err);
       throw err;
     });
-    const piped = pipeline(res.stream, check, count, raw, zstd, out, body, { signal: ac.signal }).catch((err: unknown) => {
+    const piped = pipeline(res.stream, idle, check, count, raw, zstd, out, idleOut, body, { signal: ac.signal }).catch((err: unknown) => {
       failures.note("engine", err);
       ac.abort(err);
       throw err;
     });
+    // every byte has been handed to the storage: it must finish the object within the idle timeout too
+    let deadline: NodeJS.Timeout | undefined;
+    piped.then(
+      () => {
+        deadline = setTimeout(() => {
+          const err = new StallError("the storage", idleMs, `dumping ${key} (the upload did not finish after the data ended)`);
+          failures.note("sink", err);
+          ac.abort(err);
+        }, idleMs);
+      },
+      () => undefined,
+    );
+    void put.finally(() => clearTimeout(deadline)).catch(() => undefined);
     const [, w] = await Promise.allSettled([piped, put]);
     if (signal.aborted) throw abortReason(signal);
     const f = failures.first;
     // the server died, the connection broke, or the server reported an error mid-stream
+    if (f?.err instanceof StallError) throw new EngineError(f.err.message, { cause: f.err, retryable: true });
     if (f?.origin === "clickhouse") conn.fail(f.err, signal, `dumping ${key}`, selectSql);
     if (f?.origin === "sink") throw f.err;
     if (f) throw new EngineError(`dumping ${key} failed: ${messageOf(f.err)}`, { cause: f.err, retryable: !(f.err instanceof NativeFormatError) });

@@ -40,6 +40,14 @@ export interface HttpSelectOptions {
   pool?: BufferPool | undefined;
   /** Size of the one socket read buffer. Default 256 KiB. */
   readBytes?: number | undefined;
+  /**
+   * How long the server may take to start its answer (the response head);
+   * past it the request fails with `stalledError()`. Default: the endpoint's
+   * request timeout. Once the body streams, stalls are the caller's to watch
+   * (a consumer applying backpressure also stops the socket).
+   */
+  headTimeoutMs?: number | undefined;
+  stalledError?: (() => Error) | undefined;
 }
 
 export interface HttpSelectResponse {
@@ -128,6 +136,7 @@ function abortError(signal: AbortSignal): unknown {
 class SelectBody extends Readable {
   readonly #socket: Socket;
   readonly #timeoutMs: number;
+  #headTimeout = false;
   readonly #blockBytes: number;
   readonly #pool: BufferPool | undefined;
   readonly #signal: AbortSignal;
@@ -190,7 +199,11 @@ class SelectBody extends Readable {
       : netConnect({ host, port, onread });
     const s = this.#socket;
     s.setNoDelay(true);
-    s.setTimeout(this.#timeoutMs, () => this.#fail(Object.assign(new Error("Timeout error."), { code: "ETIMEDOUT" })));
+    if (opts.headTimeoutMs !== undefined && opts.headTimeoutMs < this.#timeoutMs) {
+      const stalled = opts.stalledError ?? (() => Object.assign(new Error("Timeout error."), { code: "ETIMEDOUT" }));
+      s.setTimeout(opts.headTimeoutMs, () => this.#fail(stalled()));
+      this.#headTimeout = true;
+    } else s.setTimeout(this.#timeoutMs, () => this.#fail(Object.assign(new Error("Timeout error."), { code: "ETIMEDOUT" })));
     s.on("error", (err: Error) => this.#fail(err));
     s.on("end", () => this.#onEnd());
     s.on("close", () => {
@@ -302,6 +315,7 @@ class SelectBody extends Readable {
     this.#headers = headers;
     this.#head = [];
     this.#inBody = true;
+    if (this.#headTimeout) this.#socket.setTimeout(this.#timeoutMs, () => this.#fail(Object.assign(new Error("Timeout error."), { code: "ETIMEDOUT" })));
     const te = headers["transfer-encoding"];
     const cl = headers["content-length"];
     if (te !== undefined && /(^|,)\s*chunked\s*$/i.test(te)) this.#framing = Framing.Chunked;

@@ -66,7 +66,7 @@ class ClickHouseEngine implements BackupEngine {
     const http = this.#ownsClient
       ? { url: config.url, username: config.username, password: config.password, timeoutMs: config.requestTimeoutSeconds * 1000, userAgent: "clickhouse-k8s-backup" }
       : undefined;
-    this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : [], http);
+    this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : [], http, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
   }
 
   async check(signal: AbortSignal): Promise<{ version: string }> {
@@ -98,7 +98,7 @@ class ClickHouseEngine implements BackupEngine {
     if (req.backup.method !== "dump") {
       throw new EngineError(`verify reads the data of dump backups; a "${req.backup.method}" backup is written by ClickHouse itself (restore it to check it)`, { retryable: false });
     }
-    return verifyDump(req);
+    return verifyDump(req, { idleTimeoutMs: this.#config.idleTimeoutSeconds * 1000 });
   }
 
   async cleanupInterrupted(signal: AbortSignal): Promise<InterruptedCleanup> {

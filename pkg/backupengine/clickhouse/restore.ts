@@ -43,7 +43,7 @@ import { NativeCountStream, NativeWalker } from "./nativewalk.ts";
 import { CATEGORY_TABLE, dependencyOrder, restoreCategory } from "./order.ts";
 import { planRestore, type PlannedTable } from "./plan.ts";
 import { qualified, quoteIdent, quoteString, referencedNames, renameCreatedObject } from "./sql.ts";
-import { ByteCounter, FailureTracker } from "./streams.ts";
+import { ByteCounter, FailureTracker, IdleWatch, StallError } from "./streams.ts";
 
 /** Every object a restore creates under a name of its own starts with this. */
 export const STAGING_PREFIX = "_chbackup_stage_";
@@ -635,6 +635,10 @@ async function insertObject(
       throw err;
     }
     const counter = new ByteCounter(onBytes);
+    // one watch where the data comes in, one where it goes out (the buffers between them can hold a small table whole)
+    const sides = { upstream: "the storage", downstream: "ClickHouse", what: `restoring ${key}` };
+    const idle = new IdleWatch(ctx.config.idleTimeoutSeconds * 1000, sides);
+    const idleOut = new IdleWatch(ctx.config.idleTimeoutSeconds * 1000, sides);
     // lz4 objects are ClickHouse's own compressed format: the server decompresses them (decompress=1);
     // the runner decodes each block only to walk and count the rows it sends.
     const lz4 = codec === "lz4";
@@ -657,9 +661,10 @@ async function insertObject(
     const body = new PassThrough();
     const failures = new FailureTracker<"source" | "clickhouse">();
     failures.watch("source", src, counter, unpack, count);
+    for (const w of [idle, idleOut]) w.once("error", (err: unknown) => failures.note(err instanceof StallError && err.stalled === "ClickHouse" ? "clickhouse" : "source", err));
     // the client pipes `body` into the HTTP request: a failing request destroys it first
     failures.watch("clickhouse", body);
-    const piped = pipeline(src, counter, unpack, count, body, { signal: ac.signal }).catch((err: unknown) => {
+    const piped = pipeline(src, idle, counter, unpack, count, idleOut, body, { signal: ac.signal }).catch((err: unknown) => {
       failures.note("source", err);
       ac.abort(err);
       throw err;
@@ -673,6 +678,7 @@ async function insertObject(
     const [, i] = await Promise.allSettled([piped, inserted]);
     if (signal.aborted) throw abortReason(signal);
     const f = failures.first;
+    if (f?.err instanceof StallError) throw new EngineError(f.err.message, { cause: f.err, retryable: true });
     if (f?.origin === "source") {
       // the storage, the checksum, or the compressed data failed
       if (f.err instanceof EngineError) throw f.err;

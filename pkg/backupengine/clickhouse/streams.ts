@@ -134,13 +134,16 @@ export class StallError extends Error {
 /**
  * A pass-through that fails the pipeline when nothing moves for `idleMs`.
  * Placed between the side that produces data and the side that consumes
- * it, it can tell which one stopped: if its output is full (the consumer
- * stopped reading) the consumer is named, else the producer.
+ * it, it can tell which one stopped: if the consumer asked for more since
+ * the last chunk came in, the producer is named; if it did not (or all the
+ * input is in and the consumer has not taken it), the consumer is named.
+ * Backpressure passes through it as through any Transform.
  */
 export class IdleWatch extends Transform {
   readonly #idleMs: number;
   readonly #names: { upstream: string; downstream: string; what: string };
   #last = Date.now();
+  #consumerWaiting = false;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(idleMs: number, names: { upstream: string; downstream: string; what: string }) {
@@ -155,14 +158,15 @@ export class IdleWatch extends Transform {
       if (this.#timer) clearInterval(this.#timer);
       this.#timer = undefined;
     };
+    // watched until the consumer has read everything (or the stream is destroyed)
     this.once("close", stop);
-    this.once("finish", stop);
+    this.once("end", stop);
   }
 
   #check(): void {
     if (Date.now() - this.#last < this.#idleMs) return;
-    const consumerStopped = this.readableLength >= this.readableHighWaterMark || this.writableNeedDrain;
-    const side = consumerStopped ? this.#names.downstream : this.#names.upstream;
+    const producerStopped = this.#consumerWaiting && !this.writableEnded;
+    const side = producerStopped ? this.#names.upstream : this.#names.downstream;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.destroy(new StallError(side, this.#idleMs, this.#names.what));
@@ -170,13 +174,14 @@ export class IdleWatch extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#last = Date.now();
-    this.push(chunk);
-    cb();
+    this.#consumerWaiting = false;
+    cb(null, chunk);
   }
 
   override _read(size: number): void {
-    // the consumer asked for more: that is progress on its side
+    // the consumer asked for more: progress on its side
     this.#last = Date.now();
+    this.#consumerWaiting = true;
     super._read(size);
   }
 }

@@ -14,7 +14,7 @@ import { dumpDetails, type DumpDetails, type DumpTable } from "./details.ts";
 import { abortReason, messageOf } from "./errors.ts";
 import { progressReporter } from "./dump.ts";
 import { NativeCountStream, NativeWalker } from "./nativewalk.ts";
-import { ByteCounter } from "./streams.ts";
+import { ByteCounter, IdleWatch } from "./streams.ts";
 
 /** Reads and discards a stream. */
 const drain = () =>
@@ -36,17 +36,19 @@ async function open(req: VerifyRequest, names: readonly string[]): Promise<Reada
 }
 
 /** Counts the rows of one table's data; throws with what is wrong. */
-async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable, onBytes: (n: number) => void): Promise<{ rows: number; bytes: number; uncompressed: number }> {
+async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable, idleMs: number, onBytes: (n: number) => void): Promise<{ rows: number; bytes: number; uncompressed: number }> {
   const names = dataObjectsOf(t);
   const key = `${t.database}.${t.name}`;
   const walker = new NativeWalker({ what: key });
   const codec = t.codec ?? details.compression.codec;
   const src = await open(req, names);
   const stored = new ByteCounter(onBytes);
+  const idle = new IdleWatch(idleMs, { upstream: "the storage", downstream: "the runner", what: `verifying ${key}` });
   if (codec === "lz4") {
     let walkError: unknown;
     await pipeline(
       src,
+      idle,
       stored,
       new CompressedStreamCheck(undefined, {
         onDecoded: (d) => {
@@ -65,12 +67,12 @@ async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable
     walker.end();
   } else {
     const unzstd = details.compression.frameBytes !== undefined && !t.codec ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes }) : createZstdDecompress();
-    await pipeline(src, stored, unzstd, new NativeCountStream(walker), drain(), { signal: req.signal });
+    await pipeline(src, idle, stored, unzstd, new NativeCountStream(walker), drain(), { signal: req.signal });
   }
   return { rows: walker.rows, bytes: stored.bytes, uncompressed: walker.bytes };
 }
 
-export async function verifyDump(req: VerifyRequest): Promise<VerifyResult> {
+export async function verifyDump(req: VerifyRequest, opts: { idleTimeoutMs: number }): Promise<VerifyResult> {
   const parsed = dumpDetails.safeParse(req.backup.details);
   if (!parsed.success) throw new EngineError(`backup details are not a ClickHouse dump (${parsed.error.issues[0]?.message ?? "invalid"})`, { retryable: false });
   const details = parsed.data;
@@ -97,7 +99,7 @@ export async function verifyDump(req: VerifyRequest): Promise<VerifyResult> {
     progress.currentTable = `${t.database}.${t.name}`;
     try {
       if (names.length === 0) throw new Error("the manifest names no object for its data");
-      const r = await countTable(req, details, t, (n) => {
+      const r = await countTable(req, details, t, opts.idleTimeoutMs, (n) => {
         progress.bytes += n;
         report({ ...progress });
       });
