@@ -247,6 +247,38 @@ describe("filesystem store", () => {
     expect(await filesUnder(store.root)).toEqual(["b/real"]);
   });
 
+  it("a failed put leaves none of the directories it created (a failed backup's <id>/data/<db>/)", async () => {
+    await store.put("ns/def/keep", Readable.from([Buffer.from("x")]));
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield Buffer.alloc(1024, 1);
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+    }
+    const err = await store.put("ns/def/20261124T031000Z-a1b2c3/data/shop/orders.native.zst", failing()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StorageError);
+    expect((err as Error).message).toContain("ENOSPC");
+    expect(await readdir(path.join(store.root, "ns/def"))).toEqual(["keep"]);
+    // a directory that holds something else stays
+    await store.put("ns/def/20261124T031000Z-a1b2c3/inprogress.json", Readable.from([Buffer.from("{}")]));
+    await store.put("ns/def/20261124T031000Z-a1b2c3/data/shop/t", failing()).catch(() => undefined);
+    expect(await readdir(path.join(store.root, "ns/def/20261124T031000Z-a1b2c3"))).toEqual(["inprogress.json"]);
+  });
+
+  it("cleanupIncomplete removes old empty directories under the prefix, not recent ones nor the root", async () => {
+    const old = path.join(store.root, "ns/def/20261124T031000Z-a1b2c3/data/shop");
+    const recent = path.join(store.root, "ns/def/20261124T041000Z-d4e5f6/data/shop");
+    await mkdir(old, { recursive: true });
+    await mkdir(recent, { recursive: true });
+    await store.put("ns/def/20261124T051000Z-aaaaaa/manifest.json", Readable.from([Buffer.from("{}")]));
+    const past = new Date(Date.now() - 3600_000);
+    for (let d = old; d !== path.join(store.root, "ns/def"); d = path.dirname(d)) await utimes(d, past, past);
+    expect(await store.cleanupIncomplete("ns/def/", new Date(Date.now() - 60_000))).toBe(0);
+    expect((await readdir(path.join(store.root, "ns/def"))).sort()).toEqual(["20261124T041000Z-d4e5f6", "20261124T051000Z-aaaaaa"]);
+    // with a cutoff in the future the recent one goes too; the directory holding a file stays
+    await store.cleanupIncomplete("ns/def/", new Date(Date.now() + 60_000));
+    expect(await readdir(path.join(store.root, "ns/def"))).toEqual(["20261124T051000Z-aaaaaa"]);
+    expect((await stat(store.root)).isDirectory()).toBe(true);
+  });
+
   it("list stops with StorageAbortedError when the signal fires", async () => {
     for (let i = 0; i < 5; i++) await store.put(`d${i}/f`, Readable.from([Buffer.from("x")]));
     const ac = new AbortController();

@@ -177,6 +177,8 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
           if (errCode(e) !== "ENOENT") logger?.warn("storage: could not remove temp file", { path: tmp, error: errorMessage(e) });
         });
       }
+      // The directories this put created for nothing (a failed backup's `<id>/data/<db>/`) go too.
+      await pruneEmptyDirs(final);
       throw fsError("put", key, err, signal);
     }
   }
@@ -330,12 +332,55 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
         await unlink(entry.file);
         removed++;
         logger?.info("storage: removed stale temp file", { store: describe(), path: entry.file });
+        await pruneEmptyDirs(entry.file);
       } catch (err) {
         if (errCode(err) === "ENOENT") continue;
         throw fsError("cleanup", entry.key, err);
       }
     }
+    await removeEmptyDirsUnder(prefix, olderThan);
     return removed;
+  }
+
+  /**
+   * Removes empty directories (and directories holding only empty ones)
+   * under `prefix` not modified since `olderThan`: what failed backups left
+   * before puts pruned after themselves. A recent one may be a put's that is
+   * about to create its file, so it stays.
+   */
+  async function removeEmptyDirsUnder(prefix: string, olderThan: Date): Promise<void> {
+    const { dir, dirKey } = walkStart(prefix);
+    const sweep = async (d: string, key: string): Promise<boolean> => {
+      let entries: Dirent[];
+      let mtime: number;
+      try {
+        // mtime before the children are swept: removing them touches it.
+        mtime = (await lstat(d)).mtime.getTime();
+        entries = await readdir(d, { withFileTypes: true });
+      } catch {
+        return false;
+      }
+      let empty = true;
+      for (const e of entries) {
+        const sub = `${key}${e.name}/`;
+        if (e.isDirectory() && (sub.startsWith(prefix) || prefix.startsWith(sub))) {
+          if (!(await sweep(path.join(d, e.name), sub))) empty = false;
+        } else {
+          empty = false;
+        }
+      }
+      // Never the root, nor a directory the prefix lies inside of (only what lies under the prefix).
+      if (!empty || d === root || !key.startsWith(prefix) || key === "") return false;
+      if (mtime >= olderThan.getTime()) return false;
+      try {
+        await rmdir(d);
+        logger?.info("storage: removed empty directory", { store: describe(), path: d });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await sweep(dir, dirKey);
   }
 
   function describe(): string {
