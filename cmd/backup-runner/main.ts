@@ -6,6 +6,9 @@ import { createLogger } from "../../pkg/runner/logging.ts";
 import { createRunner } from "../../pkg/runner/app.ts";
 import { RunnerService } from "../../pkg/runner/service.ts";
 import { describeError } from "../../pkg/runner/errors.ts";
+import { formatVerifyReport } from "../../pkg/runner/report.ts";
+import type { Operation } from "../../pkg/runner/runner.ts";
+import type { VerifyResult } from "../../pkg/backupengine/types.ts";
 
 const GRACE_MS = Number(process.env["RUNNER_SHUTDOWN_GRACE_MS"] ?? 25_000);
 
@@ -37,11 +40,20 @@ async function main(argv: string[]): Promise<number> {
   // The API server and metrics are only loaded by `serve`; one-off commands stay lean.
   const api = command.cmd === "serve" ? await import("../../pkg/runner/api/server.ts") : undefined;
   const metrics = command.cmd === "serve" ? new (await import("../../pkg/runner/api/metrics.ts")).RunnerMetrics() : undefined;
-  const runner = createRunner({ config, logger, ...(metrics ? { observer: metrics.observer() } : {}) });
+  let runner;
+  try {
+    runner = createRunner({ config, logger, ...(metrics ? { observer: metrics.observer() } : {}) });
+  } catch (err: unknown) {
+    // The config passed the schema but the engine or the store refused it: a config error too.
+    process.stderr.write(`invalid runner config ${path}: ${describeError(err)}\n`);
+    return 2;
+  }
   const abort = new AbortController();
   let signals = 0;
+  let received: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
+    received ??= sig;
     logger.warn("signal received; shutting down", { signal: sig });
     abort.abort(new Error(`received ${sig}`));
     if (signals > 1) process.exit(130);
@@ -60,14 +72,12 @@ async function main(argv: string[]): Promise<number> {
     }
     const service = new RunnerService({ runner, logger });
     const server = await api.startApiServer({ service, metrics, logger, token: config.api.token, ...listen });
-    try {
-      await service.start(abort.signal);
-    } catch (err: unknown) {
-      logger.error("runner start failed", { error: describeError(err) });
-      await server.close(1000);
-      return 1;
-    }
+    // Start-up retries while storage or the database is unreachable (the runner is not ready meanwhile); only a signal ends it.
+    const starting = service.start(abort.signal).catch((err: unknown) => {
+      if (!abort.signal.aborted) logger.error("runner start failed", { error: describeError(err) });
+    });
     await new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => resolve(), { once: true }));
+    await starting;
     await server.stopAccepting();
     await service.stop(GRACE_MS);
     await server.close(5000);
@@ -87,8 +97,15 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  let started;
-  if (command.cmd === "backup") {
+  let started: { operation: Operation; finished: Promise<Operation> };
+  if (command.cmd === "verify") {
+    if (command.from) {
+      started = runner.startTargetVerify(command.from, "cli");
+    } else {
+      await runner.catalog.rebuild(abort.signal);
+      started = runner.startVerify(command.backup!, "cli");
+    }
+  } else if (command.cmd === "backup") {
     const target = command.target ?? config.definition.singleBackup?.target;
     if (!target) {
       process.stderr.write("backup --once needs --target PATH or definition.singleBackup.target in the config\n");
@@ -101,6 +118,7 @@ async function main(argv: string[]): Promise<number> {
       tables: command.tables.length ? command.tables : undefined,
       renameDatabases: Object.keys(command.rename).length ? command.rename : undefined,
       existingTables: command.existing,
+      ...(command.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
     };
     if (command.from) {
       started = runner.startTargetRestore(command.from, opts);
@@ -109,10 +127,41 @@ async function main(argv: string[]): Promise<number> {
       started = runner.startRestore({ backup: command.backup!, ...opts }, "cli");
     }
   }
-  abort.signal.addEventListener("abort", () => void runner.shutdown(GRACE_MS), { once: true });
+  // Ctrl-C cancels the operation, SIGTERM aborts it (shutdown); either way it stops cleanly and ends with its state.
+  abort.signal.addEventListener(
+    "abort",
+    () => {
+      if (received === "SIGINT") {
+        try {
+          runner.cancel(started.operation.id, "SIGINT (Ctrl-C)");
+        } catch {
+          // already ended
+        }
+      } else {
+        void runner.shutdown(GRACE_MS);
+      }
+    },
+    { once: true },
+  );
   const op = await started.finished;
+  await runner.journal.flush(10_000);
+  if (op.kind === "verify") return reportVerify(op);
   process.stdout.write(`${JSON.stringify({ operation: op.id, kind: op.kind, state: op.state, backupId: op.backupId, durationMs: op.durationMs, result: op.result, error: op.error })}\n`);
+  if (op.state === "cancelled" || op.state === "aborted") process.stderr.write(`backup-runner: ${op.kind} ${op.state}${received ? ` (${received})` : ""}: ${op.error ?? ""}\n`);
   return op.state === "succeeded" ? 0 : 1;
+}
+
+/** Prints verify's table; 0 when the backup is whole, 1 naming what is not (or why verify could not run). */
+function reportVerify(op: Operation): number {
+  const r = op.result as (Partial<VerifyResult> & { backupId?: string }) | undefined;
+  if (r?.tables && r.otherObjects) process.stdout.write(formatVerifyReport(op.backupId ?? r.backupId ?? "?", { tables: r.tables, otherObjects: r.otherObjects }));
+  if (op.state === "succeeded") {
+    process.stdout.write(`backup ${op.backupId} is whole\n`);
+    return 0;
+  }
+  const what = op.state === "failed" ? "verify failed" : `verify ${op.state}`;
+  process.stderr.write(`backup-runner: ${what}: ${op.error ?? "unknown error"}\n`);
+  return 1;
 }
 
 main(process.argv.slice(2)).then(

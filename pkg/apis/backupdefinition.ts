@@ -161,5 +161,13 @@ export const definitionRunnerConfig = z
     engine: z.literal("clickhouse").default("clickhouse").describe("Backup engine"),
     clickhouse: clickhouseRunnerConfig.describe("ClickHouse engine settings"),
     ...definitionShared,
+    stateDir: z
+      .string()
+      .min(1)
+      .refine((s) => s.startsWith("/"), "must be an absolute path")
+      .optional()
+      .describe(
+        "Directory on the runner's own volume for the operation journal (one JSON file per backup, restore and verify; a restarted runner reports the ones it interrupted). The controller sets it to a directory on the runner's scratch volume; without it, operations are not journaled locally (restores still write their journal next to the backup)",
+      ),
   })
   .superRefine(modeRules, alwaysCheck);

@@ -40,6 +40,8 @@ export const RUNNER_CONTAINER = {
   /** The API token is also stored under this key of the config Secret, for clients. */
   tokenKey: "token",
   scratchDir: "/var/lib/backup-runner",
+  /** The runner's operation journal (definition.stateDir): on the scratch volume, so it survives a restart of the pod. */
+  stateDir: "/var/lib/backup-runner/state",
   port: 8080,
   portName: "http",
   /** UID/GID of the non-root user in the runner image. */

@@ -111,6 +111,7 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
       ...(spec.singleBackup ? { singleBackup: spec.singleBackup } : {}),
       suspend: spec.suspend,
       incompleteCleanupAfterHours: spec.incompleteCleanupAfterHours,
+      stateDir: RUNNER_CONTAINER.stateDir,
     },
     storage,
     api: { token: input.token, port: RUNNER_CONTAINER.port, host: "0.0.0.0" },

@@ -132,6 +132,15 @@ describe("renderRunnerObjects", () => {
     expect(o.statefulSet.spec!.volumeClaimTemplates![0]!.spec!.resources!.requests).toEqual({ storage: "1Gi" });
   });
 
+  it("puts the runner's operation journal (definition.stateDir) on its scratch volume, so it survives a pod restart", () => {
+    const p = ok(planRunnerConfig(input(def())));
+    const stateDir = p.config.definition.stateDir!;
+    const mounts = renderRunnerObjects(p, settings).statefulSet.spec!.template.spec!.containers[0]!.volumeMounts!;
+    const scratch = mounts.find((m) => m.name === "scratch" && !m.subPath)!;
+    expect(stateDir.startsWith(`${scratch.mountPath}/`)).toBe(true);
+    expect(mounts.filter((m) => m.readOnly).every((m) => !stateDir.startsWith(`${m.mountPath}/`))).toBe(true);
+  });
+
   it("mounts filesystem storage: a named claim, or the runner's own claim kept on deletion", () => {
     const nfs = renderRunnerObjects(ok(planRunnerConfig(input(def({ storageLocation: "nfs" })))), settings).statefulSet.spec!;
     expect(nfs.template.spec!.volumes).toContainEqual({ name: "backups", persistentVolumeClaim: { claimName: "nfs-backups" } });

@@ -25,6 +25,14 @@ export interface UnreadableBackup {
   pinned: boolean;
 }
 
+/** A restore's journal copy next to its backup (`<backup dir>/restores/<operation id>.json`). */
+export interface RestoreJournalObject {
+  backupId: string;
+  key: string;
+  operationId: string;
+  lastModified: Date | undefined;
+}
+
 export interface IncompleteBackup {
   id: string;
   keys: string[];
@@ -105,6 +113,7 @@ export class Catalog {
   readonly #lock = new Mutex();
   #entries = new Map<string, CatalogEntry>();
   #unreadable = new Map<string, UnreadableBackup>();
+  #restoreJournals: RestoreJournalObject[] = [];
 
   constructor(store: ObjectStore, root: string, logger: Logger, opts: { readRetry?: ReadRetry } = {}) {
     this.#store = store;
@@ -139,10 +148,13 @@ export class Catalog {
    */
   async rebuild(signal?: AbortSignal): Promise<IncompleteBackup[]> {
     const byId = new Map<string, { keys: string[]; newest: Date | undefined; manifest: boolean; pin: boolean; marker: boolean }>();
+    const journals: RestoreJournalObject[] = [];
     for await (const obj of this.#store.list(`${this.#root}/`, { signal })) {
       const rest = obj.key.slice(this.#root.length + 1);
       const id = rest.split("/")[0] ?? "";
       if (!isBackupId(id)) continue;
+      const j = /^[^/]+\/restores\/([^/]+)\.json$/.exec(rest);
+      if (j) journals.push({ backupId: id, key: obj.key, operationId: j[1]!, lastModified: obj.lastModified });
       const e = byId.get(id) ?? { keys: [], newest: undefined, manifest: false, pin: false, marker: false };
       e.keys.push(obj.key);
       if (obj.lastModified && (!e.newest || obj.lastModified > e.newest)) e.newest = obj.lastModified;
@@ -185,6 +197,8 @@ export class Catalog {
     }
     this.#entries = entries;
     this.#unreadable = unreadable;
+    // Journal copies of restores belong to complete backups (a restore reads a complete backup).
+    this.#restoreJournals = journals.filter((j) => entries.has(j.backupId) || unreadable.has(j.backupId));
     return incomplete;
   }
 
@@ -192,6 +206,11 @@ export class Catalog {
     return readTextWithRetry(this.#store, key, this.#retry, signal, (attempt, err) =>
       this.#logger.warn("reading a backup object failed; retrying", { backupId: id, key, attempt, error: describeError(err) }),
     );
+  }
+
+  /** Journal copies of restores found by the last rebuild, newest first. */
+  restoreJournals(): RestoreJournalObject[] {
+    return [...this.#restoreJournals].sort((a, b) => (b.lastModified?.getTime() ?? 0) - (a.lastModified?.getTime() ?? 0));
   }
 
   /** Backups whose manifest could not be read, newest first. */

@@ -20,12 +20,24 @@ describe("backup-runner command line", () => {
       tables: [],
       rename: { a: "b" },
       existing: "drop",
+      allowUnstagedDrop: false,
     });
+    expect(parseCommand(["restore", "--from", "x", "--existing", "drop", "--allow-unstaged-drop"])).toMatchObject({ existing: "drop", allowUnstagedDrop: true });
     expect(() => parseCommand(["restore"])).toThrow(/exactly one of/);
     expect(() => parseCommand(["restore", "--from", "x", "--existing", "merge"])).toThrow(/--existing/);
     expect(() => parseCommand(["restore", "--from", "x", "--rename", "ab"])).toThrow(/FROM=TO/);
     expect(() => parseCommand(["frobnicate"])).toThrow(/unknown command/);
     expect(() => parseCommand(["serve", "--bogus"])).toThrow(UsageError);
+  });
+});
+
+describe("verify command line", () => {
+  it("takes --from or --backup, like restore, and nothing restore-only", () => {
+    expect(parseCommand(["verify", "--backup", "latest", "--config", "/c.json"])).toEqual({ cmd: "verify", config: "/c.json", from: undefined, backup: "latest" });
+    expect(parseCommand(["verify", "--from", "exports/x"])).toEqual({ cmd: "verify", config: undefined, from: "exports/x", backup: undefined });
+    expect(() => parseCommand(["verify"])).toThrow(/exactly one of --from PATH or --backup/);
+    expect(() => parseCommand(["verify", "--from", "x", "--backup", "latest"])).toThrow(/exactly one of/);
+    expect(() => parseCommand(["verify", "--backup", "latest", "--existing", "drop"])).toThrow(/verify takes no --existing/);
   });
 });
 

@@ -14,7 +14,9 @@ export type Command =
       tables: string[];
       rename: Record<string, string>;
       existing: ExistingTablePolicy;
+      allowUnstagedDrop: boolean;
     }
+  | { cmd: "verify"; config: string | undefined; from: string | undefined; backup: string | undefined }
   | { cmd: "list"; config: string | undefined }
   | { cmd: "help" };
 
@@ -28,9 +30,23 @@ export const USAGE = `Usage:
   backup-runner restore [--config FILE] (--from PATH | --backup ID|latest)
                         [--database DB]... [--table DB.TABLE]...
                         [--rename FROM=TO]... [--existing fail|drop|append]
+                        [--allow-unstaged-drop]
       Restore a one-off export (--from) or a catalog backup (--backup).
+      Each table is restored into a staging table and swapped in once its
+      data is proven; --allow-unstaged-drop lets --existing drop replace the
+      objects that cannot be staged (for example replicated tables) by
+      dropping them first.
+  backup-runner verify [--config FILE] (--from PATH | --backup ID|latest)
+      Prove a backup whole from storage alone (no database needed): read
+      every object, check its SHA-256, decompress it and count its rows
+      against the manifest. Prints a table per table; exits 0 when the
+      backup is whole, 1 naming every table that is not.
   backup-runner list [--config FILE]
       Print the catalog as JSON lines.
+
+Ctrl-C (SIGINT) cancels a running backup, restore or verify, SIGTERM aborts
+it; either way it stops cleanly (a backup's objects are removed, a restore
+rolls back) and the command exits 1.
 
 The config file defaults to $RUNNER_CONFIG, then /etc/backup-runner/config.json.`;
 
@@ -61,6 +77,7 @@ export function parseCommand(argv: readonly string[]): Command {
         table: { type: "string", multiple: true },
         rename: { type: "string", multiple: true },
         existing: { type: "string" },
+        "allow-unstaged-drop": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -88,7 +105,23 @@ export function parseCommand(argv: readonly string[]): Command {
         if (!m) throw new UsageError(`--rename wants FROM=TO, got "${r}"`);
         rename[m[1]!] = m[2]!;
       }
-      return { cmd: "restore", config, from: v.from, backup: v.backup, databases: v.database ?? [], tables: v.table ?? [], rename, existing };
+      return {
+        cmd: "restore",
+        config,
+        from: v.from,
+        backup: v.backup,
+        databases: v.database ?? [],
+        tables: v.table ?? [],
+        rename,
+        existing,
+        allowUnstagedDrop: v["allow-unstaged-drop"] ?? false,
+      };
+    }
+    case "verify": {
+      if (!!v.from === !!v.backup) throw new UsageError("verify needs exactly one of --from PATH or --backup ID|latest");
+      const restoreOnly = (["database", "table", "rename", "existing", "allow-unstaged-drop", "once", "target"] as const).filter((k) => v[k] !== undefined);
+      if (restoreOnly.length) throw new UsageError(`verify takes no ${restoreOnly.map((k) => `--${k}`).join(", ")}`);
+      return { cmd: "verify", config, from: v.from, backup: v.backup };
     }
     default:
       throw new UsageError(`unknown command "${sub}"`);

@@ -36,14 +36,73 @@ export class ShuttingDownError extends Error {
   }
 }
 
-/** Message of an error with its causes, for status output and logs. */
+/** The operation was cancelled by a user (DELETE /api/v1/operations/{id}, Ctrl-C on the command line). */
+export class CancelledError extends Error {
+  readonly by: string;
+  constructor(by: string) {
+    super(`cancelled by ${by}`);
+    this.name = "CancelledError";
+    this.by = by;
+  }
+}
+
+export class OperationNotFoundError extends Error {
+  readonly operationId: string;
+  constructor(operationId: string) {
+    super(`operation ${operationId} not found`);
+    this.name = "OperationNotFoundError";
+    this.operationId = operationId;
+  }
+}
+
+/** Cancel of an operation that has already ended. */
+export class OperationFinishedError extends Error {
+  readonly operationId: string;
+  readonly state: string;
+  constructor(operationId: string, state: string) {
+    super(`operation ${operationId} has already ended (${state})`);
+    this.name = "OperationFinishedError";
+    this.operationId = operationId;
+    this.state = state;
+  }
+}
+
+/** The runner cannot take this operation yet (catalog not loaded, interrupted restores not cleaned up). */
+export class NotReadyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NotReadyError";
+  }
+}
+
+/** verify found a backup that is not whole; `tables` names every damaged table (and object). */
+export class BackupNotWholeError extends Error {
+  readonly backupId: string;
+  readonly damaged: string[];
+  constructor(backupId: string, damaged: string[]) {
+    super(`backup ${backupId} is not whole: ${damaged.join("; ")}`);
+    this.name = "BackupNotWholeError";
+    this.backupId = backupId;
+    this.damaged = damaged;
+  }
+}
+
+const ABORT_NAMES = new Set(["AbortError", "StorageAbortedError"]);
+
+/**
+ * Message of an error with its causes, for status output and logs. An
+ * "aborted" wrapper whose cause says why (ENOSPC, a checksum mismatch) adds
+ * nothing and is left out, so the first real cause is what one reads.
+ */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   let cur: unknown = err;
-  for (let depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
-    if (cur instanceof Error) {
-      if (!parts.some((p) => p.includes(cur instanceof Error ? cur.message : ""))) parts.push(cur.message);
-      cur = cur.cause;
+  for (let depth = 0; cur !== undefined && cur !== null && depth < 8; depth++) {
+    if (cur instanceof Error || cur instanceof DOMException) {
+      const e = cur as Error;
+      const abortWrapper = ABORT_NAMES.has(e.name) && (e.cause instanceof Error || e.cause instanceof DOMException);
+      if (!abortWrapper && !parts.some((p) => p.includes(e.message))) parts.push(e.message);
+      cur = e.cause;
     } else {
       parts.push(String(cur));
       break;

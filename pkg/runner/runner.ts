@@ -1,20 +1,40 @@
 // The runner: one backup or restore at a time, catalog, retention, status.
 // It knows nothing of Kubernetes or of any particular engine.
 import { randomUUID } from "node:crypto";
+import { text } from "node:stream/consumers";
 import type { Logger } from "winston";
 import type { RunnerConfig } from "../apis/index.ts";
-import type { BackupEngine, EngineBackupResult, Progress, RestoreOptions, RestoreResult } from "../backupengine/types.ts";
+import type { BackupEngine, EngineBackupResult, InterruptedCleanup, Progress, RestoreOptions, RestoreResult, VerifyResult } from "../backupengine/types.ts";
 import type { ObjectStore } from "../storage/index.ts";
 import { Catalog, readInProgressAt, readManifestAt, writeInProgressAt, writeManifestAt, type CatalogEntry, type IncompleteBackup, type ReadRetry } from "./catalog.ts";
 import { StoreSink, StoreSource } from "./bridge.ts";
-import { BackupNotFoundError, BackupUnreadableError, BusyError, ShuttingDownError, describeError } from "./errors.ts";
+import {
+  BackupNotFoundError,
+  BackupNotWholeError,
+  BackupUnreadableError,
+  BusyError,
+  CancelledError,
+  OperationFinishedError,
+  OperationNotFoundError,
+  ShuttingDownError,
+  describeError,
+} from "./errors.ts";
+import { OperationJournal, markInterrupted, parseJournalEntry, remoteJournalKey, type RemoteTarget } from "./journal.ts";
+import { StorageProbe } from "./storageprobe.ts";
 import { newBackupId, isBackupId, backupIdTime } from "./ids.ts";
 import { INPROGRESS_NAME, MANIFEST_FORMAT, MANIFEST_NAME, type InProgressMarker, type Manifest, type Owner } from "./manifest.ts";
 import { describeOwner, isOwnedBy, runnerOwner } from "./owner.ts";
 import { applyRetention, type RetentionBackup, type RetentionDecision, type RetentionLabel } from "./retention.ts";
 
-export type OperationKind = "backup" | "restore";
-export type OperationState = "running" | "succeeded" | "failed" | "aborted";
+export type OperationKind = "backup" | "restore" | "verify";
+export const OPERATION_KINDS: readonly OperationKind[] = ["backup", "restore", "verify"];
+/**
+ * running; then succeeded, failed, cancelled (by a user: DELETE
+ * /api/v1/operations/{id}, Ctrl-C), aborted (the runner shut down) or
+ * interrupted (the runner was killed or crashed while it ran; found in the
+ * journal at the next start).
+ */
+export type OperationState = "running" | "succeeded" | "failed" | "aborted" | "cancelled" | "interrupted";
 export type BackupTrigger = Manifest["trigger"];
 
 export interface Operation {
@@ -27,9 +47,19 @@ export interface Operation {
   durationMs?: number | undefined;
   progress: Progress;
   backupId?: string | undefined;
+  /** The single-backup target (directory) a restore or verify read, when not a catalog backup. */
+  target?: string | undefined;
   error?: string | undefined;
   retryable?: boolean | undefined;
   result?: Record<string, unknown> | undefined;
+}
+
+/** The newest verify: which backup, when it ended, whether it was whole. */
+export interface LastVerified {
+  backupId: string;
+  operationId: string;
+  at: string;
+  ok: boolean;
 }
 
 export interface RestoreRequest extends RestoreOptions {
@@ -57,6 +87,10 @@ export interface RunnerDeps {
   historySize?: number;
   /** Retries of manifest reads while the catalog is rebuilt (default 4 attempts from 250 ms). */
   manifestReadRetry?: ReadRetry;
+  /** The operation journal (default: in config.definition.stateDir, the newest `historySize` files kept). */
+  journal?: OperationJournal;
+  /** Readiness of the storage (default: reachability plus a cached write probe). */
+  storageProbe?: StorageProbe;
 }
 
 /** Another owner's backups or in-progress backups seen in this runner's prefix. */
@@ -77,7 +111,11 @@ export interface RunnerStatus {
   storage: string;
   current?: Operation | undefined;
   lastSuccess: Partial<Record<OperationKind, Operation>>;
+  /** The newest operation of each kind that did not succeed (failed, cancelled, aborted or interrupted). */
   lastFailure: Partial<Record<OperationKind, Operation>>;
+  lastVerified: LastVerified | undefined;
+  /** What the start-up clean-up of interrupted restores found (undefined until it ran). */
+  interruptedCleanup: (InterruptedCleanup & { at: string }) | undefined;
   consecutiveFailures: number;
   backups: number;
   /** Backups whose manifest could not be read (kept, not restorable). */
@@ -94,6 +132,14 @@ const emptyProgress = (): Progress => ({ phase: "starting", tablesDone: 0, table
 
 function isAbort(err: unknown, signal: AbortSignal): boolean {
   return signal.aborted || (err instanceof Error && (err.name === "AbortError" || err.name === "StorageAbortedError"));
+}
+
+/** The tables (and other objects) of a verify result that are not whole, each with why. */
+export function damagedParts(r: VerifyResult): string[] {
+  return [
+    ...r.tables.filter((t) => !t.ok).map((t) => `${t.database}.${t.name} (${t.error ?? "not whole"})`),
+    ...r.otherObjects.filter((o) => !o.ok).map((o) => `object ${o.name} (${o.error ?? "not whole"})`),
+  ];
 }
 
 function retryableOf(err: unknown): boolean {
@@ -134,6 +180,11 @@ export class Runner {
   readonly #lastFailure: Partial<Record<OperationKind, Operation>> = {};
   readonly #owner: Owner;
   #foreignOwners: ForeignOwner[] = [];
+  readonly #journal: OperationJournal;
+  #journalLoaded: Promise<void> | undefined;
+  #lastVerified: LastVerified | undefined;
+  #interruptedCleanup: (InterruptedCleanup & { at: string }) | undefined;
+  readonly #storageProbe: StorageProbe;
 
   constructor(deps: RunnerDeps) {
     this.#cfg = deps.config;
@@ -146,6 +197,105 @@ export class Runner {
     const d = deps.config.definition;
     this.catalog = new Catalog(deps.store, `${d.namespace}/${d.name}`, deps.logger, deps.manifestReadRetry ? { readRetry: deps.manifestReadRetry } : {});
     this.#owner = runnerOwner(deps.config);
+    this.#journal =
+      deps.journal ?? new OperationJournal({ dir: d.stateDir, owner: this.#owner, logger: deps.logger, keep: this.#historySize, clock: this.#now });
+    this.#storageProbe =
+      deps.storageProbe ?? new StorageProbe({ store: deps.store, prefix: this.catalog.root, filesystemRoot: deps.config.storage.filesystem?.path });
+  }
+
+  /** The operation journal (its writes can be awaited with flush before a command exits). */
+  get journal(): OperationJournal {
+    return this.#journal;
+  }
+
+  /**
+   * Reads the operation journal once: finished operations are remembered
+   * again, and one that was running when the runner stopped is listed as
+   * interrupted, shown in lastFailure and logged once. Needs neither storage
+   * nor the database.
+   */
+  loadJournal(): Promise<void> {
+    this.#journalLoaded ??= (async () => {
+      let loaded;
+      try {
+        loaded = await this.#journal.load();
+      } catch (err: unknown) {
+        this.#log.warn("operation journal could not be read; earlier operations are not shown", { stateDir: this.#journal.dir, error: describeError(err) });
+        return;
+      }
+      for (const u of loaded.unreadable) this.#log.warn("unreadable operation journal file skipped", u);
+      for (const op of loaded.operations) this.#adopt(op);
+      for (const op of loaded.interrupted) this.#logInterrupted(op, "journal");
+      for (const op of loaded.runningElsewhere) {
+        this.#log.warn("the journal shows an operation that another live process on this host is running", { operationId: op.id, kind: op.kind, backupId: op.backupId });
+      }
+    })();
+    return this.#journalLoaded;
+  }
+
+  /** A journaled operation becomes part of the history and of last success / failure / verified again. */
+  #adopt(op: Operation): void {
+    if (this.#current?.op.id === op.id) return;
+    this.#remember(op);
+    if (op.state === "running") return;
+    const end = (o: Operation | undefined) => (o?.endedAt ? Date.parse(o.endedAt) : -Infinity);
+    const slot = op.state === "succeeded" ? this.#lastSuccess : this.#lastFailure;
+    if (end(op) >= end(slot[op.kind])) slot[op.kind] = op;
+    if (op.kind === "verify") this.#noteVerified(op);
+  }
+
+  #noteVerified(op: Operation): void {
+    const ok = op.result?.["ok"];
+    if (op.kind !== "verify" || typeof ok !== "boolean" || !op.backupId || !op.endedAt) return;
+    if (this.#lastVerified && Date.parse(this.#lastVerified.at) > Date.parse(op.endedAt)) return;
+    this.#lastVerified = { backupId: op.backupId, operationId: op.id, at: op.endedAt, ok };
+  }
+
+  #logInterrupted(op: Operation, from: "journal" | "storage"): void {
+    this.#log.warn("an operation was interrupted: the runner stopped while it ran", {
+      operationId: op.id,
+      kind: op.kind,
+      backupId: op.backupId,
+      startedAt: op.startedAt,
+      lastSeen: op.endedAt,
+      progress: op.progress,
+      foundIn: from,
+    });
+  }
+
+  /**
+   * Restores whose journal copy in storage says running and that this
+   * runner does not know (its volume was lost): listed as interrupted like
+   * the ones in the local journal. Reads at most the `limit` newest copies
+   * written in the last week (an interrupted restore is a recent one).
+   */
+  async #loadRemoteJournals(signal: AbortSignal | undefined, limit = 20): Promise<void> {
+    const since = this.#now().getTime() - 7 * 86_400_000;
+    const unknown = this.catalog
+      .restoreJournals()
+      .filter((j) => (j.lastModified?.getTime() ?? 0) >= since && !this.operation(j.operationId))
+      .slice(0, limit);
+    for (const j of unknown) {
+      try {
+        const entry = parseJournalEntry(await text(await this.#store.get(j.key, { signal })), j.key);
+        if (!isOwnedBy(entry.owner, this.#owner)) continue;
+        let op = entry.operation as Operation;
+        if (this.operation(op.id)) continue;
+        if (op.state === "running") {
+          op = markInterrupted(op, entry.updatedAt);
+          this.#logInterrupted(op, "storage");
+          // Rewritten so that the next start does not report it again.
+          const journal = new OperationJournal({ dir: this.#journal.dir, owner: this.#owner, logger: this.#log, clock: this.#now });
+          journal.begin(op, { store: this.#store, key: j.key });
+          await journal.end(op);
+          await journal.flush(5_000);
+        }
+        this.#adopt(op);
+      } catch (err: unknown) {
+        signal?.throwIfAborted();
+        this.#log.warn("a restore journal in storage could not be read", { key: j.key, error: describeError(err) });
+      }
+    }
   }
 
   get config(): RunnerConfig {
@@ -185,7 +335,9 @@ export class Runner {
    * runner's recent one is left alone. Other owners are reported, not fatal.
    */
   async init(signal?: AbortSignal): Promise<void> {
+    await this.loadJournal();
     const incomplete = await this.catalog.rebuild(signal);
+    await this.#loadRemoteJournals(signal);
     const now = this.#now();
     const cutoff = new Date(now.getTime() - this.incompleteCleanupAfterMs);
     const keptForeign: IncompleteBackup[] = [];
@@ -237,8 +389,32 @@ export class Runner {
     return [...byId.values()];
   }
 
+  /**
+   * Asks the engine to remove what interrupted restores left (staging
+   * tables) and to put back what they had moved aside. Call it once the
+   * database answers and before any restore starts: it removes every staging
+   * table it finds. Copies it keeps (the swap had happened) become a warning.
+   */
+  async cleanupInterrupted(signal: AbortSignal): Promise<InterruptedCleanup | undefined> {
+    if (!this.#engine.cleanupInterrupted) return undefined;
+    const r = await this.#engine.cleanupInterrupted(signal);
+    this.#interruptedCleanup = { ...r, at: this.#now().toISOString() };
+    if (r.removed.length || r.restored.length || r.kept.length) {
+      this.#log.warn("cleaned up after interrupted restores", { removed: r.removed, restored: r.restored, kept: r.kept });
+    } else {
+      this.#log.info("no interrupted restore left anything behind", {});
+    }
+    return r;
+  }
+
   #warnings(): string[] {
     const w: string[] = [];
+    const kept = this.#interruptedCleanup?.kept ?? [];
+    if (kept.length) {
+      w.push(
+        `an interrupted restore left ${kept.length} pre-restore cop${kept.length === 1 ? "y" : "ies"} of tables that it had already replaced: ${kept.join(", ")}; check the restored tables and drop these copies when they are no longer needed`,
+      );
+    }
     if (this.#foreignOwners.length) {
       const others = this.#foreignOwners.map((f) => `${describeOwner(f.owner)}: ${f.backups} backup(s), ${f.inProgress} in progress`).join("; ");
       w.push(`another runner writes to ${this.catalog.root} (this runner: ${describeOwner(this.#owner)}; others: ${others}); their backups are never deleted by this runner`);
@@ -259,6 +435,8 @@ export class Runner {
       current: this.#current ? { ...this.#current.op } : undefined,
       lastSuccess: this.#lastSuccess,
       lastFailure: this.#lastFailure,
+      lastVerified: this.#lastVerified,
+      interruptedCleanup: this.#interruptedCleanup,
       consecutiveFailures: this.#consecutiveFailures,
       backups: this.catalog.list().length,
       unreadableBackups: this.catalog.unreadable().length,
@@ -271,7 +449,7 @@ export class Runner {
   /** Readiness: can the storage and the database be reached? Each value is "ok" or the error message. */
   async health(signal?: AbortSignal): Promise<{ storage: string; engine: string; engineVersion?: string | undefined }> {
     const sig = signal ?? AbortSignal.timeout(5000);
-    const [storage, engine] = await Promise.allSettled([this.#store.check(sig), this.#engine.check(sig)]);
+    const [storage, engine] = await Promise.allSettled([this.#storageProbe.check(sig), this.#engine.check(sig)]);
     return {
       storage: storage.status === "fulfilled" ? "ok" : describeError(storage.reason),
       engine: engine.status === "fulfilled" ? "ok" : describeError(engine.reason),
@@ -286,6 +464,39 @@ export class Runner {
   operation(id: string): Operation | undefined {
     if (this.#current?.op.id === id) return this.#current.op;
     return this.#history.get(id);
+  }
+
+  /** The running operation and the remembered ones (journaled ones included), newest first. */
+  operations(): Operation[] {
+    const all = [...this.#history.values()];
+    if (this.#current && !this.#history.has(this.#current.op.id)) all.push(this.#current.op);
+    return all.sort((a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || b.id.localeCompare(a.id));
+  }
+
+  /**
+   * Cancels the running operation `id`: it stops, with the same guarantees
+   * as a failure (a backup's objects are removed, a restore rolls back), and
+   * ends `cancelled`. Returns the operation at once (still running; `idle()`
+   * resolves once it has ended). Unknown ids throw OperationNotFoundError,
+   * ended ones OperationFinishedError.
+   */
+  cancel(id: string, by: string): Operation {
+    const cur = this.#current;
+    if (!cur || cur.op.id !== id) {
+      const op = this.#history.get(id);
+      if (!op) throw new OperationNotFoundError(id);
+      throw new OperationFinishedError(id, op.state);
+    }
+    if (!cur.abort.signal.aborted) {
+      this.#log.warn("cancelling operation", { operationId: id, kind: cur.op.kind, by });
+      cur.abort.abort(new CancelledError(by));
+    }
+    return cur.op;
+  }
+
+  /** Resolves once the running operation (if any) has ended. */
+  async idle(): Promise<void> {
+    await this.#current?.done;
   }
 
   /**
@@ -348,10 +559,11 @@ export class Runner {
     return { op, abort: new AbortController() };
   }
 
-  #run(op: Operation, abort: AbortController, work: (signal: AbortSignal) => Promise<Record<string, unknown>>): Promise<Operation> {
+  #run(op: Operation, abort: AbortController, work: (signal: AbortSignal) => Promise<Record<string, unknown>>, remote?: RemoteTarget): Promise<Operation> {
     const log = this.#log.child({ operationId: op.id, kind: op.kind });
     this.#observer.operationStarted?.(op);
-    log.info("operation started", { trigger: op.trigger });
+    log.info("operation started", { trigger: op.trigger, backupId: op.backupId, target: op.target });
+    this.#journal.begin(op, remote);
     const done = (async () => {
       try {
         op.result = await work(abort.signal);
@@ -359,18 +571,22 @@ export class Runner {
         this.#consecutiveFailures = 0;
         this.#lastSuccess[op.kind] = op;
       } catch (err: unknown) {
-        op.state = isAbort(err, abort.signal) ? "aborted" : "failed";
+        const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
+        op.state = reason instanceof CancelledError ? "cancelled" : isAbort(err, abort.signal) ? "aborted" : "failed";
         op.error = describeError(err);
         op.retryable = retryableOf(err);
+        if (err instanceof OperationResultError) op.result = err.result;
         this.#consecutiveFailures++;
         this.#lastFailure[op.kind] = op;
       } finally {
         const end = this.#now();
         op.endedAt = end.toISOString();
         op.durationMs = end.getTime() - new Date(op.startedAt).getTime();
+        if (op.kind === "verify") this.#noteVerified(op);
         this.#current = undefined;
         this.#remember(op);
         this.#observer.operationFinished?.(op);
+        await this.#journal.end(op);
         if (op.state === "succeeded") log.info("operation succeeded", { durationMs: op.durationMs, backupId: op.backupId });
         else log.error("operation failed", { state: op.state, durationMs: op.durationMs, backupId: op.backupId, error: op.error, retryable: op.retryable });
       }
@@ -393,6 +609,7 @@ export class Runner {
       const dRows = p.rows - op.progress.rows;
       if (dRows > 0) this.#observer.rows?.(kind, dRows);
       op.progress = { ...p, bytes: Math.max(p.bytes, op.progress.bytes) };
+      this.#journal.update(op);
     };
   }
 
@@ -424,13 +641,68 @@ export class Runner {
   startTargetRestore(target: string, opts: RestoreOptions, trigger = "cli"): { operation: Operation; finished: Promise<Operation> } {
     const dir = normalizeTarget(target);
     const { op, abort } = this.#begin("restore", trigger);
+    op.target = dir;
+    const finished = this.#run(
+      op,
+      abort,
+      async (signal) => {
+        const manifest = await readManifestAt(this.#store, dir, signal);
+        op.backupId = manifest.id;
+        const r = await this.restoreFrom(manifest, dir, opts, signal, op);
+        return restoreResultView(manifest.id, r, dir);
+      },
+      { store: this.#store, key: remoteJournalKey(dir, op.id) },
+    );
+    return { operation: op, finished };
+  }
+
+  /** Verifies the backup written by single-backup mode at `target` (see startVerify). */
+  startTargetVerify(target: string, trigger = "cli"): { operation: Operation; finished: Promise<Operation> } {
+    const dir = normalizeTarget(target);
+    const { op, abort } = this.#begin("verify", trigger);
+    op.target = dir;
     const finished = this.#run(op, abort, async (signal) => {
       const manifest = await readManifestAt(this.#store, dir, signal);
       op.backupId = manifest.id;
-      const r = await this.restoreFrom(manifest, dir, opts, signal, op);
-      return { backupId: manifest.id, target: dir, databases: r.databases, tables: r.tables.length, rows: r.tables.reduce((s, t) => s + t.rows, 0) };
+      return this.#verify(op, manifest, dir, signal);
     });
     return { operation: op, finished };
+  }
+
+  /**
+   * Proves a backup whole from storage alone (no database): every object is
+   * read and checked, decompressed and its rows counted against the
+   * manifest. The operation succeeds when the backup is whole; otherwise it
+   * fails with a message naming every damaged table. Either way its result
+   * holds the engine's VerifyResult, table by table.
+   */
+  startVerify(ref: string, trigger = "api"): { operation: Operation; finished: Promise<Operation> } {
+    const entry = this.resolveBackup(ref);
+    const { op, abort } = this.#begin("verify", trigger);
+    op.backupId = entry.manifest.id;
+    const finished = this.#run(op, abort, (signal) => this.#verify(op, entry.manifest, this.catalog.dir(entry.manifest.id), signal));
+    return { operation: op, finished };
+  }
+
+  async #verify(op: Operation, manifest: Manifest, dir: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const engine = this.#engine;
+    if (!engine.verify) throw new Error(`the ${engine.name} engine cannot verify backups`);
+    const source = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage, (n) => this.#observer.bytes?.("verify", n));
+    let r: VerifyResult;
+    try {
+      r = await engine.verify({
+        signal,
+        source,
+        backup: manifestToEngineResult(manifest),
+        logger: this.#log.child({ backupId: manifest.id, operationId: op.id }),
+        onProgress: this.#progress(op, "verify"),
+      });
+    } catch (err: unknown) {
+      throw new Error(`verify ${manifest.id}`, { cause: err });
+    }
+    const result: Record<string, unknown> = { backupId: manifest.id, ...(op.target ? { target: op.target } : {}), ok: r.ok, tables: r.tables, otherObjects: r.otherObjects };
+    if (!r.ok) throw new OperationResultError(new BackupNotWholeError(manifest.id, damagedParts(r)), result);
+    return result;
   }
 
   async #backup(op: Operation, trigger: BackupTrigger, signal: AbortSignal, singleTarget?: string): Promise<Record<string, unknown>> {
@@ -614,10 +886,16 @@ export class Runner {
     const entry = this.resolveBackup(req.backup);
     const { op, abort } = this.#begin("restore", trigger);
     op.backupId = entry.manifest.id;
-    const finished = this.#run(op, abort, async (signal) => {
-      const r = await this.restoreFrom(entry.manifest, this.catalog.dir(entry.manifest.id), req, signal, op);
-      return { backupId: entry.manifest.id, databases: r.databases, tables: r.tables.length, rows: r.tables.reduce((s, t) => s + t.rows, 0) };
-    });
+    const dir = this.catalog.dir(entry.manifest.id);
+    const finished = this.#run(
+      op,
+      abort,
+      async (signal) => {
+        const r = await this.restoreFrom(entry.manifest, dir, req, signal, op);
+        return restoreResultView(entry.manifest.id, r);
+      },
+      { store: this.#store, key: remoteJournalKey(dir, op.id) },
+    );
     return { operation: op, finished };
   }
 
@@ -647,6 +925,28 @@ export class Runner {
     cur.abort.abort(new ShuttingDownError());
     await Promise.race([cur.done, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
+}
+
+/** A failure that still carries the operation's result (verify: the table-by-table report of a damaged backup). */
+export class OperationResultError extends Error {
+  readonly result: Record<string, unknown>;
+  constructor(cause: Error, result: Record<string, unknown>) {
+    super(cause.message, { cause: cause.cause });
+    this.name = cause.name;
+    this.result = result;
+  }
+}
+
+/** What a restore reports: rows per table as counted in the data it sent. */
+function restoreResultView(backupId: string, r: RestoreResult, target?: string): Record<string, unknown> {
+  return {
+    backupId,
+    ...(target ? { target } : {}),
+    databases: r.databases,
+    tables: r.tables.length,
+    rows: r.tables.reduce((s, t) => s + t.rows, 0),
+    tableRows: r.tables.map((t) => ({ database: t.database, name: t.name, rows: t.rows })),
+  };
 }
 
 /** When an incomplete backup was last touched: its marker's start or its newest object, whichever is later (else its id's time). */

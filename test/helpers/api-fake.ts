@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { Logger } from "winston";
 import { parseRunnerConfig, type RunnerConfig } from "../../pkg/apis/index.ts";
-import type { BackupEngine, BackupRequest, EngineBackupResult, RestoreRequest, RestoreResult } from "../../pkg/backupengine/types.ts";
+import type { BackupEngine, BackupRequest, EngineBackupResult, InterruptedCleanup, RestoreRequest, RestoreResult, VerifyRequest, VerifyResult } from "../../pkg/backupengine/types.ts";
 import { Runner, type RunnerObserver } from "../../pkg/runner/runner.ts";
-import { createFilesystemStore } from "../../pkg/storage/index.ts";
+import { createFilesystemStore, type ObjectStore } from "../../pkg/storage/index.ts";
 
 export const FAKE_CH_PASSWORD = "ch-password-do-not-leak";
 
@@ -25,6 +25,12 @@ export class FakeEngine implements BackupEngine {
   restoreError: string | undefined;
   readonly restores: RestoreRequest["options"][] = [];
   dataBytes = 4096;
+  /** What verify reports (default: whole). */
+  verifyResult: VerifyResult | undefined;
+  /** What cleanupInterrupted reports, and how often it was called; cleanupError makes it fail. */
+  cleanup: InterruptedCleanup = { removed: [], restored: [], kept: [] };
+  cleanupError: string | undefined;
+  cleanupCalls = 0;
 
   async check(signal: AbortSignal): Promise<{ version: string }> {
     if (this.checkDelayMs) await new Promise((r) => setTimeout(r, this.checkDelayMs));
@@ -61,9 +67,33 @@ export class FakeEngine implements BackupEngine {
     for await (const c of stream as AsyncIterable<Buffer>) bytes += c.length;
     req.onProgress?.({ phase: "restore", tablesDone: 1, tablesTotal: 2, bytes, rows: 100 });
     if (this.gate) await this.gate;
+    req.signal.throwIfAborted();
     if (this.restoreError) throw new Error(this.restoreError);
     req.onProgress?.({ phase: "restore", tablesDone: 2, tablesTotal: 2, bytes, rows: 150 });
     return { databases: ["db1"], tables: [{ database: "db1", name: "t1", rows: 100 }, { database: "db1", name: "t2", rows: 50 }] };
+  }
+
+  async verify(req: VerifyRequest): Promise<VerifyResult> {
+    const stream = await req.source.getObject("data.bin", req.signal);
+    let bytes = 0;
+    for await (const c of stream as AsyncIterable<Buffer>) bytes += c.length;
+    req.onProgress?.({ phase: "verify", tablesDone: 1, tablesTotal: 1, bytes, rows: 100, currentTable: "db1.t1" });
+    if (this.gate) await this.gate;
+    req.signal.throwIfAborted();
+    return (
+      this.verifyResult ?? {
+        ok: true,
+        tables: [{ database: "db1", name: "t1", objects: ["data.bin"], expectedRows: 100, rows: 100, bytes, uncompressedBytes: bytes, ok: true }],
+        otherObjects: [],
+      }
+    );
+  }
+
+  async cleanupInterrupted(signal: AbortSignal): Promise<InterruptedCleanup> {
+    this.cleanupCalls++;
+    signal.throwIfAborted();
+    if (this.cleanupError) throw new Error(this.cleanupError);
+    return this.cleanup;
   }
 
   async close(): Promise<void> {}
@@ -84,8 +114,21 @@ export interface FakeRunner {
   cleanup(): Promise<void>;
 }
 
-export async function fakeRunner(opts: { token: string; logger: Logger; observer?: RunnerObserver; mode?: "scheduled" | "single" }): Promise<FakeRunner> {
-  const dir = await mkdtemp(join(tmpdir(), "api-unit-"));
+export async function fakeRunner(opts: {
+  token: string;
+  logger: Logger;
+  observer?: RunnerObserver;
+  mode?: "scheduled" | "single";
+  /** Storage directory (default: a new temp dir, removed by cleanup). */
+  dir?: string;
+  stateDir?: string;
+  engine?: FakeEngine;
+  /** Wraps the filesystem store (fault injection). */
+  wrapStore?: (s: ObjectStore) => ObjectStore;
+  /** Skip runner.init(). */
+  noInit?: boolean;
+}): Promise<FakeRunner> {
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "api-unit-")));
   const config = parseRunnerConfig({
     definition: {
       namespace: "shop",
@@ -94,18 +137,20 @@ export async function fakeRunner(opts: { token: string; logger: Logger; observer
       clickhouse: { url: "http://127.0.0.1:9", username: "backup", password: FAKE_CH_PASSWORD },
       schedule: { cron: "0 0 1 1 *", timeZone: "Europe/Berlin" },
       ...(opts.mode === "single" ? { singleBackup: { target: "exports/one" } } : {}),
+      ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
     },
     storage: { filesystem: { path: dir } },
     api: { token: opts.token },
   });
-  const engine = new FakeEngine();
+  const engine = opts.engine ?? new FakeEngine();
+  const fsStore = createFilesystemStore({ root: dir });
   const runner = new Runner({
     config,
-    store: createFilesystemStore({ root: dir }),
+    store: opts.wrapStore ? opts.wrapStore(fsStore) : fsStore,
     engine,
     logger: opts.logger,
     ...(opts.observer ? { observer: opts.observer } : {}),
   });
-  await runner.init();
+  if (!opts.noInit) await runner.init();
   return { runner, engine, config, dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

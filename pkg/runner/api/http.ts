@@ -78,6 +78,46 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
   if (!isJsonContentType(req.headers["content-type"])) {
     throw new ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)");
   }
+  const text = decodeUtf8(await readBody(req, limit));
+  if (text.trim() === "") throw new ApiError(400, "invalid_json", "the body is empty; send a JSON object");
+  return parseJson(text);
+}
+
+/**
+ * A body that may be left out (POST /api/v1/backups, .../verify): no body or
+ * an empty one gives undefined; anything else must be JSON like in
+ * readJsonBody.
+ */
+export async function readOptionalJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const length = req.headers["content-length"];
+  if (length === "0" || (length === undefined && req.headers["transfer-encoding"] === undefined)) return undefined;
+  const body = await readBody(req, limit);
+  if (body.length === 0) return undefined;
+  if (!isJsonContentType(req.headers["content-type"])) {
+    throw new ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json), or empty");
+  }
+  const text = decodeUtf8(body);
+  if (text.trim() === "") return undefined;
+  return parseJson(text);
+}
+
+function decodeUtf8(body: Buffer): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    throw new ApiError(400, "invalid_json", "the body is not valid UTF-8");
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ApiError(400, "invalid_json", "the body is not valid JSON");
+  }
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const tooLarge = () => new ApiError(413, "payload_too_large", `the body must be at most ${limit} bytes`, { headers: { Connection: "close" } });
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > limit) throw tooLarge();
@@ -120,16 +160,5 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
     req.on("error", onError);
     req.on("close", onClose);
   });
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(body);
-  } catch {
-    throw new ApiError(400, "invalid_json", "the body is not valid UTF-8");
-  }
-  if (text.trim() === "") throw new ApiError(400, "invalid_json", "the body is empty; send a JSON object");
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new ApiError(400, "invalid_json", "the body is not valid JSON");
-  }
+  return body;
 }

@@ -21,8 +21,8 @@ describe("RunnerMetrics", () => {
   it("starts every series at 0 and uses its own registry", async () => {
     const m = new RunnerMetrics({ defaultMetrics: false });
     const s = await scrape(m);
-    for (const kind of ["backup", "restore"]) {
-      for (const result of ["succeeded", "failed", "aborted"]) expect(s.get(`chbackup_runner_operations_total{kind="${kind}",result="${result}"}`)).toBe(0);
+    for (const kind of ["backup", "restore", "verify"]) {
+      for (const result of ["succeeded", "failed", "aborted", "cancelled"]) expect(s.get(`chbackup_runner_operations_total{kind="${kind}",result="${result}"}`)).toBe(0);
       expect(s.get(`chbackup_runner_bytes_total{kind="${kind}"}`)).toBe(0);
       expect(s.get(`chbackup_runner_rows_total{kind="${kind}"}`)).toBe(0);
       expect(s.get(`chbackup_runner_current_operation{kind="${kind}"}`)).toBe(0);

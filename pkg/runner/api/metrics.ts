@@ -2,12 +2,12 @@
 // Every metric lives in a Registry owned by this instance (never prom-client's
 // global default registry), so several runners or tests can coexist.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Operation, OperationKind, RunnerObserver } from "../runner.ts";
+import { OPERATION_KINDS, type Operation, type OperationKind, type RunnerObserver } from "../runner.ts";
 import { RETENTION_LABELS } from "../retention.ts";
 
 const PREFIX = "chbackup_runner_";
-const KINDS: readonly OperationKind[] = ["backup", "restore"];
-const RESULTS = ["succeeded", "failed", "aborted"] as const;
+const KINDS: readonly OperationKind[] = OPERATION_KINDS;
+const RESULTS = ["succeeded", "failed", "aborted", "cancelled"] as const;
 
 /** Seconds: a tiny test database takes about a second, a big one hours. */
 export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14_400, 28_800, 57_600, 86_400];
@@ -44,7 +44,7 @@ export class RunnerMetrics {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     this.#operations = new Counter({
       name: `${PREFIX}operations_total`,
-      help: "Finished backup and restore operations by result (succeeded, failed, aborted)",
+      help: "Finished backup, restore and verify operations by result (succeeded, failed, aborted, cancelled)",
       labelNames: ["kind", "result"],
       registers,
     });
@@ -58,7 +58,7 @@ export class RunnerMetrics {
     const self = this;
     this.#bytes = new Counter({
       name: `${PREFIX}bytes_total`,
-      help: "Bytes written to storage by backups (kind=backup) and read from storage by restores (kind=restore)",
+      help: "Bytes written to storage by backups (kind=backup) and read from storage by restores (kind=restore) and verify (kind=verify)",
       labelNames: ["kind"],
       registers,
       collect() {
@@ -67,7 +67,7 @@ export class RunnerMetrics {
     });
     this.#rows = new Counter({
       name: `${PREFIX}rows_total`,
-      help: "Rows backed up (kind=backup) and restored (kind=restore)",
+      help: "Rows backed up (kind=backup), restored (kind=restore) and verified (kind=verify)",
       labelNames: ["kind"],
       registers,
     });

@@ -449,6 +449,150 @@ describe("API server (fake engine)", () => {
   });
 });
 
+describe("API server: operations, verify, cancel (fake engine)", () => {
+  let s: Setup;
+  beforeAll(async () => {
+    s = await setup();
+    const r = await s.api.post("/api/v1/backups");
+    await waitOp(s, r.json.operation.id);
+  });
+  afterAll(async () => {
+    await s.server.close(1000);
+    await s.fr.cleanup();
+  });
+  afterEach(() => {
+    s.fr.engine.gate = undefined;
+    s.fr.engine.verifyResult = undefined;
+    s.fr.engine.checkError = undefined;
+    (s.service as { catalogLoaded?: boolean }).catalogLoaded = undefined;
+    s.service.ready = true;
+  });
+
+  it("POST /api/v1/backups takes no body, an empty one or {}; any field is 400, non-JSON 415", async () => {
+    for (const body of [undefined, "", "{}", " {} "]) {
+      const r = await s.api.raw({ method: "POST", path: "/api/v1/backups", token: TOKEN, ...(body === undefined ? {} : { body, headers: { "Content-Type": "application/json" } }) });
+      expect(r.status, JSON.stringify(body)).toBe(202);
+      await waitOp(s, r.json.operation.id);
+    }
+    const unknown = await s.api.post("/api/v1/backups", { labels: ["daily"] });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error).toMatchObject({ code: "invalid_request", field: "labels" });
+    expect(unknown.json.error.message).toContain('unknown field "labels"');
+    expect((await s.api.raw({ method: "POST", path: "/api/v1/backups", token: TOKEN, body: "[]", headers: { "Content-Type": "application/json" } })).status).toBe(400);
+    expect((await s.api.raw({ method: "POST", path: "/api/v1/backups", token: TOKEN, body: "{nope", headers: { "Content-Type": "application/json" } })).json.error.code).toBe("invalid_json");
+    expect((await s.api.raw({ method: "POST", path: "/api/v1/backups", token: TOKEN, body: "x=1", headers: { "Content-Type": "application/x-www-form-urlencoded" } })).status).toBe(415);
+  });
+
+  it("allowUnstagedDrop reaches the engine; a non-boolean is 400", async () => {
+    const before = s.fr.engine.restores.length;
+    const r = await s.api.post("/api/v1/restores", { backup: "latest", existingTables: "drop", allowUnstagedDrop: true });
+    expect(r.status).toBe(202);
+    await waitOp(s, r.json.operation.id);
+    expect(s.fr.engine.restores[before]).toMatchObject({ existingTables: "drop", allowUnstagedDrop: true });
+    const bad = await s.api.post("/api/v1/restores", { backup: "latest", allowUnstagedDrop: "yes" });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe("allowUnstagedDrop");
+  });
+
+  it("POST /api/v1/backups/{id|latest}/verify runs a verify operation; its result holds the per-table report", async () => {
+    const id = s.fr.runner.latest()!.manifest.id;
+    for (const ref of ["latest", id]) {
+      const r = await s.api.post(`/api/v1/backups/${ref}/verify`);
+      expect(r.status).toBe(202);
+      expect(r.headers["location"]).toBe(`/api/v1/operations/${r.json.operation.id}`);
+      expect(r.json.operation).toMatchObject({ kind: "verify", state: "running", backupId: id });
+      const done = await waitOp(s, r.json.operation.id);
+      expect(done.operation.state).toBe("succeeded");
+      expect(done.operation.result).toMatchObject({ backupId: id, ok: true, tables: [{ database: "db1", name: "t1", rows: 100, ok: true }] });
+    }
+    const st = (await s.api.get("/api/v1/status")).json;
+    expect(st.lastVerified).toMatchObject({ backupId: id, ok: true });
+    expect(st.lastSuccess.verify.kind).toBe("verify");
+    expect((await s.api.post("/api/v1/backups/20200101T000000Z-abcdef/verify")).status).toBe(404);
+    expect((await s.api.post("/api/v1/backups/nope/verify")).status).toBe(400);
+    expect((await s.api.post(`/api/v1/backups/${id}/verify`, { deep: true })).status).toBe(400);
+  });
+
+  it("a damaged backup: the verify operation fails naming the tables", async () => {
+    s.fr.engine.verifyResult = {
+      ok: false,
+      tables: [{ database: "db1", name: "t1", objects: ["data.bin"], expectedRows: 100, rows: 0, bytes: 1, uncompressedBytes: 0, ok: false, error: "the data holds 0 rows, the manifest says 100" }],
+      otherObjects: [],
+    };
+    const r = await s.api.post("/api/v1/backups/latest/verify");
+    const done = await waitOp(s, r.json.operation.id);
+    expect(done.operation.state).toBe("failed");
+    expect(done.operation.error).toContain("is not whole: db1.t1 (the data holds 0 rows, the manifest says 100)");
+    expect(done.operation.result.ok).toBe(false);
+    expect((await s.api.get("/api/v1/status")).json.lastVerified.ok).toBe(false);
+  });
+
+  it("verify works once the catalog is loaded, before the database answers; backups and restores wait", async () => {
+    s.service.ready = false;
+    (s.service as { catalogLoaded?: boolean }).catalogLoaded = true;
+    s.fr.engine.checkError = "connect ECONNREFUSED";
+    const v = await s.api.post("/api/v1/backups/latest/verify");
+    expect(v.status).toBe(202);
+    expect((await waitOp(s, v.json.operation.id)).operation.state).toBe("succeeded");
+    expect((await s.api.get("/api/v1/backups")).status).toBe(200);
+    const b = await s.api.post("/api/v1/backups");
+    expect(b.status).toBe(503);
+    expect(b.json.error.code).toBe("not_ready");
+    expect((await s.api.post("/api/v1/restores", { backup: "latest" })).status).toBe(503);
+  });
+
+  it("GET /api/v1/operations lists every remembered operation, newest first", async () => {
+    const r = await s.api.get("/api/v1/operations");
+    expect(r.status).toBe(200);
+    const ops = r.json.operations as { id: string; kind: string; startedAt: string }[];
+    expect(ops.length).toBeGreaterThan(5);
+    expect(new Set(ops.map((o) => o.kind))).toEqual(new Set(["backup", "restore", "verify"]));
+    const times = ops.map((o) => Date.parse(o.startedAt));
+    expect([...times].sort((a, b) => b - a)).toEqual(times);
+  });
+
+  it("DELETE /api/v1/operations/{id} cancels a running operation: 202, then cancelled; 409 once ended; 404 unknown", async () => {
+    const g = gate();
+    s.fr.engine.gate = g.promise;
+    const r = await s.api.post("/api/v1/backups");
+    const id = r.json.operation.id;
+    await pollJson(() => s.api.get(`/api/v1/operations/${id}`), (j) => j.operation.progress.tablesDone === 1, 5000, 10);
+    const c = await s.api.del(`/api/v1/operations/${id}`);
+    expect(c.status).toBe(202);
+    expect(c.json.operation.id).toBe(id);
+    g.open();
+    const done = await waitOp(s, id);
+    expect(done.operation.state).toBe("cancelled");
+    expect(done.operation.error).toContain("cancelled by API request");
+    expect(s.fr.runner.catalog.get(done.operation.backupId)).toBeUndefined();
+    const again = await s.api.del(`/api/v1/operations/${id}`);
+    expect(again.status).toBe(409);
+    expect(again.json.error.code).toBe("operation_finished");
+    const unknown = await s.api.del("/api/v1/operations/00000000-0000-0000-0000-000000000000");
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error.code).toBe("operation_not_found");
+    const m = parsePrometheusText((await rawRequest(s.server.url, { path: "/metrics" })).text);
+    expect(m.get('chbackup_runner_operations_total{kind="backup",result="cancelled"}')).toBe(1);
+  });
+
+  it("/readyz and the 503s say why the runner is not ready", async () => {
+    const svc = s.service as ApiService & { ready: boolean; startupProblem?: () => string | undefined };
+    svc.ready = false;
+    svc.startupProblem = () => "loading the backup catalog from storage: connect ECONNREFUSED 127.0.0.1:9000";
+    try {
+      const r = await rawRequest(s.server.url, { path: "/readyz" });
+      expect(r.status).toBe(503);
+      expect(r.json.checks.runner).toBe("not ready: loading the backup catalog from storage: connect ECONNREFUSED 127.0.0.1:9000");
+      const b = await s.api.get("/api/v1/backups");
+      expect(b.status).toBe(503);
+      expect(b.json.error.message).toContain("ECONNREFUSED");
+      expect((await s.api.get("/api/v1/status")).json.notReadyReason).toContain("ECONNREFUSED");
+    } finally {
+      delete svc.startupProblem;
+    }
+  });
+});
+
 describe("API server: modes and shutdown", () => {
   it("single mode: POST /api/v1/backups is 409 single_mode", async () => {
     const s = await setup({ mode: "single" });

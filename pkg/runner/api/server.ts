@@ -1,5 +1,6 @@
 // The runner's HTTP API: probes, Prometheus metrics, status, the backup
-// catalog, on-demand backups, pins and restores.
+// catalog, on-demand backups, pins, restores, verify, and operations (list,
+// follow, cancel).
 //
 // Plain node:http, no framework: a dozen fixed routes, JSON in and out, one
 // bearer token. A router, body parser and error mapper are a few dozen lines
@@ -16,15 +17,15 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "winston";
 import type { RunnerConfig } from "../../apis/index.ts";
 import type { CatalogEntry, UnreadableBackup } from "../catalog.ts";
-import { BackupNotFoundError, BackupUnreadableError, BusyError, ShuttingDownError, describeError } from "../errors.ts";
+import { BackupNotFoundError, BackupUnreadableError, BusyError, NotReadyError, OperationFinishedError, OperationNotFoundError, ShuttingDownError, describeError } from "../errors.ts";
 import { isBackupId } from "../ids.ts";
 import type { RetentionDecision } from "../retention.ts";
 import type { BackupTrigger, Operation, RestoreRequest, RunnerStatus } from "../runner.ts";
 import { BearerAuth } from "./auth.ts";
-import { ApiError, parsePath, readJsonBody, sendError, sendJson } from "./http.ts";
+import { ApiError, parsePath, readJsonBody, readOptionalJsonBody, sendError, sendJson } from "./http.ts";
 import type { RunnerMetrics } from "./metrics.ts";
 import type { Owner } from "../manifest.ts";
-import { backupSummary, firstIssue, operationView, restoreBody, secretRedactor, statusView, unreadableSummary } from "./views.ts";
+import { backupSummary, emptyBody, firstIssue, operationView, restoreBody, secretRedactor, statusView, unreadableSummary } from "./views.ts";
 
 /** What the API uses of the Runner (the Runner class satisfies it; tests may pass a fake). */
 export interface ApiRunner {
@@ -40,15 +41,23 @@ export interface ApiRunner {
   status(): RunnerStatus;
   health(signal?: AbortSignal): Promise<{ storage: string; engine: string; engineVersion?: string | undefined }>;
   operation(id: string): Operation | undefined;
+  operations(): Operation[];
+  cancel(id: string, by: string): Operation;
   retentionDecision(): RetentionDecision;
   startBackup(trigger: BackupTrigger): { operation: Operation; finished: Promise<Operation> };
   startRestore(req: RestoreRequest, trigger?: string): { operation: Operation; finished: Promise<Operation> };
+  startVerify(ref: string, trigger?: string): { operation: Operation; finished: Promise<Operation> };
 }
 
 /** What the API uses of the RunnerService. */
 export interface ApiService {
   readonly runner: ApiRunner;
+  /** Ready for every operation (catalog loaded, interrupted restores cleaned up). */
   readonly ready: boolean;
+  /** The catalog is loaded (listing, pins and verify work); defaults to `ready`. */
+  readonly catalogLoaded?: boolean;
+  /** Why the runner is not ready yet, for /readyz and 503 answers. */
+  startupProblem?(): string | undefined;
   nextRun(): Date | undefined;
 }
 
@@ -102,7 +111,9 @@ const DEFAULT_MAX_BODY = 64 * 1024;
 const QUIET_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
 
 const unauthorized = () => new ApiError(401, "unauthorized", "unauthorized", { headers: { "WWW-Authenticate": "Bearer" } });
-const notReady = () => new ApiError(503, "not_ready", "the runner is starting (loading the backup catalog); try again shortly", { headers: { "Retry-After": "5" } });
+const notReady = (why: string | undefined) =>
+  new ApiError(503, "not_ready", `the runner is not ready yet (${why ?? "starting"}); try again shortly`, { headers: { "Retry-After": "5" } });
+const NOT_FOUND_OPERATION = "no such operation (the runner remembers the newest 100, across restarts when it has a state directory)";
 
 function matchRoute(routes: readonly Route[], segments: readonly string[]): { route: Route; params: Record<string, string> } | undefined {
   for (const route of routes) {
@@ -150,8 +161,23 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     return healthInFlight;
   };
 
+  const startupProblem = () => (service.startupProblem ? service.startupProblem() : service.ready ? undefined : "starting");
+  /** Backups and restores: catalog loaded and interrupted restores cleaned up. */
   const requireReady = () => {
-    if (!service.ready) throw notReady();
+    if (!service.ready) throw notReady(redact(startupProblem() ?? "starting"));
+  };
+  /** Reading the catalog, pins and verify: only the catalog is needed (not the database). */
+  const requireCatalog = () => {
+    if (!(service.catalogLoaded ?? service.ready)) throw notReady(redact(startupProblem() ?? "starting"));
+  };
+  const noBody = async (req: IncomingMessage) => {
+    const body = await readOptionalJsonBody(req, maxBody);
+    if (body === undefined) return;
+    const parsed = emptyBody.safeParse(body);
+    if (!parsed.success) {
+      const { field, message } = firstIssue(parsed.error);
+      throw new ApiError(400, "invalid_request", `${field}: ${message}`, { field });
+    }
   };
   const backupId = (ctx: Ctx): string => {
     const id = ctx.params["id"] ?? "";
@@ -175,7 +201,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         GET: async ({ res }) => {
           if (stopping) return sendJson(res, 503, { ready: false, checks: { server: "shutting down" } });
           const h = await health().catch((err: unknown) => ({ storage: describeError(err), engine: describeError(err), engineVersion: undefined }));
-          const checks = { runner: service.ready ? "ok" : "starting", storage: redact(h.storage), engine: redact(h.engine) };
+          const checks = { runner: service.ready ? "ok" : redact(`not ready: ${startupProblem() ?? "starting"}`), storage: redact(h.storage), engine: redact(h.engine) };
           const ok = Object.values(checks).every((v) => v === "ok");
           const failed = Object.entries(checks)
             .filter(([, v]) => v !== "ok")
@@ -199,14 +225,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     {
       pattern: ["api", "v1", "status"],
       methods: {
-        GET: ({ res }) => sendJson(res, 200, statusView(runner.status(), { ready: service.ready, nextRun: service.nextRun(), config: runner.config }, redact)),
+        GET: ({ res }) =>
+          sendJson(res, 200, statusView(runner.status(), { ready: service.ready, nextRun: service.nextRun(), config: runner.config, startupProblem: startupProblem() }, redact)),
       },
     },
     {
       pattern: ["api", "v1", "backups"],
       methods: {
         GET: ({ res }) => {
-          requireReady();
+          requireCatalog();
           const decision = runner.retentionDecision();
           // Newest first by start time: ids only order to the second (two backups in one second sort by their random suffix).
           const items = [
@@ -215,8 +242,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           ].sort((a, b) => b.at - a.at || b.view.id.localeCompare(a.view.id));
           sendJson(res, 200, { backups: items.map((i) => i.view) });
         },
-        POST: ({ res }) => {
+        POST: async ({ req, res }) => {
           requireReady();
+          await noBody(req);
           if (runner.config.definition.mode === "single") {
             throw new ApiError(409, "single_mode", "this runner is in single-backup mode: it takes its one backup and no others (scheduled mode only)");
           }
@@ -230,7 +258,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       methods: {
         GET: (ctx) => {
           const id = backupId(ctx);
-          requireReady();
+          requireCatalog();
           const u = runner.catalog.getUnreadable(id);
           if (u) return sendJson(ctx.res, 200, { backup: unreadableSummary(u, redact), manifest: null });
           const e = entryOr404(id);
@@ -243,6 +271,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       methods: {
         POST: (ctx) => pin(ctx, true),
         DELETE: (ctx) => pin(ctx, false),
+      },
+    },
+    {
+      pattern: ["api", "v1", "backups", ":id", "verify"],
+      methods: {
+        POST: async (ctx) => {
+          const ref = ctx.params["id"] ?? "";
+          if (ref !== "latest") backupId(ctx);
+          requireCatalog();
+          await noBody(ctx.req);
+          const { operation } = runner.startVerify(ref, "api");
+          operationResponse(ctx.res, operation, `/api/v1/operations/${operation.id}`);
+        },
       },
     },
     {
@@ -260,6 +301,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           const request: RestoreRequest = {
             backup: b.backup,
             existingTables: b.existingTables,
+            ...(b.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
             ...(b.databases ? { databases: b.databases } : {}),
             ...(b.tables ? { tables: b.tables } : {}),
             // a prototype-less copy: database names like "constructor" must not resolve to Object's members
@@ -275,9 +317,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       methods: {
         GET: ({ res, params }) => {
           const op = runner.operation(params["id"] ?? "");
-          if (!op || op.kind !== "restore") throw new ApiError(404, "restore_not_found", "no such restore (finished ones are remembered until the runner restarts)");
+          if (!op || op.kind !== "restore") throw new ApiError(404, "restore_not_found", NOT_FOUND_OPERATION.replace("operation", "restore"));
           sendJson(res, 200, { operation: operationView(op, redact) });
         },
+      },
+    },
+    {
+      pattern: ["api", "v1", "operations"],
+      methods: {
+        GET: ({ res }) => sendJson(res, 200, { operations: runner.operations().map((op) => operationView(op, redact)) }),
       },
     },
     {
@@ -285,8 +333,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       methods: {
         GET: ({ res, params }) => {
           const op = runner.operation(params["id"] ?? "");
-          if (!op) throw new ApiError(404, "operation_not_found", "no such operation (finished ones are remembered until the runner restarts)");
+          if (!op) throw new ApiError(404, "operation_not_found", NOT_FOUND_OPERATION);
           sendJson(res, 200, { operation: operationView(op, redact) });
+        },
+        // Cancel: the operation stops with the same guarantees as a failure and ends "cancelled".
+        DELETE: ({ res, params }) => {
+          const op = runner.cancel(params["id"] ?? "", "API request");
+          sendJson(res, 202, { operation: operationView(op, redact) });
         },
       },
     },
@@ -294,7 +347,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   async function pin(ctx: Ctx, pinned: boolean): Promise<void> {
     const id = backupId(ctx);
-    requireReady();
+    requireCatalog();
     // setPinned waits for a running retention pass and then answers 404 if that pass deleted the backup.
     const e = await runner.catalog.setPinned(id, pinned);
     sendJson(ctx.res, 200, { backup: backupSummary(e, labelsOf(runner.retentionDecision(), id), runner.owner) });
@@ -325,6 +378,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (err instanceof ShuttingDownError) return new ApiError(503, "shutting_down", err.message);
     if (err instanceof BackupNotFoundError) return new ApiError(404, "backup_not_found", err.message);
     if (err instanceof BackupUnreadableError) return new ApiError(409, "backup_unreadable", redact(err.message));
+    if (err instanceof OperationNotFoundError) return new ApiError(404, "operation_not_found", NOT_FOUND_OPERATION);
+    if (err instanceof OperationFinishedError) return new ApiError(409, "operation_finished", err.message);
+    if (err instanceof NotReadyError) return new ApiError(503, "not_ready", redact(err.message), { headers: { "Retry-After": "5" } });
     return undefined;
   }
 

@@ -37,8 +37,12 @@ export const restoreBody = z.strictObject({
     .refine((r) => Object.keys(r).length <= 1000, "too many renames")
     .optional(),
   existingTables: z.enum(["fail", "drop", "append"]).default("fail"),
+  allowUnstagedDrop: z.boolean().default(false),
 });
 export type RestoreBody = z.infer<typeof restoreBody>;
+
+/** POST /api/v1/backups and POST /api/v1/backups/{id}/verify: no body, an empty one, or `{}`; any field is unknown. */
+export const emptyBody = z.strictObject({});
 
 /** The first zod issue as field path ("renameDatabases.shop") and reason. */
 export function firstIssue(err: z.ZodError): { field: string; message: string } {
@@ -70,6 +74,7 @@ export interface OperationView {
   trigger: string;
   state: string;
   backupId: string | null;
+  target: string | null;
   startedAt: string;
   endedAt: string | null;
   durationMs: number | null;
@@ -87,6 +92,7 @@ export function operationView(op: Operation, redact: (s: string) => string): Ope
     trigger: op.trigger,
     state: op.state,
     backupId: op.backupId ?? null,
+    target: op.target ?? null,
     startedAt: op.startedAt,
     endedAt: op.endedAt ?? null,
     durationMs: op.durationMs ?? null,
@@ -163,19 +169,21 @@ export function unreadableSummary(u: UnreadableBackup, redact: (s: string) => st
 
 export function statusView(
   st: RunnerStatus,
-  extra: { ready: boolean; nextRun: Date | undefined; config: RunnerConfig },
+  extra: { ready: boolean; nextRun: Date | undefined; config: RunnerConfig; startupProblem?: string | undefined },
   redact: (s: string) => string,
 ): Record<string, unknown> {
   const def = extra.config.definition;
   const perKind = (m: RunnerStatus["lastSuccess"]) => ({
     backup: m.backup ? operationView(m.backup, redact) : null,
     restore: m.restore ? operationView(m.restore, redact) : null,
+    verify: m.verify ? operationView(m.verify, redact) : null,
   });
   return {
     namespace: st.namespace,
     definition: st.definition,
     mode: st.mode,
     ready: extra.ready,
+    notReadyReason: extra.startupProblem === undefined ? null : redact(extra.startupProblem),
     engine: st.engine,
     method: st.method,
     storage: redact(st.storage),
@@ -185,6 +193,8 @@ export function statusView(
     current: st.current ? operationView(st.current, redact) : null,
     lastSuccess: perKind(st.lastSuccess),
     lastFailure: perKind(st.lastFailure),
+    lastVerified: st.lastVerified ?? null,
+    interruptedRestoreCleanup: st.interruptedCleanup ?? null,
     consecutiveFailures: st.consecutiveFailures,
     backups: st.backups,
     unreadableBackups: st.unreadableBackups,
