@@ -147,7 +147,9 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
         }
       }
       tmpCreated = true;
-      for await (const chunk of hashed.stream) {
+      // Not destroyed when a write fails and the loop is left: the catch below destroys it (and so the
+      // body) with the write's own error, so the body's producer learns ENOSPC, not "aborted".
+      for await (const chunk of hashed.stream.iterator({ destroyOnReturn: false })) {
         await writeAll(fh, chunk as Uint8Array);
         // Written (and hashed before that): a pooled block goes back to its producer (see bufferpool.ts).
         releaseBuffer(chunk as Uint8Array);
@@ -170,7 +172,8 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
       logger?.debug("storage: put complete", { store: describe(), key, size, sha256 });
       return { key, size, sha256 };
     } catch (err) {
-      hashed.destroy(err instanceof Error ? err : new Error(String(err)));
+      const failure = fsError("put", key, err, signal);
+      hashed.destroy(failure);
       await fh?.close().catch(() => {});
       if (tmpCreated) {
         await unlink(tmp).catch((e: unknown) => {
@@ -179,7 +182,7 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
       }
       // The directories this put created for nothing (a failed backup's `<id>/data/<db>/`) go too.
       await pruneEmptyDirs(final);
-      throw fsError("put", key, err, signal);
+      throw failure;
     }
   }
 

@@ -24,7 +24,9 @@ export async function put(ctx: S3Context, key: string, body: PutBody, opts: PutO
       client,
       bucket,
       key: full,
-      body: hashed.stream,
+      // Not destroyed when a failed part ends the upload's loop: the catch below destroys it (and so the
+      // body) with the upload's own error, so the body's producer learns why, not just "aborted".
+      body: hashed.stream.iterator({ destroyOnReturn: false }),
       partSize: ctx.partSize,
       maxParts: ctx.maxParts,
       queueSize: ctx.queueSize,
@@ -36,7 +38,8 @@ export async function put(ctx: S3Context, key: string, body: PutBody, opts: PutO
     });
     multipart = r.uploadId !== undefined;
   } catch (err) {
-    hashed.destroy(err instanceof Error ? err : new Error(String(err)));
+    const failure = ctx.toStorageError("put", key, err, signal);
+    hashed.destroy(failure);
     // The upload was aborted before rejecting; if that request itself
     // failed, try once more so nothing is left behind.
     if (uploadId !== undefined) {
@@ -50,7 +53,7 @@ export async function put(ctx: S3Context, key: string, body: PutBody, opts: PutO
         });
       });
     }
-    throw ctx.toStorageError("put", key, err, signal);
+    throw failure;
   }
   if (signal?.aborted) {
     // The signal fired after the body was fully read (while the last parts /
