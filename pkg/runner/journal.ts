@@ -1,6 +1,6 @@
 // The operation journal: one small JSON file per backup, restore and verify
 // in the runner's state directory (on its volume), written when the
-// operation starts, when its phase changes (and at most every few seconds
+// operation starts, when its phase changes (and at most once a second
 // while it makes progress) and when it ends. A restarted runner reads it back:
 // an operation the journal still shows as running was interrupted (the
 // process was killed or crashed) and is reported as such. Restores also keep
@@ -166,7 +166,7 @@ export interface JournalOptions {
   logger: Logger;
   /** Journal files kept (the newest; default 100). */
   keep?: number | undefined;
-  /** Least time between two writes of a running operation whose phase did not change (default 5 s local, 30 s storage). */
+  /** Least time between two writes of a running operation whose phase did not change (default 1 s local, 30 s storage). */
   throttleMs?: number | undefined;
   remoteThrottleMs?: number | undefined;
   /** How long one write to storage may take (default 10 s). */
@@ -222,7 +222,7 @@ export class OperationJournal {
     this.#owner = opts.owner;
     this.#log = opts.logger;
     this.#keep = Math.max(1, opts.keep ?? 100);
-    this.#throttleMs = opts.throttleMs ?? 5_000;
+    this.#throttleMs = opts.throttleMs ?? 1_000;
     this.#remoteThrottleMs = opts.remoteThrottleMs ?? 30_000;
     this.#remoteTimeoutMs = opts.remoteTimeoutMs ?? 10_000;
     this.#now = opts.clock ?? (() => new Date());
