@@ -28,6 +28,8 @@ const README_CURL = {
   poll: `curl -fsS -H "Authorization: Bearer $TOKEN" "$RUNNER/api/v1/operations/$ID"`,
   restore: `curl -fsS -X POST -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d '{"backup":"latest","databases":["apilogs"],"renameDatabases":{"apilogs":"apilogs_restored"},"existingTables":"fail"}' "$RUNNER/api/v1/restores"`,
   pollRestore: `curl -fsS -H "Authorization: Bearer $TOKEN" "$RUNNER/api/v1/restores/$ID"`,
+  verify: `curl -fsS -X POST -H "Authorization: Bearer $TOKEN" "$RUNNER/api/v1/backups/latest/verify"`,
+  operations: `curl -fsS -H "Authorization: Bearer $TOKEN" "$RUNNER/api/v1/operations"`,
 };
 
 /** Tables and the columns hashed to compare contents (18.16 cannot hash `*` reliably). */
@@ -326,6 +328,17 @@ describe("runner HTTP API against ClickHouse 18.16 and MinIO", () => {
     }
     expect(op.state).toBe("succeeded");
     expect(await digest("apilogs.events", "apilogs_restored.events")).toEqual(source["apilogs.events"]);
+    const v = (await run(README_CURL.verify)).operation;
+    op = v;
+    for (let i = 0; i < 600 && op.state === "running"; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      op = (await run(README_CURL.poll, v.id)).operation;
+    }
+    expect(op).toMatchObject({ kind: "verify", state: "succeeded" });
+    expect(op.result.ok).toBe(true);
+    expect(op.result.tables.map((t: { database: string; name: string }) => `${t.database}.${t.name}`).sort()).toEqual(Object.keys(TABLES).sort());
+    const ops = (await run(README_CURL.operations)).operations as { id: string }[];
+    expect(ops[0]!.id).toBe(v.id);
   });
 
   it("/readyz says which dependency fails: 503 naming storage while MinIO is down, 200 once it is back", async () => {

@@ -157,6 +157,21 @@ describe("backup-runner verify (ClickHouse 18.16 backups in MinIO, no ClickHouse
     expectNamesOnly(r.stderr, "vshop.customers");
   });
 
+  // Known gap of the engine's verify (pkg/backupengine/clickhouse/verify.ts): for lz4 it decodes ClickHouse's
+  // compressed blocks and walks the Native data, but does not check the blocks' CityHash128 checksums, so
+  // 16 changed bytes inside values (with the object's SHA-256 rewritten) pass as whole. ClickHouse itself
+  // checks them on restore. Enable this test once verify checks them.
+  it.skip("lz4: an object corrupted with its SHA-256 and size rewritten in the manifest: exit 1 naming that table", async () => {
+    await copyTarget("good-lz4", "corrupted-lz4");
+    const m = await manifestOf("corrupted-lz4");
+    const body = Buffer.from(await read(`${PREFIX}/corrupted-lz4/${dataObject(m, "vshop.orders")}`));
+    for (let i = Math.floor(body.length / 3); i < Math.floor(body.length / 3) + 16; i++) body[i] = body[i]! ^ 0x5a;
+    await replaceWithChecksums("corrupted-lz4", "vshop.orders", body);
+    const r = await verify(["--from", "corrupted-lz4"], "lz4");
+    expect(r.exitCode).toBe(1);
+    expectNamesOnly(r.stderr, "vshop.orders");
+  });
+
   it("a table object replaced by a valid but empty one: exit 1 naming that table (zstd and lz4)", async () => {
     await copyTarget("good-zstd", "empty-zstd");
     await replaceWithChecksums("empty-zstd", "vshop.tiny", zstdCompressSync(Buffer.alloc(0)));

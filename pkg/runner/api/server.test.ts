@@ -593,6 +593,23 @@ describe("API server: operations, verify, cancel (fake engine)", () => {
   });
 });
 
+describe("API documentation", () => {
+  it("the README's endpoint table lists every route, and no route that does not exist", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const readme = await readFile(new URL("../../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## Runner HTTP API"), readme.indexOf("\n## ", readme.indexOf("## Runner HTTP API") + 5));
+    const table = section.split("\n").filter((l) => l.startsWith("| `"));
+    const documented = new Set(table.flatMap((l) => [...l.split(" | ")[0]!.matchAll(/`(GET|POST|DELETE|PUT|PATCH) (\/[^`]*)`/g)].map((m) => `${m[1]} ${m[2]}`)));
+    const s = await setup();
+    try {
+      expect(new Set(s.server.routes)).toEqual(documented);
+    } finally {
+      await s.server.close(100);
+      await s.fr.cleanup();
+    }
+  });
+});
+
 describe("API server: modes and shutdown", () => {
   it("single mode: POST /api/v1/backups is 409 single_mode", async () => {
     const s = await setup({ mode: "single" });

@@ -88,6 +88,8 @@ export interface ApiServerOptions {
 export interface ApiServer {
   url: string;
   port: number;
+  /** Every route as "METHOD /path/{param}" (for documentation checks). */
+  routes: string[];
   /** Stops accepting connections; requests in flight go on. Resolves once the listener is closed. */
   stopAccepting(): Promise<void>;
   /** stopAccepting, waits up to graceMs for requests in flight, then closes every connection. */
@@ -443,6 +445,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   return {
     url,
     port,
+    routes: routes.flatMap((r) => Object.keys(r.methods).map((m) => `${m} /${r.pattern.map((p) => (p.startsWith(":") ? `{${p.slice(1)}}` : p)).join("/")}`)),
     stopAccepting,
     close: async (graceMs: number) => {
       await stopAccepting();
