@@ -39,6 +39,8 @@ export const manifestSchema = z.object({
       rows: z.number().min(0),
       bytes: z.number().min(0),
       dataObject: z.string().optional(),
+      /** Every piece of the data in order, when the storage capped the size of one object. */
+      dataObjects: z.array(z.string()).optional(),
     }),
   ),
   objects: z.array(writtenObject),
