@@ -72,7 +72,7 @@ describe("backup-controller against kube-apiserver", () => {
   it("renders the config Secret, StatefulSet and Service of a definition", async () => {
     await must(kube, "POST", defPath(APP_NS), definition("orders"));
     const ready = await waitReady(kube, APP_NS, "orders");
-    const name = "runner-shop-orders";
+    const name = runnerName(APP_NS, "orders");
     expect(ready.status).toBe("True");
 
     const secret = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
@@ -128,7 +128,7 @@ describe("backup-controller against kube-apiserver", () => {
 
   it("makes no write when nothing changed, on events and on a full resync", async () => {
     await idle();
-    const name = "runner-shop-orders";
+    const name = runnerName(APP_NS, "orders");
     const rv = async () => Promise.all([secretPath(CTRL_NS, name), stsPath(name), svcPath(name), defPath(APP_NS, "orders")].map(async (p) => (await must<Obj>(kube, "GET", p)).metadata.resourceVersion));
     const before = await rv();
     const w0 = writes();
@@ -143,7 +143,7 @@ describe("backup-controller against kube-apiserver", () => {
   });
 
   it("rolls the runner when a referenced Secret value changes, and keeps the API token", async () => {
-    const name = "runner-shop-orders";
+    const name = runnerName(APP_NS, "orders");
     const sts0 = await must<{ spec: Record<string, any> }>(kube, "GET", stsPath(name));
     const hash0 = sts0.spec["template"].metadata.annotations[ANNOTATIONS.configHash];
     const secret0 = await must<Obj>(kube, "GET", secretPath(CTRL_NS, name));
@@ -190,7 +190,7 @@ describe("backup-controller against kube-apiserver", () => {
   });
 
   it("repairs drift made by someone else and recreates deleted runner objects", async () => {
-    const name = "runner-shop-orders";
+    const name = runnerName(APP_NS, "orders");
     await must(kube, "PATCH", svcPath(name), { spec: { ports: [{ name: "http", port: 9999, targetPort: "http", protocol: "TCP" }] } }, "application/merge-patch+json");
     await waitFor("service port repaired", async () => ((await must<{ spec: { ports: { port: number }[] } }>(kube, "GET", svcPath(name))).spec.ports[0]!.port === 8080 ? true : undefined));
     await must(kube, "DELETE", stsPath(name));
@@ -201,7 +201,7 @@ describe("backup-controller against kube-apiserver", () => {
     await must(kube, "POST", defPath(APP_NS), definition("missing-loc", { storageLocation: "later" }));
     const c1 = await waitReady(kube, APP_NS, "missing-loc", "StorageLocationNotFound");
     expect(c1).toMatchObject({ status: "False", message: expect.stringContaining(`${CTRL_NS}/later`) });
-    expect((await kube.request("GET", stsPath("runner-shop-missing-loc"))).status).toBe(404);
+    expect((await kube.request("GET", stsPath(runnerName(APP_NS, "missing-loc")))).status).toBe(404);
     await must(kube, "POST", locPath(), location("later"));
     await waitReady(kube, APP_NS, "missing-loc", "Reconciled");
 
@@ -253,24 +253,105 @@ describe("backup-controller against kube-apiserver", () => {
     expect((await kube.request("GET", stsPath(name))).status).toBe(200);
   });
 
+  it("gives team-a/x and team/a-x their own runner objects: neither overwrites nor deletes the other's", async () => {
+    for (const ns of ["team-a", "team"]) {
+      await createNamespace(kube, ns);
+      await must(kube, "POST", secretPath(ns), secretBody(ns, "ch-password", { password: `password-of-${ns}` }));
+    }
+    const tenant = (ns: string, name: string) => ({ ...definition(name, { clickhouse: { url: `http://clickhouse.${ns}.svc:8123`, passwordSecretRef: { name: "ch-password", key: "password" } } }), metadata: { name, namespace: ns } });
+    const configOf = async (secretName: string) => runnerConfig.parse(JSON.parse(Buffer.from((await must<Obj>(kube, "GET", secretPath(CTRL_NS, secretName))).data!["config.json"]!, "base64").toString()));
+    const runnerOf = async (ns: string, name: string) => ((await must<Obj>(kube, "GET", defPath(ns, name))).status as { runner: { secret: string; statefulSet: string; service: string } }).runner;
+    await must(kube, "POST", defPath("team-a"), tenant("team-a", "x"));
+    await waitReady(kube, "team-a", "x");
+    await must(kube, "POST", defPath("team"), tenant("team", "a-x"));
+    await waitReady(kube, "team", "a-x");
+    await idle();
+    const [rx, rax] = [await runnerOf("team-a", "x"), await runnerOf("team", "a-x")];
+    // Each definition's Secret holds its own ClickHouse and password, and names it as its source.
+    const [cx, cax] = [await configOf(rx.secret), await configOf(rax.secret)];
+    expect([cx.definition.namespace, cx.definition.clickhouse.url, cx.definition.clickhouse.password]).toEqual(["team-a", "http://clickhouse.team-a.svc:8123", "password-of-team-a"]);
+    expect([cax.definition.namespace, cax.definition.clickhouse.url, cax.definition.clickhouse.password]).toEqual(["team", "http://clickhouse.team.svc:8123", "password-of-team"]);
+    for (const [r, src] of [[rx, "team-a/x"], [rax, "team/a-x"]] as const) {
+      for (const p of [secretPath(CTRL_NS, r.secret), stsPath(r.statefulSet), svcPath(r.service)]) expect((await must<Obj>(kube, "GET", p)).metadata.annotations?.[ANNOTATIONS.source], p).toBe(src);
+    }
+    expect(new Set([rx.secret, rx.statefulSet, rx.service, rax.secret, rax.statefulSet, rax.service]).size).toBe(2);
+    // Deleting one leaves the other's objects in place.
+    await must(kube, "DELETE", defPath("team", "a-x"));
+    await waitFor("team/a-x gone", async () => (await kube.request("GET", defPath("team", "a-x"))).status === 404);
+    await idle();
+    for (const p of [secretPath(CTRL_NS, rx.secret), stsPath(rx.statefulSet), svcPath(rx.service)]) expect((await kube.request("GET", p)).status, p).toBe(200);
+    expect((await configOf(rx.secret)).definition.clickhouse.url).toBe("http://clickhouse.team-a.svc:8123");
+    expect((await readyCondition(kube, "team-a", "x"))?.status).toBe("True");
+  });
+
+  it("never writes or deletes an object whose source annotation names another definition: Ready=False NameConflict", async () => {
+    const name = runnerName(APP_NS, "taken");
+    // A Secret that holds the runner's name and says it stands for shop/orders (a copy made by hand,
+    // say), and a Service of the same name that stands for nothing of ours.
+    const foreign = { ...(secretBody(CTRL_NS, name, { "config.json": "{}" }) as Obj), metadata: { name, namespace: CTRL_NS, annotations: { [ANNOTATIONS.source]: "shop/orders" } } };
+    const before = await must<Obj>(kube, "POST", secretPath(CTRL_NS), foreign);
+    const svcBefore = await must<Obj>(kube, "POST", svcPath(), { apiVersion: "v1", kind: "Service", metadata: { name, namespace: CTRL_NS }, spec: { ports: [{ port: 80 }] } });
+    await must(kube, "POST", defPath(APP_NS), definition("taken"));
+    const c = await waitReady(kube, APP_NS, "taken", "NameConflict");
+    expect(c.status).toBe("False");
+    expect(c.message).toContain(`Secret ${CTRL_NS}/${name} exists and belongs to BackupDefinition shop/orders`);
+    expect(c.message).toContain(`Service ${CTRL_NS}/${name} exists and belongs to no BackupDefinition`);
+    await idle();
+    expect((await must<Obj>(kube, "GET", secretPath(CTRL_NS, name))).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    expect((await kube.request("GET", stsPath(name))).status).toBe(404);
+    const events = await must<{ items: { reason: string; type: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`);
+    expect(events.items.filter((e) => e.involvedObject.name === "taken").map((e) => `${e.type}/${e.reason}`)).toContain("Warning/NameConflict");
+    // Deleting the definition leaves the other definition's Secret alone.
+    await must(kube, "DELETE", defPath(APP_NS, "taken"));
+    await waitFor("definition gone", async () => (await kube.request("GET", defPath(APP_NS, "taken"))).status === 404);
+    await idle();
+    expect((await must<Obj>(kube, "GET", secretPath(CTRL_NS, name))).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    expect((await must<Obj>(kube, "GET", svcPath(name))).metadata.resourceVersion).toBe(svcBefore.metadata.resourceVersion);
+    // shop/orders itself is not bothered by a foreign copy under another name.
+    expect((await readyCondition(kube, APP_NS, "orders"))?.reason).toBe("Reconciled");
+    await must(kube, "DELETE", secretPath(CTRL_NS, name));
+    await must(kube, "DELETE", svcPath(name));
+  });
+
+  it("after an upgrade, removes the definition's objects under the old runner-<ns>-<name> name", async () => {
+    // What the previous version left: objects named runner-shop-legacy, labelled and annotated for shop/legacy.
+    const old = "runner-shop-legacy";
+    const labels = { [LABELS.managedBy]: "chbackup-controller", [LABELS.sourceNamespace]: APP_NS, [LABELS.sourceName]: "legacy", [LABELS.instance]: old };
+    const metadata = { name: old, namespace: CTRL_NS, labels, annotations: { [ANNOTATIONS.source]: "shop/legacy" } };
+    const sel = { "app.kubernetes.io/component": "backup-runner", [LABELS.instance]: old };
+    await kube.apply(secretPath(CTRL_NS, old), { apiVersion: "v1", kind: "Secret", metadata, data: { token: Buffer.from("old-token").toString("base64") } }, "chbackup-controller");
+    await kube.apply(svcPath(old), { apiVersion: "v1", kind: "Service", metadata, spec: { selector: sel, ports: [{ name: "http", port: 8080 }] } }, "chbackup-controller");
+    await kube.apply(stsPath(old), { apiVersion: "apps/v1", kind: "StatefulSet", metadata, spec: { replicas: 1, serviceName: old, selector: { matchLabels: sel }, template: { metadata: { labels: sel }, spec: { containers: [{ name: "runner", image: "old" }] } } } }, "chbackup-controller");
+    await must(kube, "POST", defPath(APP_NS), definition("legacy"));
+    await waitReady(kube, APP_NS, "legacy");
+    const runner = ((await must<Obj>(kube, "GET", defPath(APP_NS, "legacy"))).status as { runner: { statefulSet: string } }).runner;
+    expect(runner.statefulSet).toBe(runnerName(APP_NS, "legacy"));
+    expect(runner.statefulSet).not.toBe(old);
+    await waitFor("old objects removed", async () => {
+      const st = await Promise.all([stsPath(old), svcPath(old), secretPath(CTRL_NS, old)].map(async (p) => (await kube.request("GET", p)).status));
+      return st.every((s) => s === 404);
+    });
+    expect((await kube.request("GET", stsPath(runner.statefulSet))).status).toBe(200);
+  });
+
   it("removes the runner objects when the definition is deleted, and sweeps orphans", async () => {
     await must(kube, "DELETE", defPath(APP_NS, "missing-loc"));
     await waitFor("definition gone", async () => (await kube.request("GET", defPath(APP_NS, "missing-loc"))).status === 404);
-    for (const p of [stsPath("runner-shop-missing-loc"), svcPath("runner-shop-missing-loc"), secretPath(CTRL_NS, "runner-shop-missing-loc")]) {
+    for (const p of [stsPath(runnerName(APP_NS, "missing-loc")), svcPath(runnerName(APP_NS, "missing-loc")), secretPath(CTRL_NS, runnerName(APP_NS, "missing-loc"))]) {
       expect((await kube.request("GET", p)).status).toBe(404);
     }
     // Orphans: the controller is away, the finalizer is removed by force and the definition deleted.
     await app.stop();
     await must(kube, "PATCH", defPath(APP_NS, "missing-secret"), { metadata: { finalizers: null } }, "application/merge-patch+json");
     await must(kube, "DELETE", defPath(APP_NS, "missing-secret"));
-    expect((await kube.request("GET", stsPath("runner-shop-missing-secret"))).status).toBe(200);
+    expect((await kube.request("GET", stsPath(runnerName(APP_NS, "missing-secret")))).status).toBe(200);
     app = await startTestController({ kube, namespace: CTRL_NS, observe: (r) => requests.push(r) });
     await waitFor("orphans swept", async () => {
-      const st = await Promise.all([stsPath("runner-shop-missing-secret"), svcPath("runner-shop-missing-secret"), secretPath(CTRL_NS, "runner-shop-missing-secret")].map(async (p) => (await kube.request("GET", p)).status));
+      const st = await Promise.all([stsPath(runnerName(APP_NS, "missing-secret")), svcPath(runnerName(APP_NS, "missing-secret")), secretPath(CTRL_NS, runnerName(APP_NS, "missing-secret"))].map(async (p) => (await kube.request("GET", p)).status));
       return st.every((s) => s === 404);
     });
     // Objects of live definitions are untouched.
-    expect((await kube.request("GET", stsPath("runner-shop-orders"))).status).toBe(200);
+    expect((await kube.request("GET", stsPath(runnerName(APP_NS, "orders")))).status).toBe(200);
     expect((await readyCondition(kube, APP_NS, "orders"))?.status).toBe("True");
   });
 

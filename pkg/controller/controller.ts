@@ -18,7 +18,7 @@ import { WorkQueue } from "./queue.ts";
 import type { ControllerSettings } from "./settings.ts";
 import type { BackupDefinitionObject, BackupDefinitionStatus, KubeObject, SecretObject, StorageLocationObject } from "./types.ts";
 
-export type ReadyReason = FailureReason | "Reconciled" | "ApplyFailed";
+export type ReadyReason = FailureReason | "Reconciled" | "ApplyFailed" | "NameConflict";
 
 export interface ControllerHooks {
   /** After every reconcile (metrics). */
@@ -35,7 +35,6 @@ export interface ControllerDeps {
   now?: () => Date;
 }
 
-const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY}`;
 /** Marks a cached Secret whose data was dropped (it was not referenced when it arrived). */
 const SLIM = Symbol("slim");
 
@@ -72,8 +71,10 @@ export class Controller {
     // data of referenced Secrets and of our runner Secrets is kept; the rest is cached as metadata
     // (enough to map a change to its definitions) and read on demand once something refers to it.
     this.secrets = new Informer({ ...base, resource: RESOURCES.secrets, transform: (s) => this.#slimSecret(s) });
-    this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns, labelSelector: MANAGED_SELECTOR });
-    this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns, labelSelector: MANAGED_SELECTOR });
+    // Every StatefulSet and Service of the namespace, not only ours: an object that holds a runner's
+    // name but belongs to something else must be seen, so that it is never overwritten.
+    this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns });
+    this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns });
     this.#informers = [this.defs, this.locations, this.secrets, this.statefulSets, this.services] as Informer<KubeObject>[];
     this.queue = new WorkQueue({
       workers: this.#s.workers,
@@ -87,12 +88,14 @@ export class Controller {
   #slimSecret(s: SecretObject): SecretObject {
     if (this.#isOwnedSecret(s) || this.#definitionsUsing(s).length > 0) return s;
     const { data: _data, ...rest } = s;
-    return { ...rest, metadata: { ...s.metadata, annotations: undefined, managedFields: undefined } as never, [SLIM]: true } as SecretObject;
+    // The source annotation stays: it says whose object this is (see #conflicts).
+    const src = s.metadata.annotations?.[ANNOTATIONS.source];
+    return { ...rest, metadata: { ...s.metadata, annotations: src === undefined ? undefined : { [ANNOTATIONS.source]: src }, managedFields: undefined } as never, [SLIM]: true } as SecretObject;
   }
 
   /** A runner config Secret this controller generated. */
   #isOwnedSecret(s: SecretObject): boolean {
-    return s.metadata.namespace === this.#s.namespace && s.metadata.labels?.[LABELS.managedBy] === MANAGED_BY;
+    return s.metadata.namespace === this.#s.namespace && isManaged(s);
   }
 
   /** The definitions that refer to the Secret, directly or through their StorageLocation. */
@@ -183,9 +186,9 @@ export class Controller {
     const of = (rt: ResourceType, informer: Informer<KubeObject>, objs: KubeObject[]) =>
       objs.map((o) => ({ rt, informer, name: o.metadata.name, source: o.metadata.annotations?.[ANNOTATIONS.source] }));
     return [
-      ...of(RESOURCES.statefulSets, this.statefulSets, this.statefulSets.list()),
-      ...of(RESOURCES.services, this.services, this.services.list()),
-      ...of(RESOURCES.secrets, this.secrets as Informer<KubeObject>, this.secrets.list(this.#s.namespace).filter((s) => this.#isOwnedSecret(s))),
+      ...of(RESOURCES.statefulSets, this.statefulSets, this.statefulSets.list().filter(isManaged)),
+      ...of(RESOURCES.services, this.services, this.services.list().filter(isManaged)),
+      ...of(RESOURCES.secrets, this.secrets as Informer<KubeObject>, this.secrets.list(this.#s.namespace).filter(isManaged)),
     ];
   }
 
@@ -206,12 +209,12 @@ export class Controller {
     const def = this.defs.get(namespace, name);
     if (!def) {
       // Gone without our finalizer (forced removal, or deleted while we were away): sweep what is left.
-      await this.#deleteRunnerObjects(namespace, name, log, false);
+      await this.#deleteRunnerObjects(key, log, "orphaned runner objects deleted");
       return;
     }
     if (def.metadata.deletionTimestamp) {
       if (!def.metadata.finalizers?.includes(FINALIZER)) return;
-      await this.#deleteRunnerObjects(namespace, name, log, true);
+      await this.#deleteRunnerObjects(key, log, "runner objects deleted");
       await this.#setFinalizer(def, false);
       log.info("runner objects removed; finalizer released", {});
       return;
@@ -225,27 +228,35 @@ export class Controller {
       controllerNamespace: this.#s.namespace,
       location: (n) => this.locations.get(this.#s.namespace, n),
       secret: (ns, n) => this.secrets.get(ns, n),
-      token: this.#existingToken(objName) ?? randomBytes(24).toString("base64url"),
+      token: this.#existingToken(objName, key) ?? randomBytes(24).toString("base64url"),
     });
     let ready: { status: "True" | "False"; reason: ReadyReason; message: string };
     let runner = current.status?.runner;
     if (plan.ok) {
       const objs = renderRunnerObjects(plan, this.#s);
-      try {
-        const written = [
-          (await this.#ensure(this.secrets as Informer<KubeObject>, RESOURCES.secrets, objs.secret, log)) ? "Secret" : "",
-          (await this.#ensure(this.statefulSets, RESOURCES.statefulSets, objs.statefulSet, log)) ? "StatefulSet" : "",
-          (await this.#ensure(this.services, RESOURCES.services, objs.service, log)) ? "Service" : "",
-        ].filter(Boolean);
-        if (written.length) log.info("runner objects applied", { objects: written, configHash: objs.configHash.slice(0, 12) });
-        ready = { status: "True", reason: "Reconciled", message: `runner ${this.#s.namespace}/${objName} is up to date` };
-        runner = { namespace: this.#s.namespace, secret: objName, statefulSet: objName, service: objName, configHash: objs.configHash };
-      } catch (err: unknown) {
-        if (err instanceof KubeApiError && err.retryable) {
-          // Retry with backoff; the condition only records terminal failures.
-          throw new Error(`apply runner objects of ${key}`, { cause: err });
+      const conflicts = this.#conflicts(key, objs);
+      if (conflicts.length) {
+        // Never write an object that stands for another definition (or for no definition at all).
+        ready = { status: "False", reason: "NameConflict", message: `${conflicts.join("; ")}: not touching it. Rename or delete the object (or this definition)` };
+      } else {
+        try {
+          const written = [
+            (await this.#ensure(this.secrets as Informer<KubeObject>, RESOURCES.secrets, objs.secret, log)) ? "Secret" : "",
+            (await this.#ensure(this.statefulSets, RESOURCES.statefulSets, objs.statefulSet, log)) ? "StatefulSet" : "",
+            (await this.#ensure(this.services, RESOURCES.services, objs.service, log)) ? "Service" : "",
+          ].filter(Boolean);
+          if (written.length) log.info("runner objects applied", { objects: written, configHash: objs.configHash.slice(0, 12) });
+          ready = { status: "True", reason: "Reconciled", message: `runner ${this.#s.namespace}/${objName} is up to date` };
+          runner = { namespace: this.#s.namespace, secret: objName, statefulSet: objName, service: objName, configHash: objs.configHash };
+          // Objects of this definition under another name (the name scheme of an earlier version).
+          await this.#deleteRunnerObjects(key, log, "runner objects under an old name deleted", objName);
+        } catch (err: unknown) {
+          if (err instanceof KubeApiError && err.retryable) {
+            // Retry with backoff; the condition only records terminal failures.
+            throw new Error(`apply runner objects of ${key}`, { cause: err });
+          }
+          ready = { status: "False", reason: "ApplyFailed", message: err instanceof Error ? err.message : String(err) };
         }
-        ready = { status: "False", reason: "ApplyFailed", message: err instanceof Error ? err.message : String(err) };
       }
     } else {
       ready = { status: "False", reason: plan.reason, message: plan.message };
@@ -253,13 +264,32 @@ export class Controller {
     await this.#updateStatus(current, ready, runner, log);
   }
 
+  /** The desired objects whose name is taken by an object that does not stand for this definition. */
+  #conflicts(key: string, objs: ReturnType<typeof renderRunnerObjects>): string[] {
+    const out: string[] = [];
+    const check = (informer: Informer<KubeObject>, kind: string, desired: { metadata: { name: string; namespace: string } }) => {
+      const live = informer.get(desired.metadata.namespace, desired.metadata.name);
+      if (!live) return;
+      const src = live.metadata.annotations?.[ANNOTATIONS.source];
+      if (src === key) return;
+      const owner = src ? `BackupDefinition ${src}` : `no BackupDefinition (it has no ${ANNOTATIONS.source} annotation)`;
+      out.push(`${kind} ${desired.metadata.namespace}/${desired.metadata.name} exists and belongs to ${owner}`);
+    };
+    check(this.secrets as Informer<KubeObject>, "Secret", objs.secret);
+    check(this.statefulSets, "StatefulSet", objs.statefulSet);
+    check(this.services, "Service", objs.service);
+    return out;
+  }
+
   /** Now, as Kubernetes writes times (RFC 3339, whole seconds). */
   #timestamp(): string {
     return this.#now().toISOString().replace(/\.\d{3}Z$/, "Z");
   }
 
-  #existingToken(objName: string): string | undefined {
+  /** The API token in the runner Secret (only one that stands for the definition `key`, when given). */
+  #existingToken(objName: string, key?: string): string | undefined {
     const s = this.secrets.get(this.#s.namespace, objName);
+    if (key !== undefined && s?.metadata.annotations?.[ANNOTATIONS.source] !== key) return undefined;
     const b64 = s?.data?.[RUNNER_CONTAINER.tokenKey];
     if (b64) return Buffer.from(b64, "base64").toString("utf8");
     return undefined;
@@ -284,34 +314,39 @@ export class Controller {
       // Replace the object; a StatefulSet's pod and volume claims are kept (orphaned, then adopted anew).
       if (!(err instanceof KubeApiError && err.status === 422)) throw err;
       log.warn("object cannot be updated in place; replacing it", { kind: rt.kind, name, error: err.message });
-      await this.#client.delete(rt, namespace, name, rt === RESOURCES.statefulSets ? "Orphan" : "Background");
+      await this.#client.delete(rt, namespace, name, { propagationPolicy: rt === RESOURCES.statefulSets ? "Orphan" : "Background" });
       informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
     }
     return true;
   }
 
-  async #deleteRunnerObjects(namespace: string, name: string, log: Logger, byName: boolean): Promise<void> {
-    const key = defKey(namespace, name);
-    const targets: { rt: ResourceType; informer: Informer<KubeObject>; name: string }[] = [];
-    const add = (rt: ResourceType, informer: Informer<KubeObject>, n: string) => {
-      if (!targets.some((t) => t.rt === rt && t.name === n)) targets.push({ rt, informer, name: n });
-    };
+  /**
+   * Deletes the objects whose source annotation names the definition `key` (all of them, or all but
+   * those named `keep`). Each delete carries the cached object's uid as a precondition, so an object
+   * made anew by someone else since is never deleted.
+   */
+  async #deleteRunnerObjects(key: string, log: Logger, what: string, keep?: string): Promise<void> {
     const ns = this.#s.namespace;
-    // By name when the definition asks (finalizer), plus whatever the caches attribute to it.
-    if (byName) {
-      const n = runnerName(namespace, name);
-      add(RESOURCES.statefulSets, this.statefulSets, n);
-      add(RESOURCES.services, this.services, n);
-      add(RESOURCES.secrets, this.secrets as Informer<KubeObject>, n);
+    const targets = this.#ownedObjects().filter((o) => o.source === key && o.name !== keep);
+    if (keep === undefined) {
+      // Just written and not yet seen by the watch: the informer knows it from the write.
+      const { namespace: defNs, name: defName } = splitKey(key);
+      const n = runnerName(defNs, defName);
+      for (const [rt, informer] of [[RESOURCES.statefulSets, this.statefulSets], [RESOURCES.services, this.services], [RESOURCES.secrets, this.secrets]] as const) {
+        const o = (informer as Informer<KubeObject>).get(ns, n);
+        if (o && isManaged(o) && o.metadata.annotations?.[ANNOTATIONS.source] === key && !targets.some((t) => t.rt === rt && t.name === n)) {
+          targets.push({ rt, informer: informer as Informer<KubeObject>, name: n, source: key });
+        }
+      }
     }
-    for (const o of this.#ownedObjects()) if (o.source === key) add(o.rt, o.informer, o.name);
     const removed: string[] = [];
     for (const t of targets) {
-      if (!byName && !t.informer.get(ns, t.name)) continue;
-      if (await this.#client.delete(t.rt, ns, t.name)) removed.push(`${t.rt.kind}/${t.name}`);
+      const live = t.informer.get(ns, t.name);
+      if (!live) continue;
+      if (await this.#client.delete(t.rt, ns, t.name, { uid: live.metadata.uid })) removed.push(`${t.rt.kind}/${t.name}`);
       t.informer.deleted(ns, t.name);
     }
-    if (removed.length) log.info(byName ? "runner objects deleted" : "orphaned runner objects deleted", { objects: removed });
+    if (removed.length) log.info(what, { objects: removed });
   }
 
   async #setFinalizer(def: BackupDefinitionObject, present: boolean): Promise<BackupDefinitionObject> {
@@ -453,4 +488,9 @@ function comparable(s: BackupDefinitionStatus): unknown {
     conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]),
     runner: s.runner ? [s.runner.namespace, s.runner.secret, s.runner.statefulSet, s.runner.service, s.runner.configHash] : undefined,
   };
+}
+
+/** Generated by this controller (the managed-by label); whose it is says the source annotation. */
+function isManaged(o: KubeObject): boolean {
+  return o.metadata.labels?.[LABELS.managedBy] === MANAGED_BY;
 }

@@ -121,7 +121,11 @@ export class KubeClient {
     }
     httpsOpts.agent = agent;
     const data = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
-    if (data) (httpsOpts.headers as Record<string, string>)["content-type"] = opts.contentType ?? "application/json";
+    if (data) {
+      // Node sends a DELETE body neither chunked nor with a length unless told the length.
+      (httpsOpts.headers as Record<string, string>)["content-type"] = opts.contentType ?? "application/json";
+      (httpsOpts.headers as Record<string, string>)["content-length"] = String(data.length);
+    }
     const what = `${verb} ${rt.resource}${opts.namespace ? ` in ${opts.namespace}` : ""}`;
     let status = 0;
     try {
@@ -192,13 +196,26 @@ export class KubeClient {
     return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace, ...(subresource ? { subresource } : {}) });
   }
 
-  /** Deletes; a missing object is not an error (returns false). */
-  async delete(rt: ResourceType, namespace: string, name: string, propagationPolicy: "Background" | "Foreground" | "Orphan" = "Background"): Promise<boolean> {
+  /**
+   * Deletes; a missing object is not an error (returns false). With `uid`, only that very object
+   * (precondition): one replaced by someone else since it was read is left alone (returns false).
+   */
+  async delete(
+    rt: ResourceType,
+    namespace: string,
+    name: string,
+    opts: { propagationPolicy?: "Background" | "Foreground" | "Orphan"; uid?: string | undefined } = {},
+  ): Promise<boolean> {
+    const propagationPolicy = opts.propagationPolicy ?? "Background";
     try {
-      await this.request("delete", "DELETE", rt, `${resourcePath(rt, namespace, name)}?propagationPolicy=${propagationPolicy}`, { namespace });
+      await this.request("delete", "DELETE", rt, resourcePath(rt, namespace, name), {
+        namespace,
+        body: { apiVersion: "meta.k8s.io/v1", kind: "DeleteOptions", propagationPolicy, ...(opts.uid ? { preconditions: { uid: opts.uid } } : {}) },
+      });
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;
+      if (opts.uid && err instanceof KubeApiError && err.status === 409) return false;
       throw err;
     }
   }

@@ -2,8 +2,15 @@ import { describe, expect, it } from "vitest";
 import { MAX_RUNNER_NAME, labelValue, runnerName, splitKey, defKey } from "./names.ts";
 
 describe("runner names", () => {
-  it("is runner-<namespace>-<name> when that fits", () => {
-    expect(runnerName("shop", "orders")).toBe("runner-shop-orders");
+  it("is runner-<namespace>-<name>-<hash of namespace/name>", () => {
+    expect(runnerName("shop", "orders")).toMatch(/^runner-shop-orders-[0-9a-f]{8}$/);
+    expect(runnerName("shop", "orders")).toBe(runnerName("shop", "orders"));
+  });
+  it("never gives two definitions the same name, however the dashes split", () => {
+    expect(runnerName("team-a", "x")).not.toBe(runnerName("team", "a-x"));
+    expect(runnerName("team-a", "x")).toMatch(/^runner-team-a-x-[0-9a-f]{8}$/);
+    expect(runnerName("a", "b-c-d")).not.toBe(runnerName("a-b", "c-d"));
+    expect(runnerName("a", "b.c")).not.toBe(runnerName("a", "b-c"));
   });
   it("shortens long names with a stable hash, within the StatefulSet limit", () => {
     const a = runnerName("analytics-production", "a-very-long-definition-name-for-the-events-cluster");

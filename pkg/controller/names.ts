@@ -1,5 +1,5 @@
-// Names of the generated objects: runner-<namespace>-<name>, shortened with a
-// stable hash where Kubernetes limits demand it.
+// Names of the generated objects: runner-<namespace>-<name> plus a short hash
+// of the definition's identity, shortened where Kubernetes limits demand it.
 import { createHash } from "node:crypto";
 
 /**
@@ -13,12 +13,14 @@ export function shortHash(s: string, len = 8): string {
   return createHash("sha256").update(s).digest("hex").slice(0, len);
 }
 
-/** The one name of a definition's Secret, StatefulSet and Service (a valid DNS-1035 label). */
+/**
+ * The one name of a definition's Secret, StatefulSet and Service (a valid DNS-1035 label):
+ * runner-<namespace>-<name>-<hash>, where the hash is of the exact "<namespace>/<name>".
+ * The hash makes the name injective: team-a/x and team/a-x both read "runner-team-a-x",
+ * but their hashes differ. Names that do not fit are shortened before the hash.
+ */
 export function runnerName(namespace: string, name: string): string {
-  const raw = `runner-${namespace}-${name}`;
-  const clean = raw.replace(/[^a-z0-9-]/g, "-");
-  if (clean === raw && raw.length <= MAX_RUNNER_NAME) return raw;
-  // Dots replaced or too long: the hash of the exact identity keeps names unique.
+  const clean = `runner-${namespace}-${name}`.replace(/[^a-z0-9-]/g, "-");
   const suffix = `-${shortHash(`${namespace}/${name}`)}`;
   return `${clean.slice(0, MAX_RUNNER_NAME - suffix.length).replace(/-+$/, "")}${suffix}`;
 }

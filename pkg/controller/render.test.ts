@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { parseRunnerConfigText } from "../apis/index.ts";
 import { planRunnerConfig, type PlanInput, type PlanSuccess } from "./plan.ts";
 import { configHash, renderRunnerObjects } from "./render.ts";
+import { runnerName } from "./names.ts";
 import { parseControllerSettings } from "./settings.ts";
 import type { BackupDefinitionObject, SecretObject, StorageLocationObject } from "./types.ts";
 
@@ -100,9 +101,10 @@ describe("renderRunnerObjects", () => {
   it("renders the Secret, StatefulSet and Service", () => {
     const p = ok(planRunnerConfig(input(def({ runner: { resources: { limits: { memory: "1Gi" } }, tolerations: [{ key: "backup", operator: "Exists", effect: "NoSchedule" }], storageSize: "5Gi", storageClassName: "fast" } }))));
     const o = renderRunnerObjects(p, settings);
-    expect(o.name).toBe("runner-shop-orders");
+    expect(o.name).toBe(runnerName("shop", "orders"));
+    expect(o.name).toMatch(/^runner-shop-orders-[0-9a-f]{8}$/);
     for (const obj of [o.secret, o.statefulSet, o.service]) {
-      expect(obj.metadata).toMatchObject({ name: "runner-shop-orders", namespace: "chbackup-system" });
+      expect(obj.metadata).toMatchObject({ name: o.name, namespace: "chbackup-system" });
       expect(obj.metadata.labels).toMatchObject({ "app.kubernetes.io/managed-by": "chbackup-controller", "chbackup.dev/definition-namespace": "shop", "chbackup.dev/definition-name": "orders" });
       expect(obj.metadata.annotations).toEqual({ "chbackup.dev/definition": "shop/orders" });
     }
