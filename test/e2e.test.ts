@@ -54,7 +54,11 @@ describe("end to end: definition in, restored data out", () => {
     const name = runnerName(APP_NS, defName);
     await stopRunner(defName);
     const secret = await must<{ data: Record<string, string> }>(kube, "GET", `/api/v1/namespaces/${CTRL_NS}/secrets/${name}`);
-    const configJson = Buffer.from(secret.data["config.json"]!, "base64").toString("utf8");
+    // The pod's scratch volume (definition.stateDir lies on it) is a directory of its own per runner, kept across restarts.
+    const config = JSON.parse(Buffer.from(secret.data["config.json"]!, "base64").toString("utf8")) as { definition: { stateDir?: string } };
+    expect(config.definition.stateDir).toBe("/var/lib/backup-runner/state");
+    config.definition.stateDir = join(dir, `${name}-volume`, "state");
+    const configJson = JSON.stringify(config);
     const token = Buffer.from(secret.data["token"]!, "base64").toString("utf8");
     const path = join(dir, `${name}.json`);
     await writeFile(path, configJson, { mode: 0o600 });

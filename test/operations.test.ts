@@ -74,6 +74,13 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
   const waitMoving = (r: RunnerProc, id: string) => pollJson(() => r.api.get(`/api/v1/operations/${id}`), (j) => j.operation.state !== "running" || j.operation.progress.rows > 0, 60_000, 20);
   const workTables = async () => (await ch.query<{ t: string }>("SELECT concat(database, '.', name) AS t FROM system.tables WHERE name LIKE '\\_chbackup\\_%'")).map((r) => r.t);
   const databases = async () => (await ch.query<{ name: string }>("SELECT name FROM system.databases")).map((r) => r.name);
+  /** The journal files of the one runner identity using a state directory (`<stateDir>/journal/<owner id>/`). */
+  const journalFiles = async (state: string) => {
+    const [owner, ...others] = await readdir(join(state, "journal"));
+    expect(others).toEqual([]);
+    const d = join(state, "journal", owner!);
+    return (await readdir(d)).map((n) => join(d, n));
+  };
   const keys = async (prefix: string) => ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }))).Contents ?? []).map((c) => c.Key!);
 
   beforeAll(async () => {
@@ -161,9 +168,9 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
       expect(await workTables()).toEqual([]);
       expect(await databases()).not.toContain("big_cli");
       // journaled in the command's state directory too
-      const files = await readdir(cliState);
+      const files = await journalFiles(cliState);
       expect(files).toHaveLength(1);
-      expect(JSON.parse(await readFile(join(cliState, files[0]!), "utf8")).operation.state).toBe("cancelled");
+      expect(JSON.parse(await readFile(files[0]!, "utf8")).operation.state).toBe("cancelled");
     } finally {
       child.kill("SIGKILL");
     }
@@ -176,8 +183,8 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
     const moving = await waitMoving(r, id);
     expect(moving.operation.state, "the restore ended before the kill").toBe("running");
     // the journal on the runner's volume follows the progress (at most a second behind)
-    const file = (await readdir(stateDir)).find((n) => n.endsWith(`-${id}.json`))!;
-    const journal = async () => JSON.parse(await readFile(join(stateDir, file), "utf8"));
+    const file = (await journalFiles(stateDir)).find((n) => n.endsWith(`-${id}.json`))!;
+    const journal = async () => JSON.parse(await readFile(file, "utf8"));
     await waitUntil("progress journaled", async () => (await journal()).operation.progress.rows > 0, { timeoutMs: 30_000, intervalMs: 20 });
     await r.proc.kill();
     const journaled = await journal();

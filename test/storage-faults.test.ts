@@ -232,5 +232,7 @@ describe("serve without storage or ClickHouse at start", () => {
     const listed = await pollJson(() => api.get("/api/v1/backups"), (j) => j.backups.length === 1, 60_000, 250);
     expect(listed.backups[0].trigger).toBe("missed");
     expect(proc.exited()).toBe(false);
+    const log = await readFile(logFile, "utf8");
+    for (const secret of [minio.secretAccessKey, ch.password, token]) expect(log).not.toContain(secret);
   });
 });

@@ -73,7 +73,8 @@ describe("runner operations (fake engine)", () => {
     // wait until the engine reported progress and the journal wrote its phase
     await new Promise((r) => setTimeout(r, 100));
     await first.runner.journal.flush();
-    const files = await readdir(stateDir);
+    expect(first.runner.journal.dir).toBe(join(stateDir, "journal", first.runner.owner.id));
+    const files = await readdir(first.runner.journal.dir!);
     expect(files).toHaveLength(2);
     const key = join(storage, "shop", "orders", backup.backupId!, "restores", `${operation.id}.json`);
     expect(JSON.parse(await readFile(key, "utf8")).operation.state).toBe("running");

@@ -1,6 +1,7 @@
 // The runner: one backup or restore at a time, catalog, retention, status.
 // It knows nothing of Kubernetes or of any particular engine.
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { text } from "node:stream/consumers";
 import type { Logger } from "winston";
 import type { RunnerConfig } from "../apis/index.ts";
@@ -198,7 +199,7 @@ export class Runner {
     this.catalog = new Catalog(deps.store, `${d.namespace}/${d.name}`, deps.logger, deps.manifestReadRetry ? { readRetry: deps.manifestReadRetry } : {});
     this.#owner = runnerOwner(deps.config);
     this.#journal =
-      deps.journal ?? new OperationJournal({ dir: d.stateDir, owner: this.#owner, logger: deps.logger, keep: this.#historySize, clock: this.#now });
+      deps.journal ?? new OperationJournal({ dir: journalDir(d.stateDir, this.#owner), owner: this.#owner, logger: deps.logger, keep: this.#historySize, clock: this.#now });
     this.#storageProbe =
       deps.storageProbe ?? new StorageProbe({ store: deps.store, prefix: this.catalog.root, filesystemRoot: deps.config.storage.filesystem?.path });
   }
@@ -925,6 +926,15 @@ export class Runner {
     cur.abort.abort(new ShuttingDownError());
     await Promise.race([cur.done, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
+}
+
+/**
+ * The runner's journal directory: `<stateDir>/journal/<owner id>`, so that
+ * runners sharing a state directory (a workstation, a test) never read or
+ * prune each other's journal.
+ */
+export function journalDir(stateDir: string | undefined, owner: Owner): string | undefined {
+  return stateDir === undefined ? undefined : join(stateDir, "journal", owner.id);
 }
 
 /** A failure that still carries the operation's result (verify: the table-by-table report of a damaged backup). */
