@@ -197,6 +197,71 @@ describe("backup-controller against kube-apiserver", () => {
     await waitFor("statefulset recreated", async () => (await kube.request("GET", stsPath(name))).status === 200);
   });
 
+  it("removed fields reach the StatefulSet: nodeSelector, tolerations, databaseAffinity, a map key, a resource limit, imagePullSecrets", async () => {
+    type Pod = { nodeSelector?: Record<string, string>; tolerations?: unknown[]; affinity?: unknown; imagePullSecrets?: unknown[]; containers: { resources?: { requests?: Record<string, string>; limits?: Record<string, string> } }[] };
+    const podOf = async (name: string) => (await must<{ spec: { template: { spec: Pod } } }>(kube, "GET", stsPath(name))).spec.template.spec;
+    const runner = {
+      nodeSelector: { pool: "backup", disk: "ssd" },
+      tolerations: [{ key: "backup", operator: "Exists", effect: "NoSchedule" }],
+      databaseAffinity: { podLabels: { app: "clickhouse" } },
+      resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "1", memory: "256Mi" } },
+    };
+    await must(kube, "POST", defPath(APP_NS), definition("fields", { runner }));
+    await waitReady(kube, APP_NS, "fields");
+    const name = runnerName(APP_NS, "fields");
+    const p0 = await podOf(name);
+    expect(p0.nodeSelector).toEqual({ pool: "backup", disk: "ssd" });
+    expect(p0.tolerations).toHaveLength(1);
+    expect(p0.affinity).toBeDefined();
+    expect(p0.containers[0]!.resources!.limits).toEqual({ cpu: "1", memory: "256Mi" });
+    const patchDef = (body: unknown) => must(kube, "PATCH", defPath(APP_NS, "fields"), body, "application/merge-patch+json");
+    // One map key.
+    await patchDef({ spec: { runner: { nodeSelector: { disk: null } } } });
+    await waitFor("nodeSelector key removed", async () => JSON.stringify((await podOf(name)).nodeSelector) === JSON.stringify({ pool: "backup" }));
+    // Whole fields and one resource limit.
+    await patchDef({ spec: { runner: { nodeSelector: null, tolerations: null, databaseAffinity: null, resources: { limits: { cpu: null } } } } });
+    const p1 = await waitFor("fields removed", async () => {
+      const p = await podOf(name);
+      return p.nodeSelector === undefined && p.tolerations === undefined && p.affinity === undefined && p.containers[0]!.resources!.limits!["cpu"] === undefined ? p : undefined;
+    });
+    expect(p1.containers[0]!.resources).toEqual({ requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "256Mi" } });
+    const def = await must<Obj>(kube, "GET", defPath(APP_NS, "fields"));
+    expect((def.status as { observedGeneration: number }).observedGeneration).toBe(3);
+    expect(await readyCondition(kube, APP_NS, "fields")).toMatchObject({ status: "True", reason: "Reconciled" });
+    // The controller's imagePullSecrets emptied (a new setting, a restarted controller): gone from every runner.
+    expect(p1.imagePullSecrets).toEqual([{ name: "regcred" }]);
+    await app.stop();
+    app = await startTestController({ kube, namespace: CTRL_NS, observe: (r) => requests.push(r), settings: { imagePullSecrets: [] } });
+    await waitFor("imagePullSecrets removed", async () => (await podOf(name)).imagePullSecrets === undefined && (await podOf(runnerName(APP_NS, "orders"))).imagePullSecrets === undefined);
+    await waitFor("leader", async () => app.isLeader() && app.controller()?.ready);
+  });
+
+  it("makes no write on a resync when another manager added a list entry, or the server rewrote a quantity", async () => {
+    // 0.5 CPU and 1024Mi are stored as 500m and 1Gi.
+    await must(kube, "POST", defPath(APP_NS), definition("shared", { runner: { tolerations: [{ key: "backup", operator: "Exists" }], resources: { requests: { cpu: "0.5", memory: "1024Mi" } } } }));
+    await waitReady(kube, APP_NS, "shared");
+    const name = runnerName(APP_NS, "shared");
+    const live = await must<{ spec: { template: { spec: { tolerations: unknown[]; containers: { resources: { requests: Record<string, string> } }[] } } } }>(kube, "GET", stsPath(name));
+    expect(live.spec.template.spec.containers[0]!.resources.requests).toEqual({ cpu: "500m", memory: "1Gi" });
+    // Another field manager adds an env var to the runner container and a toleration (server-side apply).
+    await kube.apply(stsPath(name), {
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name, namespace: CTRL_NS },
+      spec: { template: { spec: { containers: [{ name: "runner", env: [{ name: "EXTRA", value: "1" }] }], tolerations: [...live.spec.template.spec.tolerations, { key: "extra", operator: "Exists" }] } } },
+    }, "other-tool");
+    await idle();
+    const w0 = writes();
+    app.controller()!.resync();
+    await idle();
+    app.controller()!.resync();
+    await idle();
+    expect(requests.filter(isWrite).slice(w0)).toEqual([]);
+    const after = await must<{ spec: { template: { spec: { tolerations: unknown[]; containers: { env: { name: string }[] }[] } } } }>(kube, "GET", stsPath(name));
+    expect(after.spec.template.spec.containers[0]!.env.map((e) => e.name)).toContain("EXTRA");
+    expect(after.spec.template.spec.tolerations).toHaveLength(2);
+  });
+
   it("reports a missing StorageLocation or Secret as a condition and heals when it appears", async () => {
     await must(kube, "POST", defPath(APP_NS), definition("missing-loc", { storageLocation: "later" }));
     const c1 = await waitReady(kube, APP_NS, "missing-loc", "StorageLocationNotFound");

@@ -28,6 +28,8 @@ export const ANNOTATIONS = {
   configHash: "chbackup.dev/config-hash",
   /** The source definition as "namespace/name" (label values cannot hold every name). */
   source: "chbackup.dev/definition",
+  /** SHA-256 of the complete desired object as last applied: a different one means "apply it again". */
+  desiredHash: "chbackup.dev/desired-hash",
 } as const;
 
 /** How the runner runs inside its container (the image's ENTRYPOINT runs the runner). */

@@ -8,7 +8,7 @@ import { runPool } from "../concurrency/pool.ts";
 import { describeError } from "../runner/errors.ts";
 import type { Condition } from "../apis/resources.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
-import { differingPaths, isSubset } from "./diff.ts";
+import { differingPaths, holds } from "./diff.ts";
 import { Informer } from "./informer.ts";
 import { KubeApiError, RESOURCES, apiVersionOf, type KubeClient, type ResourceType } from "./kube.ts";
 import { defKey, runnerName, splitKey } from "./names.ts";
@@ -295,7 +295,10 @@ export class Controller {
     return undefined;
   }
 
-  /** Applies the object unless the live one already holds every desired field. Returns whether it wrote. */
+  /**
+   * Applies the whole desired object unless the live one carries the same desired hash and holds
+   * every desired value (see diff.ts). Returns whether it wrote.
+   */
   async #ensure(
     informer: Informer<KubeObject>,
     rt: ResourceType,
@@ -304,7 +307,7 @@ export class Controller {
   ): Promise<boolean> {
     const { namespace, name } = desired.metadata;
     const live = informer.get(namespace, name);
-    if (live && isSubset(desired, live)) return false;
+    if (live && holds(desired, live)) return false;
     if (live) log.debug("drift", { kind: rt.kind, name, paths: differingPaths(desired, live) });
     try {
       informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));

@@ -4,6 +4,7 @@ import { parseRunnerConfigText } from "../apis/index.ts";
 import { planRunnerConfig, type PlanInput, type PlanSuccess } from "./plan.ts";
 import { configHash, renderRunnerObjects } from "./render.ts";
 import { runnerName } from "./names.ts";
+import { desiredHash } from "./diff.ts";
 import { parseControllerSettings } from "./settings.ts";
 import type { BackupDefinitionObject, SecretObject, StorageLocationObject } from "./types.ts";
 
@@ -106,7 +107,7 @@ describe("renderRunnerObjects", () => {
     for (const obj of [o.secret, o.statefulSet, o.service]) {
       expect(obj.metadata).toMatchObject({ name: o.name, namespace: "chbackup-system" });
       expect(obj.metadata.labels).toMatchObject({ "app.kubernetes.io/managed-by": "chbackup-controller", "chbackup.dev/definition-namespace": "shop", "chbackup.dev/definition-name": "orders" });
-      expect(obj.metadata.annotations).toEqual({ "chbackup.dev/definition": "shop/orders" });
+      expect(obj.metadata.annotations).toEqual({ "chbackup.dev/definition": "shop/orders", "chbackup.dev/desired-hash": desiredHash(obj) });
     }
     expect(Buffer.from(o.secret.data!["config.json"]!, "base64").toString()).toBe(p.configJson);
     const sts = o.statefulSet.spec!;
@@ -126,6 +127,19 @@ describe("renderRunnerObjects", () => {
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(45);
     expect(sts.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
     expect(o.service.spec!.selector).toEqual(sts.selector.matchLabels);
+  });
+
+  it("stamps each object with the hash of its complete self, which changes when a field is removed", () => {
+    const withSel = renderRunnerObjects(ok(planRunnerConfig(input(def({ runner: { nodeSelector: { pool: "backup" } } })))), settings);
+    const without = renderRunnerObjects(ok(planRunnerConfig(input(def()))), settings);
+    expect(without.statefulSet.spec!.template.spec!.nodeSelector).toBeUndefined();
+    const h = (o: { metadata: { annotations?: Record<string, string> } }) => o.metadata.annotations!["chbackup.dev/desired-hash"];
+    expect(h(withSel.statefulSet)).not.toBe(h(without.statefulSet));
+    expect(h(withSel.service)).toBe(h(without.service));
+    expect(h(withSel.secret)).toBe(h(without.secret));
+    const noPullSecrets = renderRunnerObjects(ok(planRunnerConfig(input(def()))), { ...settings, imagePullSecrets: [] });
+    expect(noPullSecrets.statefulSet.spec!.template.spec!.imagePullSecrets).toBeUndefined();
+    expect(h(noPullSecrets.statefulSet)).not.toBe(h(without.statefulSet));
   });
 
   it("uses the controller's runner defaults when the definition sets none", () => {

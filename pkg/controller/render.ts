@@ -5,6 +5,7 @@ import type { PlanSuccess } from "./plan.ts";
 import type { ControllerSettings } from "./settings.ts";
 import { ANNOTATIONS, LABELS, MANAGED_BY, RUNNER_COMPONENT, RUNNER_CONTAINER } from "./contract.ts";
 import { labelValue, runnerName } from "./names.ts";
+import { withDesiredHash } from "./diff.ts";
 
 export interface RunnerObjects {
   name: string;
@@ -171,5 +172,7 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
     },
   };
 
-  return { name, configHash: hash, secret, statefulSet, service };
+  // Each object carries the hash of its complete self: how the controller knows to apply it again,
+  // which also removes whatever it applied before and no longer renders (see diff.ts).
+  return { name, configHash: hash, secret: withDesiredHash(secret), statefulSet: withDesiredHash(statefulSet), service: withDesiredHash(service) };
 }
