@@ -42,7 +42,7 @@ import { abortReason, messageOf } from "./errors.ts";
 import { NativeCountStream, NativeWalker } from "./nativewalk.ts";
 import { CATEGORY_TABLE, dependencyOrder, restoreCategory } from "./order.ts";
 import { planRestore, type PlannedTable } from "./plan.ts";
-import { qualified, quoteIdent, quoteString, referencedNames, renameCreatedObject } from "./sql.ts";
+import { qualified, quoteIdent, quoteString, referencedNames, renameCreatedObject, tokenize } from "./sql.ts";
 import { ByteCounter, FailureTracker, IdleWatch, StallError } from "./streams.ts";
 
 /** Every object a restore creates under a name of its own starts with this. */
@@ -72,7 +72,9 @@ export function workTarget(name: string): { kind: "stage" | "aside"; rid: string
 }
 
 /** Engines whose count() after an INSERT equals the rows inserted (no merge folds rows together). */
-function countIsExact(engine: string): boolean {
+function countIsExact(engine: string, ddl: string): boolean {
+  // a TTL may remove expired rows as soon as parts are written or merged
+  if (tokenize(ddl).some((t) => t.kind === "word" && t.text.toUpperCase() === "TTL")) return false;
   return /^(Replicated)?MergeTree$/.test(engine) || ["Log", "TinyLog", "StripeLog", "Memory"].includes(engine);
 }
 
@@ -421,7 +423,7 @@ class Restore {
       this.#log.warn("clickhouse restore: rows differ from the count recorded by an older backup", { table: key, rows, recorded: t.source.rows });
     }
     const engine = t.kind === "data" ? t.source.engine : "";
-    if (countIsExact(engine) && t.source.uncompressedBytes > 0) {
+    if (countIsExact(engine, t.ddl) && t.source.uncompressedBytes > 0) {
       const [c] = await this.#conn.rows<{ c: string | number }>(`SELECT count() AS c FROM ${qualified(db, into)}`, signal, `counting the rows restored into ${key}`);
       const got = Number(c?.c ?? 0);
       if (got !== rows) throw new EngineError(`restoring ${key} failed: ${rows} rows were sent, the server holds ${got}`, { retryable: true });
