@@ -32,31 +32,47 @@ export class CompressedStreamError extends Error {
   }
 }
 
-/** Decodes one LZ4 block (the raw block format, no frame) into exactly `size` bytes. */
-export function lz4DecompressBlock(src: Buffer, size: number): Buffer {
-  const dst = Buffer.allocUnsafe(size);
+/** Literal runs and non-overlapping matches up to this length are copied byte by byte (a native copy costs more). */
+const SHORT_COPY = 24;
+
+/**
+ * Decodes one LZ4 block (the raw block format, no frame) into exactly `size`
+ * bytes: into `dst` when given and large enough (reused for the next block by
+ * the caller), else into a new Buffer. Returns the `size` bytes decoded (dst
+ * itself, or a view of it). Corrupt input throws CompressedStreamError; no
+ * read or write goes outside src or the first `size` bytes of the output.
+ */
+export function lz4DecompressBlock(src: Buffer, size: number, dst?: Buffer): Buffer {
+  const out = dst !== undefined && dst.length >= size ? dst : Buffer.allocUnsafe(size);
+  const n = src.length;
   let s = 0;
   let d = 0;
   const fail = (why: string): never => {
     throw new CompressedStreamError(`corrupt LZ4 block: ${why}`);
   };
-  while (s < src.length) {
+  while (s < n) {
     const token = src[s++]!;
-    let lit = token >> 4;
+    let lit = token >>> 4;
     if (lit === 15) {
       let b: number;
       do {
-        if (s >= src.length) fail("literal length runs past the end");
+        if (s >= n) fail("literal length runs past the end");
         b = src[s++]!;
         lit += b;
       } while (b === 255);
     }
-    if (s + lit > src.length || d + lit > size) fail("literals run past the end");
-    src.copy(dst, d, s, s + lit);
-    s += lit;
-    d += lit;
-    if (s >= src.length) break; // the last sequence has literals only
-    if (s + 2 > src.length) fail("truncated match offset");
+    if (lit > 0) {
+      if (s + lit > n || d + lit > size) fail("literals run past the end");
+      if (lit <= SHORT_COPY) {
+        for (const e = s + lit; s < e; ) out[d++] = src[s++]!;
+      } else {
+        src.copy(out, d, s, s + lit);
+        s += lit;
+        d += lit;
+      }
+    }
+    if (s >= n) break; // the last sequence has literals only
+    if (s + 2 > n) fail("truncated match offset");
     const offset = src[s]! | (src[s + 1]! << 8);
     s += 2;
     if (offset === 0 || offset > d) fail("match offset out of range");
@@ -64,33 +80,60 @@ export function lz4DecompressBlock(src: Buffer, size: number): Buffer {
     if ((token & 15) === 15) {
       let b: number;
       do {
-        if (s >= src.length) fail("match length runs past the end");
+        if (s >= n) fail("match length runs past the end");
         b = src[s++]!;
         len += b;
       } while (b === 255);
     }
     if (d + len > size) fail("match runs past the end");
-    // Overlapping copies are how LZ4 encodes runs: copy byte by byte when they overlap.
+    let m = d - offset;
     if (offset >= len) {
-      dst.copy(dst, d, d - offset, d - offset + len);
+      // no overlap
+      if (len <= SHORT_COPY) {
+        for (const e = d + len; d < e; ) out[d++] = out[m++]!;
+      } else {
+        out.copyWithin(d, m, m + len);
+        d += len;
+      }
+    } else if (offset === 1) {
+      out.fill(out[m]!, d, d + len);
       d += len;
+    } else if (len <= SHORT_COPY) {
+      // a short overlapping run: byte by byte repeats the last `offset` bytes
+      for (const e = d + len; d < e; ) out[d++] = out[m++]!;
     } else {
-      for (let i = 0; i < len; i++, d++) dst[d] = dst[d - offset]!;
+      // a long overlapping run with a period of `offset` bytes: copy in spans that double
+      // (each span is a whole number of periods, so a copy never reads what it writes)
+      let span = offset;
+      while (len > 0) {
+        const k = Math.min(span, len);
+        out.copyWithin(d, d - span, d - span + k);
+        d += k;
+        len -= k;
+        span *= 2;
+      }
     }
   }
   if (d !== size) fail(`decoded ${d} bytes, header says ${size}`);
-  return dst;
+  return out.length === size ? out : out.subarray(0, size);
 }
 
+/** The data of one compressed block (checksum and header included). */
 export function decompressBlock(block: Buffer): Buffer {
+  return decompressBlockInto(block, undefined);
+}
+
+/** decompressBlock, decoding LZ4 into `dst` when it is large enough (see lz4DecompressBlock). */
+export function decompressBlockInto(block: Buffer, dst: Buffer | undefined): Buffer {
   const method = block[CHECKSUM]!;
   const size = block.readUInt32LE(CHECKSUM + 5);
   const data = block.subarray(CHECKSUM + HEADER);
   switch (method) {
     case METHOD_NONE:
+      if (data.length !== size) throw new CompressedStreamError(`stored block of ${data.length} bytes, header says ${size}`);
       return data;
     case METHOD_LZ4:
-      return lz4DecompressBlock(data, size);
+      return lz4DecompressBlock(data, size, dst);
     case METHOD_ZSTD:
       return zstdDecompressSync(data);
     default:
@@ -115,7 +158,23 @@ interface HeldBlock {
  * The current block and the two before it are copied into buffers of its
  * own rather than kept as views of the chunks: the chunks are passed on and
  * may go back to a pool once the last stage has read them.
+ *
+ * With `onDecoded`, every block is decoded as soon as it is complete and its
+ * data handed to the callback (to walk the Native data inside, for example).
+ * The buffer is reused for the next block: the callback must be done with it
+ * when it returns. A corrupt block then fails the stream at once. An error
+ * thrown by the callback is held until the end and the rest of the stream
+ * passes without callbacks: an exception that the server appended after the
+ * data reaches the callback as garbage, and the check at the end must get to
+ * report the exception itself.
  */
+export interface CompressedStreamCheckOptions {
+  onDecoded?: ((data: Buffer) => void) | undefined;
+}
+
+/** How much output buffer is kept for decoding (ClickHouse blocks are at most max_compress_block_size, 1 MiB by default). */
+const DECODE_STEP = 1024 * 1024;
+
 export class CompressedStreamCheck extends Transform {
   readonly #exceptionTag: string | undefined;
   #header = Buffer.alloc(CHECKSUM + HEADER);
@@ -125,12 +184,35 @@ export class CompressedStreamCheck extends Transform {
   #cur: HeldBlock = { buf: Buffer.alloc(0), len: 0 };
   #last: HeldBlock | undefined;
   #prev: HeldBlock | undefined; // the block before the last (an exception may straddle two)
+  readonly #onDecoded: ((data: Buffer) => void) | undefined;
+  #decoded: Buffer | undefined;
+  #callbackError: unknown;
+  #callbackFailed = false;
   decompressedBytes = 0;
   blocks = 0;
 
-  constructor(exceptionTag: string | undefined) {
+  constructor(exceptionTag: string | undefined, opts: CompressedStreamCheckOptions = {}) {
     super();
     this.#exceptionTag = exceptionTag;
+    this.#onDecoded = opts.onDecoded;
+  }
+
+  /** Decodes the block just completed (`#last`) and hands it to the callback. */
+  #decodeLast(): void {
+    const b = this.#last!;
+    const block = b.buf.subarray(0, b.len);
+    const size = block.readUInt32LE(CHECKSUM + 5);
+    if (block[CHECKSUM] === METHOD_LZ4 && (this.#decoded === undefined || this.#decoded.length < size)) {
+      this.#decoded = Buffer.allocUnsafe(Math.ceil(Math.max(size, 1) / DECODE_STEP) * DECODE_STEP);
+    }
+    const data = decompressBlockInto(block, this.#decoded);
+    if (this.#callbackFailed) return;
+    try {
+      this.#onDecoded!(data);
+    } catch (err: unknown) {
+      this.#callbackFailed = true;
+      this.#callbackError = err;
+    }
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -172,6 +254,7 @@ export class CompressedStreamCheck extends Transform {
           this.#cur = free;
           this.#inBlock = false;
           this.blocks++;
+          if (this.#onDecoded) this.#decodeLast();
         }
       }
       cb(null, chunk);
@@ -189,6 +272,7 @@ export class CompressedStreamCheck extends Transform {
         const err = trailingException(tail.subarray(Math.max(0, tail.length - 64 * 1024)), this.#exceptionTag);
         if (err) throw err;
       }
+      if (this.#callbackFailed) throw this.#callbackError;
       cb();
     } catch (err: unknown) {
       cb(err as Error);
