@@ -262,6 +262,60 @@ describe("backup-controller against kube-apiserver", () => {
     expect(after.spec.template.spec.tolerations).toHaveLength(2);
   });
 
+  it("replaces the StatefulSet when storageSize changes: deletes it (orphan), waits until it is gone, creates it anew; human messages", async () => {
+    await must(kube, "POST", defPath(APP_NS), definition("resize"));
+    await waitReady(kube, APP_NS, "resize");
+    const name = runnerName(APP_NS, "resize");
+    type Sts = Obj & { metadata: { deletionTimestamp?: string }; spec: { volumeClaimTemplates: { spec: { resources: { requests: { storage: string } }; storageClassName?: string } }[] } };
+    const old = await must<Sts>(kube, "GET", stsPath(name));
+    await must(kube, "PATCH", defPath(APP_NS, "resize"), { spec: { runner: { storageSize: "3Gi", storageClassName: "fast" } } }, "application/merge-patch+json");
+    // The old StatefulSet is deleted with orphan propagation and the controller waits for it to go.
+    const c = await waitReady(kube, APP_NS, "resize", "Replacing");
+    expect(c.status).toBe("False");
+    const terminating = await must<Sts>(kube, "GET", stsPath(name));
+    expect(terminating.metadata.uid).toBe(old.metadata.uid);
+    expect(terminating.metadata.deletionTimestamp).toBeDefined();
+    expect(terminating.metadata.finalizers).toEqual(["orphan"]);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await readyCondition(kube, APP_NS, "resize"))?.reason).toBe("Replacing");
+    // No kube-controller-manager here: the test plays the garbage collector, which orphans the pods and
+    // claims and then removes the finalizer.
+    await must(kube, "PATCH", stsPath(name), { metadata: { finalizers: null } }, "application/merge-patch+json");
+    await waitReady(kube, APP_NS, "resize", "Reconciled");
+    const created = await must<Sts>(kube, "GET", stsPath(name));
+    expect(created.metadata.uid).not.toBe(old.metadata.uid);
+    expect(created.spec.volumeClaimTemplates[0]!.spec).toMatchObject({ resources: { requests: { storage: "3Gi" } }, storageClassName: "fast" });
+    // Conditions and Events speak in sentences, never in API bodies or Go struct dumps.
+    const events = await must<{ items: { reason: string; type: string; message: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`);
+    const mine = events.items.filter((e) => e.involvedObject.name === "resize");
+    expect(mine.map((e) => e.reason)).not.toContain("ApplyFailed");
+    const replacing = mine.find((e) => e.reason === "Replacing")!;
+    expect(replacing.message).toContain(`StatefulSet ${CTRL_NS}/${name}`);
+    expect(replacing.message).toContain("storageSize");
+    for (const m of [c.message, replacing.message]) {
+      expect(m.length).toBeLessThan(400);
+      expect(m).not.toMatch(/[{}\[\]]|Invalid value|"Spec"/);
+    }
+  });
+
+  it("reports an object the apiserver refuses as ApplyFailed in a sentence, and keeps the running StatefulSet", async () => {
+    await must(kube, "POST", defPath(APP_NS), definition("refused"));
+    await waitReady(kube, APP_NS, "refused");
+    const name = runnerName(APP_NS, "refused");
+    const before = await must<Obj>(kube, "GET", stsPath(name));
+    // Valid for the CRD, refused by the StatefulSet's validation: not a reason to delete anything.
+    await must(kube, "PATCH", defPath(APP_NS, "refused"), { spec: { runner: { nodeSelector: { "bad key!": "x" } } } }, "application/merge-patch+json");
+    const c = await waitReady(kube, APP_NS, "refused", "ApplyFailed");
+    expect(c.message).toContain(`StatefulSet ${CTRL_NS}/${name}`);
+    expect(c.message).toContain("spec.template.spec.nodeSelector");
+    expect(c.message).not.toMatch(/"kind"|"Status"|\{/);
+    const after = await must<Obj & { metadata: { deletionTimestamp?: string } }>(kube, "GET", stsPath(name));
+    expect(after.metadata.uid).toBe(before.metadata.uid);
+    expect(after.metadata.deletionTimestamp).toBeUndefined();
+    await must(kube, "PATCH", defPath(APP_NS, "refused"), { spec: { runner: { nodeSelector: null } } }, "application/merge-patch+json");
+    await waitReady(kube, APP_NS, "refused", "Reconciled");
+  });
+
   it("reports a missing StorageLocation or Secret as a condition and heals when it appears", async () => {
     await must(kube, "POST", defPath(APP_NS), definition("missing-loc", { storageLocation: "later" }));
     const c1 = await waitReady(kube, APP_NS, "missing-loc", "StorageLocationNotFound");

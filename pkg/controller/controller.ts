@@ -18,7 +18,18 @@ import { WorkQueue } from "./queue.ts";
 import type { ControllerSettings } from "./settings.ts";
 import type { BackupDefinitionObject, BackupDefinitionStatus, KubeObject, SecretObject, StorageLocationObject } from "./types.ts";
 
-export type ReadyReason = FailureReason | "Reconciled" | "ApplyFailed" | "NameConflict";
+export type ReadyReason = FailureReason | "Reconciled" | "ApplyFailed" | "NameConflict" | "Replacing";
+
+/** The apiserver refused a runner object for good (not a transient failure); the message is a sentence. */
+export class ApplyRefusedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ApplyRefusedError";
+  }
+}
+
+/** How long a definition waits before it looks again at an object being deleted to be replaced. */
+const REPLACE_RECHECK_MS = 10_000;
 
 export interface ControllerHooks {
   /** After every reconcile (metrics). */
@@ -192,18 +203,19 @@ export class Controller {
     ];
   }
 
-  async #timedReconcile(key: string): Promise<void> {
+  async #timedReconcile(key: string): Promise<{ requeueAfterMs: number } | undefined> {
     const t0 = performance.now();
     try {
-      await this.reconcile(key);
+      const r = await this.reconcile(key);
       this.#hooks.reconciled?.(key, "success", (performance.now() - t0) / 1000);
+      return r;
     } catch (err: unknown) {
       this.#hooks.reconciled?.(key, "error", (performance.now() - t0) / 1000);
       throw err;
     }
   }
 
-  async reconcile(key: string): Promise<void> {
+  async reconcile(key: string): Promise<{ requeueAfterMs: number } | undefined> {
     const { namespace, name } = splitKey(key);
     const log = this.#log.child({ definition: key });
     const def = this.defs.get(namespace, name);
@@ -232,6 +244,7 @@ export class Controller {
     });
     let ready: { status: "True" | "False"; reason: ReadyReason; message: string };
     let runner = current.status?.runner;
+    let requeueAfterMs: number | undefined;
     if (plan.ok) {
       const objs = renderRunnerObjects(plan, this.#s);
       const conflicts = this.#conflicts(key, objs);
@@ -240,28 +253,37 @@ export class Controller {
         ready = { status: "False", reason: "NameConflict", message: `${conflicts.join("; ")}: not touching it. Rename or delete the object (or this definition)` };
       } else {
         try {
-          const written = [
-            (await this.#ensure(this.secrets as Informer<KubeObject>, RESOURCES.secrets, objs.secret, log)) ? "Secret" : "",
-            (await this.#ensure(this.statefulSets, RESOURCES.statefulSets, objs.statefulSet, log)) ? "StatefulSet" : "",
-            (await this.#ensure(this.services, RESOURCES.services, objs.service, log)) ? "Service" : "",
-          ].filter(Boolean);
+          const states = [
+            { kind: "Secret", state: await this.#ensure(this.secrets as Informer<KubeObject>, RESOURCES.secrets, objs.secret, log) },
+            { kind: "StatefulSet", state: await this.#ensure(this.statefulSets, RESOURCES.statefulSets, objs.statefulSet, log) },
+            { kind: "Service", state: await this.#ensure(this.services, RESOURCES.services, objs.service, log) },
+          ];
+          const written = states.filter((x) => x.state === "applied").map((x) => x.kind);
           if (written.length) log.info("runner objects applied", { objects: written, configHash: objs.configHash.slice(0, 12) });
-          ready = { status: "True", reason: "Reconciled", message: `runner ${this.#s.namespace}/${objName} is up to date` };
-          runner = { namespace: this.#s.namespace, secret: objName, statefulSet: objName, service: objName, configHash: objs.configHash };
-          // Objects of this definition under another name (the name scheme of an earlier version).
-          await this.#deleteRunnerObjects(key, log, "runner objects under an old name deleted", objName);
+          const replacing = states.filter((x) => x.state === "replacing").map((x) => x.kind);
+          if (replacing.length) {
+            ready = { status: "False", reason: "Replacing", message: replacingMessage(replacing, this.#s.namespace, objName) };
+            // The watch reports the deletion; this is the fallback if that event is missed.
+            requeueAfterMs = REPLACE_RECHECK_MS;
+          } else {
+            ready = { status: "True", reason: "Reconciled", message: `runner ${this.#s.namespace}/${objName} is up to date` };
+            runner = { namespace: this.#s.namespace, secret: objName, statefulSet: objName, service: objName, configHash: objs.configHash };
+            // Objects of this definition under another name (the name scheme of an earlier version).
+            await this.#deleteRunnerObjects(key, log, "runner objects under an old name deleted", objName);
+          }
         } catch (err: unknown) {
-          if (err instanceof KubeApiError && err.retryable) {
-            // Retry with backoff; the condition only records terminal failures.
+          if (!(err instanceof ApplyRefusedError)) {
+            // Transient (retried with backoff); the condition only records what the apiserver refused for good.
             throw new Error(`apply runner objects of ${key}`, { cause: err });
           }
-          ready = { status: "False", reason: "ApplyFailed", message: err instanceof Error ? err.message : String(err) };
+          ready = { status: "False", reason: "ApplyFailed", message: err.message };
         }
       }
     } else {
       ready = { status: "False", reason: plan.reason, message: plan.message };
     }
     await this.#updateStatus(current, ready, runner, log);
+    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }
 
   /** The desired objects whose name is taken by an object that does not stand for this definition. */
@@ -297,30 +319,51 @@ export class Controller {
 
   /**
    * Applies the whole desired object unless the live one carries the same desired hash and holds
-   * every desired value (see diff.ts). Returns whether it wrote.
+   * every desired value (see diff.ts). An object that is being deleted is created anew once it is
+   * gone; one whose change the apiserver refuses as immutable is deleted to be replaced (a
+   * StatefulSet with orphan propagation: its pod and volume claims stay and the new one adopts them).
    */
   async #ensure(
     informer: Informer<KubeObject>,
     rt: ResourceType,
     desired: { metadata: { name: string; namespace: string } },
     log: Logger,
-  ): Promise<boolean> {
+  ): Promise<"unchanged" | "applied" | "replacing"> {
     const { namespace, name } = desired.metadata;
     const live = informer.get(namespace, name);
-    if (live && holds(desired, live)) return false;
+    // Applying to an object that is being deleted would fail (or change the dying object): wait.
+    if (live?.metadata.deletionTimestamp) return "replacing";
+    if (live && holds(desired, live)) return "unchanged";
     if (live) log.debug("drift", { kind: rt.kind, name, paths: differingPaths(desired, live) });
     try {
       informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
+      return "applied";
     } catch (err: unknown) {
-      // 422: the change cannot be applied in place. A StatefulSet's selector and volume claim templates
-      // are immutable, and list entries another manager added (say, a second port) cannot be taken over.
-      // Replace the object; a StatefulSet's pod and volume claims are kept (orphaned, then adopted anew).
-      if (!(err instanceof KubeApiError && err.status === 422)) throw err;
-      log.warn("object cannot be updated in place; replacing it", { kind: rt.kind, name, error: err.message });
-      await this.#client.delete(rt, namespace, name, { propagationPolicy: rt === RESOURCES.statefulSets ? "Orphan" : "Background" });
-      informer.wrote(await this.#client.apply<KubeObject>(rt, namespace, name, desired));
+      if (!(err instanceof KubeApiError) || err.retryable) throw err;
+      // Replace the object when the change cannot be made to the live one but the desired object is
+      // fine by itself: an immutable field (a StatefulSet's volume claim templates, from
+      // spec.runner.storageSize and storageClassName), or a list entry another manager added that
+      // clashes with ours (say, a second port named "http"). A dry-run create tells the two apart
+      // from an object the apiserver would refuse anyway: that one is reported, and nothing is deleted.
+      if (live && err.status === 422 && (err.immutableField || (await this.#validByItself(rt, namespace, desired)))) {
+        log.warn("the change cannot be made in place; replacing the object", { kind: rt.kind, name, fields: err.causes.map((c) => c.field) });
+        await this.#client.delete(rt, namespace, name, { propagationPolicy: rt === RESOURCES.statefulSets ? "Orphan" : "Background", uid: live.metadata.uid });
+        return "replacing";
+      }
+      throw new ApplyRefusedError(`${rt.kind} ${namespace}/${name} was refused by the apiserver (HTTP ${err.status} ${err.reason}): ${err.detail || "no reason given"}`, { cause: err });
     }
-    return true;
+  }
+
+  /** Would the apiserver create the desired object as it is? (Validation runs before the name is checked.) */
+  async #validByItself(rt: ResourceType, namespace: string, desired: unknown): Promise<boolean> {
+    try {
+      await this.#client.create(rt, namespace, desired, { dryRun: true });
+      return true;
+    } catch (err: unknown) {
+      if (err instanceof KubeApiError && err.status === 409) return true; // AlreadyExists: it passed validation
+      if (err instanceof KubeApiError && !err.retryable) return false;
+      throw err;
+    }
   }
 
   /**
@@ -403,7 +446,7 @@ export class Controller {
     if (!prev || prev.status !== cond.status || prev.reason !== cond.reason) {
       const level = cond.status === "True" ? "info" : "warn";
       log[level]("ready condition changed", { status: cond.status, reason: cond.reason, detail: cond.message });
-      await this.#event(updated, cond.status === "True" ? "Normal" : "Warning", cond.reason, cond.message, log);
+      await this.#event(updated, cond.status === "True" || cond.reason === "Replacing" ? "Normal" : "Warning", cond.reason, cond.message, log);
     }
   }
 
@@ -482,6 +525,15 @@ export class Controller {
       this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: describeError(err) });
     }
   }
+}
+
+/** The Replacing condition's message: which objects, why, and what happens to the pod and its claims. */
+export function replacingMessage(kinds: string[], namespace: string, name: string): string {
+  const what = kinds.map((k) => `${k} ${namespace}/${name}`).join(" and ");
+  const sts = kinds.includes("StatefulSet")
+    ? " For the StatefulSet that is spec.runner.storageSize or storageClassName (its volume claim template); its pod and volume claims are kept and the new StatefulSet adopts them."
+    : "";
+  return `${what} ${kinds.length > 1 ? "are" : "is"} being replaced: a field that cannot change in place changed, so the old object is deleted and the new one is created as soon as it is gone.${sts}`;
 }
 
 /** The status fields a reconcile decides, without timestamps that only change with them. */

@@ -3,7 +3,7 @@
 // is reported to an observer (metrics, write counting in benchmarks, the RBAC
 // test), and failures are typed: status, reason, retryable or not.
 import { Agent, request } from "node:https";
-import { request as httpRequest, Agent as HttpAgent } from "node:http";
+import { request as httpRequest, Agent as HttpAgent, STATUS_CODES } from "node:http";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "./contract.ts";
 
@@ -46,18 +46,74 @@ export interface RequestRecord {
   status: number;
 }
 
+/** One field the apiserver refused (a Status object's details.causes entry). */
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+
 /** HTTP status → Kubernetes API failure; retryable for conflicts, throttling, server and network errors. */
 export class KubeApiError extends Error {
   readonly status: number;
   readonly reason: string;
+  /** What the apiserver said, as a sentence (see statusSentence): never a raw body. */
+  readonly detail: string;
+  readonly causes: StatusCause[];
   readonly retryable: boolean;
-  constructor(what: string, status: number, reason: string, message: string, options?: { cause?: unknown }) {
-    super(`${what}: ${status ? `HTTP ${status} ` : ""}${reason}${message ? `: ${message}` : ""}`, options);
+  constructor(what: string, status: number, reason: string, detail: string, options?: { cause?: unknown; causes?: StatusCause[] }) {
+    super(`${what}: ${status ? `HTTP ${status} ` : ""}${reason}${detail ? `: ${detail}` : ""}`, options);
     this.name = "KubeApiError";
     this.status = status;
     this.reason = reason;
+    this.detail = detail;
+    this.causes = options?.causes ?? [];
     this.retryable = status === 0 || status === 409 || status === 429 || status >= 500;
   }
+
+  /** A field that cannot change once set (a StatefulSet's volume claim templates, selector, ...). */
+  get immutableField(): boolean {
+    return this.status === 422 && this.causes.length > 0 && this.causes.every((c) => c.reason === "FieldValueForbidden" || /field is immutable/.test(c.message ?? ""));
+  }
+}
+
+const MAX_SENTENCE = 300;
+
+/**
+ * Drops a long value from a Go validation message: `Invalid value: [{"name":…}]: field is immutable`
+ * becomes `field is immutable`; a short value stays (`Invalid value: "bad key!": …` → `"bad key!": …`).
+ */
+export function causeSentence(message: string): string {
+  const m = /^Invalid value: /.exec(message);
+  if (!m) return message;
+  const rest = message.slice(m[0].length);
+  // The value is JSON (a string, number, list or object) and ends where ": " follows it at depth 0.
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < rest.length; i++) {
+    const ch = rest[i];
+    if (inString) {
+      if (ch === "\\") i++;
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') inString = true;
+    else if (ch === "[" || ch === "{") depth++;
+    else if (ch === "]" || ch === "}") depth--;
+    else if (depth === 0 && ch === ":" && rest[i + 1] === " ") {
+      const value = rest.slice(0, i);
+      const tail = rest.slice(i + 2);
+      return value.length <= 60 ? `${value}: ${tail}` : tail;
+    }
+  }
+  return rest.length <= 60 ? rest : "invalid value";
+}
+
+/** A Kubernetes Status object (an error answer) as one sentence of at most 300 characters. */
+export function statusSentence(st: { message?: string; details?: { causes?: StatusCause[] } } | undefined): string {
+  const causes = st?.details?.causes ?? [];
+  const text = causes.length
+    ? causes.map((c) => `${c.field ? `${c.field}: ` : ""}${causeSentence(c.message ?? c.reason ?? "")}`).join("; ")
+    : causeSentence((st?.message ?? "").split("\n")[0]!.trim());
+  return text.length > MAX_SENTENCE ? `${text.slice(0, MAX_SENTENCE - 1)}…` : text;
 }
 
 export function isNotFound(err: unknown): boolean {
@@ -104,7 +160,7 @@ export class KubeClient {
     method: string,
     rt: ResourceType,
     path: string,
-    opts: { body?: unknown; contentType?: string; namespace?: string; subresource?: string; signal?: AbortSignal } = {},
+    opts: { body?: unknown; contentType?: string; namespace?: string; name?: string; subresource?: string; signal?: AbortSignal } = {},
   ): Promise<T> {
     const cluster = this.kubeConfig.getCurrentCluster();
     if (!cluster) throw new KubeApiError(`${method} ${path}`, 0, "NoCluster", "the kubeconfig has no current cluster");
@@ -126,7 +182,7 @@ export class KubeClient {
       (httpsOpts.headers as Record<string, string>)["content-type"] = opts.contentType ?? "application/json";
       (httpsOpts.headers as Record<string, string>)["content-length"] = String(data.length);
     }
-    const what = `${verb} ${rt.resource}${opts.namespace ? ` in ${opts.namespace}` : ""}`;
+    const what = opts.name ? `${verb} ${rt.kind} ${opts.namespace ? `${opts.namespace}/` : ""}${opts.name}` : `${verb} ${rt.resource}${opts.namespace ? ` in ${opts.namespace}` : ""}`;
     let status = 0;
     try {
       const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
@@ -148,8 +204,11 @@ export class KubeClient {
         body = undefined;
       }
       if (status < 200 || status >= 300) {
-        const st = (body ?? {}) as { reason?: string; message?: string };
-        throw new KubeApiError(what, status, st.reason ?? "Unknown", st.message ?? res.text.slice(0, 200));
+        // A Status object gives its sentence; any other body (a proxy's HTML page) is not repeated.
+        const st = (body !== null && typeof body === "object" && (body as { kind?: string }).kind === "Status" ? body : undefined) as
+          | { reason?: string; message?: string; details?: { causes?: StatusCause[] } }
+          | undefined;
+        throw new KubeApiError(what, status, st?.reason ?? STATUS_CODES[status] ?? "Unknown", statusSentence(st), { causes: st?.details?.causes ?? [] });
       }
       return body as T;
     } catch (err: unknown) {
@@ -170,30 +229,31 @@ export class KubeClient {
 
   async get<T>(rt: ResourceType, namespace: string, name: string): Promise<T | undefined> {
     try {
-      return await this.request<T>("get", "GET", rt, resourcePath(rt, namespace, name), { namespace });
+      return await this.request<T>("get", "GET", rt, resourcePath(rt, namespace, name), { namespace, name });
     } catch (err: unknown) {
       if (isNotFound(err)) return undefined;
       throw err;
     }
   }
 
-  async create<T>(rt: ResourceType, namespace: string, obj: unknown): Promise<T> {
-    return this.request<T>("create", "POST", rt, resourcePath(rt, namespace), { body: obj, namespace });
+  /** Creates; with dryRun the apiserver validates and admits the object but stores nothing. */
+  async create<T>(rt: ResourceType, namespace: string, obj: unknown, opts: { dryRun?: boolean } = {}): Promise<T> {
+    return this.request<T>("create", "POST", rt, resourcePath(rt, namespace) + (opts.dryRun ? "?dryRun=All" : ""), { body: obj, namespace });
   }
 
   async update<T>(rt: ResourceType, namespace: string, name: string, obj: unknown): Promise<T> {
-    return this.request<T>("update", "PUT", rt, resourcePath(rt, namespace, name), { body: obj, namespace });
+    return this.request<T>("update", "PUT", rt, resourcePath(rt, namespace, name), { body: obj, namespace, name });
   }
 
   /** Server-side apply under the controller's field manager, taking over conflicting fields. */
   async apply<T>(rt: ResourceType, namespace: string, name: string, obj: unknown, subresource?: string): Promise<T> {
     const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}&force=true`;
-    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body: obj, contentType: PATCH_CONTENT.apply, namespace, ...(subresource ? { subresource } : {}) });
+    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body: obj, contentType: PATCH_CONTENT.apply, namespace, name, ...(subresource ? { subresource } : {}) });
   }
 
   async patch<T>(rt: ResourceType, namespace: string, name: string, body: unknown, type: "merge" | "json", subresource?: string): Promise<T> {
     const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}`;
-    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace, ...(subresource ? { subresource } : {}) });
+    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace, name, ...(subresource ? { subresource } : {}) });
   }
 
   /**
@@ -210,6 +270,7 @@ export class KubeClient {
     try {
       await this.request("delete", "DELETE", rt, resourcePath(rt, namespace, name), {
         namespace,
+        name,
         body: { apiVersion: "meta.k8s.io/v1", kind: "DeleteOptions", propagationPolicy, ...(opts.uid ? { preconditions: { uid: opts.uid } } : {}) },
       });
       return true;

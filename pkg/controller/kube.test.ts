@@ -1,0 +1,50 @@
+// Status objects (the apiserver's error answers) become sentences, never raw bodies.
+import { describe, expect, it } from "vitest";
+import { KubeApiError, causeSentence, statusSentence } from "./kube.ts";
+import { replacingMessage } from "./controller.ts";
+
+// As kube-apiserver 1.37 answers a server-side apply that changes a StatefulSet's volume claim template.
+const DUMP =
+  'Invalid value: [{"name":"scratch","Spec":{"AccessModes":["ReadWriteOnce"],"Selector":null,"Resources":{"Limits":null,"Requests":{"storage":"2Gi"}},"VolumeName":"","StorageClassName":null,"VolumeMode":"Filesystem"},"Status":{"Phase":"Pending"}}]: field is immutable';
+const IMMUTABLE = {
+  kind: "Status",
+  message: `StatefulSet.apps "s" is invalid: spec.volumeClaimTemplates: ${DUMP}`,
+  reason: "Invalid",
+  details: { causes: [{ reason: "FieldValueInvalid", message: DUMP, field: "spec.volumeClaimTemplates" }] },
+  code: 422,
+};
+const BAD_KEY = 'Invalid value: "bad key!": name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\'';
+
+describe("Status sentences", () => {
+  it("drop a long value dumped into a validation message, keep a short one", () => {
+    expect(causeSentence(DUMP)).toBe("field is immutable");
+    expect(causeSentence(BAD_KEY)).toBe(`"bad key!": name part must consist of alphanumeric characters, '-', '_' or '.'`);
+    expect(causeSentence('Invalid value: "a: b": must be x')).toBe('"a: b": must be x');
+    expect(causeSentence("Required value")).toBe("Required value");
+  });
+  it("name each refused field, and stay within 300 characters", () => {
+    expect(statusSentence(IMMUTABLE)).toBe("spec.volumeClaimTemplates: field is immutable");
+    expect(statusSentence({ message: "x".repeat(1000) }).length).toBe(300);
+    expect(statusSentence({ message: "line one\nline two" })).toBe("line one");
+    expect(statusSentence(undefined)).toBe("");
+  });
+  it("tell an immutable field from any other refusal", () => {
+    const e = new KubeApiError("patch StatefulSet ns/s", 422, "Invalid", statusSentence(IMMUTABLE), { causes: IMMUTABLE.details.causes });
+    expect(e.immutableField).toBe(true);
+    expect(e.message).toBe("patch StatefulSet ns/s: HTTP 422 Invalid: spec.volumeClaimTemplates: field is immutable");
+    const forbidden = [{ reason: "FieldValueForbidden", message: "Forbidden: updates to statefulset spec for fields other than 'replicas' are forbidden", field: "spec" }];
+    expect(new KubeApiError("x", 422, "Invalid", "", { causes: forbidden }).immutableField).toBe(true);
+    expect(new KubeApiError("x", 422, "Invalid", "", { causes: [{ reason: "FieldValueInvalid", message: BAD_KEY, field: "spec.template.spec.nodeSelector" }] }).immutableField).toBe(false);
+    expect(new KubeApiError("x", 409, "Conflict", "").retryable).toBe(true);
+  });
+});
+
+describe("replacingMessage", () => {
+  it("says what is replaced, why, and what happens to the pod and its claims", () => {
+    const m = replacingMessage(["StatefulSet"], "chbackup-system", "runner-shop-orders-12345678");
+    expect(m).toContain("StatefulSet chbackup-system/runner-shop-orders-12345678 is being replaced");
+    expect(m).toContain("spec.runner.storageSize or storageClassName");
+    expect(m).toContain("its pod and volume claims are kept");
+    expect(replacingMessage(["Service"], "n", "x")).toBe("Service n/x is being replaced: a field that cannot change in place changed, so the old object is deleted and the new one is created as soon as it is gone.");
+  });
+});
