@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startClickHouse, startMinio, type ClickHouseServer, type MinioServer } from "./env/index.ts";
 import { CompressedStreamCheck, decompressBlock } from "../pkg/backupengine/clickhouse/compressed.ts";
 import { httpSelect } from "../pkg/backupengine/clickhouse/httpselect.ts";
-import { BufferPool, releaseBuffer } from "../pkg/storage/bufferpool.ts";
+import { BufferPool } from "../pkg/storage/bufferpool.ts";
 import { makeRunner, runnerConfig, s3Storage, tableChecksum } from "./helpers/runner.ts";
 
 async function fetchAll(ch: ClickHouseServer, query: string, settings: Record<string, number> = {}): Promise<Buffer> {
@@ -83,7 +83,7 @@ describe("ClickHouse compressed streams (18.16)", () => {
       const pool = new BufferPool(256 * 1024, 4);
       const r = await httpSelect(ep, "SELECT * FROM z.t ORDER BY id FORMAT Native", settings, AbortSignal.timeout(60_000), { pool });
       const parts: Buffer[] = [];
-      const sink = new Writable({ write: (c: Buffer, _e, cb) => (parts.push(Buffer.from(c)), releaseBuffer(c), cb()) });
+      const sink = new Writable({ write: (c: Buffer, _e, cb) => (parts.push(Buffer.from(c)), pool.release(c), cb()) });
       if ("compress" in settings) await pipeline(r.stream, new CompressedStreamCheck(undefined), sink);
       else await pipeline(r.stream, sink);
       expect(Buffer.concat(parts).equals(viaClient)).toBe(true);

@@ -12,17 +12,29 @@ export interface WrittenObject {
   sha256: string;
 }
 
+/** Options of BackupSink.putObject(s). */
+export interface PutObjectOptions {
+  /**
+   * The engine reuses the body's chunks (blocks of a BufferPool: `release:
+   * pool.release`). A sink may call it with each chunk, once, when it has
+   * copied or written the chunk and will never read it again; the engine may
+   * overwrite the chunk's bytes as soon as it returns. A sink that never
+   * calls it is correct too (the chunks are garbage collected).
+   */
+  release?: ((chunk: Uint8Array) => void) | undefined;
+}
+
 /** Where an engine writes a backup. Names are relative to the backup's directory. */
 export interface BackupSink {
   /** Streams one object; resolves with its size and SHA-256 once it is durably stored. */
-  putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject>;
+  putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal, opts?: PutObjectOptions): Promise<WrittenObject>;
   /**
    * Streams one logical object of any size, stored as one or more pieces
    * (`name`, then numbered continuations) when the storage caps the size of
    * one object. Resolves with the pieces in order. Engines that may write
    * large objects use this when the sink has it.
    */
-  putObjects?(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject[]>;
+  putObjects?(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal, opts?: PutObjectOptions): Promise<WrittenObject[]>;
   /** Deletes objects this backup wrote that it no longer needs (a table dumped again another way). */
   removeObjects?(names: readonly string[], signal: AbortSignal): Promise<void>;
   /**

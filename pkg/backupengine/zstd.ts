@@ -10,7 +10,7 @@
 // parallel too. Memory is bounded by about parallel × frameBytes × 2 per stream.
 import { Transform, type TransformCallback } from "node:stream";
 import { constants as zc, createZstdCompress, createZstdDecompress, type ZstdCompress, type ZstdOptions } from "node:zlib";
-import { BufferPool, releaseBuffer } from "../storage/bufferpool.ts";
+import { BufferPool } from "../storage/bufferpool.ts";
 
 /**
  * Decompresses one frame into zstd's own output buffers, returned as they
@@ -36,16 +36,28 @@ export interface ZstdFramesOptions {
   frameBytes?: number;
   parallel?: number;
   /**
-   * Frame buffers come from this pool when its size is frameBytes. A producer
-   * that fills whole frames from the same pool (the dump's HTTP reader) has
-   * them compressed without a copy; they go back to the pool afterwards.
+   * The pool the input chunks come from, if they do: the compressor is their
+   * last reader and hands each back to it (pool.release) once it has copied
+   * it into a frame or compressed it. Frame buffers come from this pool too
+   * when its size is frameBytes, so a producer that fills whole frames from
+   * it (the dump's HTTP reader) has them compressed without a copy.
    */
   pool?: BufferPool | undefined;
   /**
    * Compressed frames are written into blocks of this pool (see FrameSlot);
-   * its size must be outputBlockBytes(frameBytes). Default: a pool of its own.
+   * its size must be outputBlockBytes(frameBytes). Default: a pool of its own
+   * (`outputPool` of the stream). The output chunks are the consumer's to
+   * hand back with outputPool.release once it has copied them; chunks that
+   * did not come from the pool (zlib's own, small frames) are ignored there.
    */
   outputPool?: BufferPool | undefined;
+  /**
+   * Compress straight into the output pool's blocks by pointing node:zlib's
+   * private output buffer at them (see zlibOutputTarget). Default true; it is
+   * used only when node:zlib looks as expected. false forces the public
+   * path: frames come out of zlib's own buffers (more garbage, same bytes).
+   */
+  zlibOutputBlocks?: boolean | undefined;
 }
 
 /** Size of an output block: a frame's worst case (ZSTD_compressBound) with room to spare. */
@@ -83,9 +95,30 @@ interface ZlibOutputState {
   _chunkSize: number;
 }
 
-function zlibOutputState(z: ZstdCompress, chunkSize: number): ZlibOutputState | undefined {
+/** Points a zlib stream's output at a block of our own: the only code that touches node:zlib's private fields. */
+interface OutputTarget {
+  /** The next write compresses into `block` from its start. */
+  into(block: Buffer): void;
+}
+
+/**
+ * The one feature check for node:zlib's private output state: a target if
+ * the stream has the fields as expected (a Buffer `_outBuffer`, a number
+ * `_outOffset`, `_chunkSize` as configured), else undefined, and the caller
+ * takes the public path (zlib's own output buffers). Should node:zlib ever
+ * honour the fields differently, nothing breaks either: output that is not
+ * in the block is passed on as it is (see oneViewOf).
+ */
+function zlibOutputTarget(z: ZstdCompress, chunkSize: number): OutputTarget | undefined {
   const s = z as unknown as Partial<ZlibOutputState>;
-  return Buffer.isBuffer(s._outBuffer) && typeof s._outOffset === "number" && s._chunkSize === chunkSize ? (s as ZlibOutputState) : undefined;
+  if (!(Buffer.isBuffer(s._outBuffer) && typeof s._outOffset === "number" && s._chunkSize === chunkSize)) return undefined;
+  const state = s as ZlibOutputState;
+  return {
+    into(block: Buffer): void {
+      state._outBuffer = block;
+      state._outOffset = 0;
+    },
+  };
 }
 
 /**
@@ -106,21 +139,26 @@ function zlibOutputState(z: ZstdCompress, chunkSize: number): ZlibOutputState | 
  */
 class FrameSlot {
   readonly #z: ZstdCompress;
-  readonly #out: { pool: BufferPool; state: ZlibOutputState } | undefined;
+  readonly #out: { pool: BufferPool; target: OutputTarget } | undefined;
   #parts: Buffer[] = [];
   #reject: ((err: Error) => void) | undefined;
   #failed: Error | undefined;
 
+  /** Without `outPool` (or when node:zlib does not pass the feature check) frames come out of zlib's own buffers. */
   constructor(opts: ZstdOptions, outPool?: BufferPool) {
     this.#z = createZstdCompress(opts);
-    const state = outPool ? zlibOutputState(this.#z, outPool.size) : undefined;
-    // (if node:zlib ever works differently, the frames simply come out of zlib's own buffers)
-    this.#out = outPool && state ? { pool: outPool, state } : undefined;
+    const target = outPool ? zlibOutputTarget(this.#z, outPool.size) : undefined;
+    this.#out = outPool && target ? { pool: outPool, target } : undefined;
     this.#z.on("data", (b: Buffer) => this.#parts.push(b));
     this.#z.on("error", (err: Error) => {
       this.#failed = err;
       this.#reject?.(err);
     });
+  }
+
+  /** True if frames are compressed into blocks of the output pool (the fast path). */
+  get pooled(): boolean {
+    return this.#out !== undefined;
   }
 
   /** The compressed frame, as views of the output block or zstd's own buffers. The slot is busy until it settles. */
@@ -131,8 +169,7 @@ class FrameSlot {
       let block: Buffer | undefined;
       if (this.#out) {
         block = this.#out.pool.take();
-        this.#out.state._outBuffer = block;
-        this.#out.state._outOffset = 0;
+        this.#out.target.into(block);
       }
       this.#z.write(frame);
       this.#z.flush(zc.ZSTD_e_end, () => {
@@ -140,7 +177,11 @@ class FrameSlot {
         if (this.#failed) return reject(this.#failed);
         const parts = this.#parts;
         this.#parts = [];
-        resolve(block ? oneViewOf(block, parts) : parts);
+        try {
+          resolve(block ? oneViewOf(block, parts, this.#out!.pool) : parts);
+        } catch (err: unknown) {
+          reject(err as Error); // a debug pool found the block released already
+        }
       });
     });
   }
@@ -159,16 +200,16 @@ class FrameSlot {
 export const SMALL_FRAME_BYTES = 64 * 1024;
 
 /**
- * The frame's output with at most one view of the pooled `block`: its last
- * reader hands the whole block back, so a second view of it would be
- * overwritten by a later frame while still queued. zlib writes a frame's
+ * The frame's output with at most one view of `block` (taken from `pool`):
+ * its last reader hands the whole block back, so a second view of it would
+ * be overwritten by a later frame while still queued. zlib writes a frame's
  * output contiguously from the start of the block (and spills into buffers
  * of its own only if the block fills up); small frames and any other
- * layout are copied out.
+ * layout are copied out, and the block goes straight back to `pool`.
  */
-export function oneViewOf(block: Buffer, parts: Buffer[]): Buffer[] {
+export function oneViewOf(block: Buffer, parts: Buffer[], pool: BufferPool): Buffer[] {
   if (!parts.some((p) => p.buffer === block.buffer)) {
-    releaseBuffer(block);
+    pool.release(block);
     return parts;
   }
   let n = 0;
@@ -182,13 +223,18 @@ export function oneViewOf(block: Buffer, parts: Buffer[]): Buffer[] {
     return [block.subarray(0, end - block.byteOffset), ...parts.slice(n)];
   }
   const copy = Buffer.concat(parts, total);
-  releaseBuffer(block);
+  pool.release(block);
   return [copy];
 }
 
 export class ZstdFramesCompress extends Transform {
+  /** The pool of the output blocks (given or its own): the consumer hands output chunks back with outputPool.release. */
+  readonly outputPool: BufferPool;
   readonly #frameBytes: number;
   readonly #parallel: number;
+  /** Where the input chunks come from, if given: handed back there once read. */
+  readonly #inPool: BufferPool | undefined;
+  /** Frame buffers: the input pool when its blocks are frames, else one of its own. */
   readonly #pool: BufferPool;
   readonly #slots: FrameSlot[];
   readonly #work = new OrderedWork<Buffer[]>();
@@ -205,21 +251,28 @@ export class ZstdFramesCompress extends Transform {
     const zopts: ZstdOptions = { chunkSize: outBytes, params: { [zc.ZSTD_c_compressionLevel]: opts.level, [zc.ZSTD_c_checksumFlag]: 1 } };
     if (opts.outputPool && opts.outputPool.size !== outBytes) throw new RangeError(`ZstdFramesCompress: outputPool blocks must be ${outBytes} bytes`);
     // Blocks in use: `parallel` being compressed and a few queued downstream until the upload has copied them.
-    const outPool = opts.outputPool ?? new BufferPool(outBytes, this.#parallel + 4);
+    this.outputPool = opts.outputPool ?? new BufferPool(outBytes, this.#parallel + 4);
+    const outPool = opts.zlibOutputBlocks === false ? undefined : this.outputPool;
     this.#slots = Array.from({ length: this.#parallel }, () => new FrameSlot(zopts, outPool));
     // Frame buffers are reused once zstd is done with them: fresh 4 MiB
     // buffers cost page faults on first touch and full GCs.
+    this.#inPool = opts.pool;
     this.#pool = opts.pool?.size === this.#frameBytes ? opts.pool : new BufferPool(this.#frameBytes, this.#parallel + 1);
   }
 
-  /** Compresses `frame`; `holder` (the frame or the buffer it is a view of) is handed back to its pool afterwards. */
-  #submit(frame: Buffer, holder: Buffer): void {
+  /** True if frames are compressed straight into output pool blocks (node:zlib passed the feature check and it was not turned off). */
+  get zlibOutputBlocks(): boolean {
+    return this.#slots[0]!.pooled;
+  }
+
+  /** Compresses `frame`; `holder` (the frame or the buffer it is a view of) is handed back to `pool` afterwards. */
+  #submit(frame: Buffer, holder: Buffer, pool: BufferPool | undefined): void {
     // Frame n goes to slot n % parallel: at most `parallel` frames are in
     // flight and they are drained in order, so that slot is free again.
     const p = this.#slots[this.#frames % this.#parallel]!.compress(frame);
-    const release = () => releaseBuffer(holder);
-    p.then(release, release);
-    this.#work.add(p);
+    // The holder goes back as soon as zstd is done with it; should that fail (a debug pool
+    // that finds it released twice), the stream fails when the frame's turn comes.
+    this.#work.add(p.finally(() => pool?.release(holder)));
     this.#frames++;
   }
 
@@ -232,7 +285,8 @@ export class ZstdFramesCompress extends Transform {
       if (this.#len === 0 && chunk.length === this.#frameBytes) {
         // A whole frame (a producer filling blocks of the same pool): compressed as it is, no copy.
         await this.#drain(this.#parallel - 1);
-        this.#submit(chunk, chunk);
+        if (this.destroyed) return this.#inPool?.release(chunk); // never read
+        this.#submit(chunk, chunk, this.#inPool);
         return;
       }
       let off = 0;
@@ -245,13 +299,14 @@ export class ZstdFramesCompress extends Transform {
         if (this.#len === this.#frameBytes) {
           // Backpressure: never more than `parallel` frames in flight.
           await this.#drain(this.#parallel - 1);
-          this.#submit(buf, buf);
+          if (this.destroyed) break; // _destroy handed `buf` back: not to be read again
+          this.#submit(buf, buf, this.#pool);
           this.#buf = undefined;
           this.#len = 0;
         }
       }
       // Its bytes are copied: the last reader of a pooled block hands it back.
-      releaseBuffer(chunk);
+      this.#inPool?.release(chunk);
     })().then(() => cb(), (err: unknown) => cb(err as Error));
   }
 
@@ -260,8 +315,9 @@ export class ZstdFramesCompress extends Transform {
       // An empty input still gets one (empty) frame, so every object is a valid zstd stream.
       if (this.#len > 0 || this.#frames === 0) {
         await this.#drain(this.#parallel - 1);
+        if (this.destroyed) return;
         const buf = this.#buf ?? this.#pool.take();
-        this.#submit(buf.subarray(0, this.#len), buf);
+        this.#submit(buf.subarray(0, this.#len), buf, this.#pool);
         this.#buf = undefined;
         this.#len = 0;
       }
@@ -272,7 +328,7 @@ export class ZstdFramesCompress extends Transform {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     for (const s of this.#slots) s.destroy();
-    if (this.#buf) releaseBuffer(this.#buf);
+    if (this.#buf) this.#pool.release(this.#buf);
     this.#buf = undefined;
     cb(err);
   }

@@ -2,7 +2,7 @@
 import { PassThrough, Transform, pipeline, type Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { pieceKey, putSplit, type ObjectStore } from "../storage/index.ts";
-import type { BackupSink, BackupSource, NativeS3Target, WrittenObject } from "../backupengine/types.ts";
+import type { BackupSink, BackupSource, NativeS3Target, PutObjectOptions, WrittenObject } from "../backupengine/types.ts";
 import type { StorageRunnerConfig } from "../apis/index.ts";
 
 /** Builds `nativeS3Target` for a directory of the store, when the storage is S3 with static credentials. */
@@ -37,10 +37,11 @@ export class StoreSink implements BackupSink {
     if (t) this.nativeS3Target = t;
   }
 
-  async putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject> {
+  async putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal, opts?: PutObjectOptions): Promise<WrittenObject> {
     let last = 0;
     const r = await this.#store.put(`${this.#dir}/${name}`, body, {
       signal,
+      release: opts?.release,
       onProgress: (bytes) => {
         this.#onBytes?.(bytes - last);
         last = bytes;
@@ -57,10 +58,11 @@ export class StoreSink implements BackupSink {
    * `name.002`, … (pieceKey), each at most that size. Resolves with the
    * pieces in order; on failure none of them is left (see putSplit).
    */
-  async putObjects(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal): Promise<WrittenObject[]> {
+  async putObjects(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal, opts?: PutObjectOptions): Promise<WrittenObject[]> {
     let last = 0;
     const results = await putSplit(this.#store, `${this.#dir}/${name}`, body, {
       signal,
+      release: opts?.release,
       maxObjectBytes: this.#store.maxObjectBytes,
       onProgress: (bytes) => {
         this.#onBytes?.(bytes - last);

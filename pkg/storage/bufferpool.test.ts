@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { BufferPool, isPooled, releaseBuffer } from "./bufferpool.ts";
+import { BufferPool, BufferPoolMisuseError, POISON_PATTERN } from "./bufferpool.ts";
 import { multipartUpload } from "./multipart.ts";
 
 describe("BufferPool", () => {
@@ -10,28 +10,76 @@ describe("BufferPool", () => {
     const b = pool.take();
     expect(a.length).toBe(1024);
     expect(pool.allocated).toBe(2);
-    expect(isPooled(a)).toBe(true);
-    releaseBuffer(a.subarray(10, 20));
-    expect(isPooled(a)).toBe(false);
+    expect(pool.owns(a)).toBe(true);
+    pool.release(a.subarray(10, 20));
+    expect(pool.owns(a)).toBe(false);
     expect(pool.take()).toBe(a);
-    releaseBuffer(b);
+    pool.release(b);
     expect(pool.take()).toBe(b);
     expect(pool.allocated).toBe(2);
+    expect(pool.released).toBe(2);
   });
 
-  it("ignores foreign buffers and double releases; keeps at most maxFree", () => {
+  it("ignores foreign buffers (another pool's too) and double releases; keeps at most maxFree", () => {
     const pool = new BufferPool(64, 1);
-    releaseBuffer(Buffer.alloc(64)); // not from a pool: nothing happens
+    const other = new BufferPool(64, 4);
+    pool.release(Buffer.alloc(64)); // not from a pool: nothing happens
+    const o = other.take();
+    pool.release(o); // another pool's: nothing happens, it stays out there
+    expect(other.owns(o)).toBe(true);
+    expect(pool.owns(o)).toBe(false);
     const a = pool.take();
-    releaseBuffer(a);
-    releaseBuffer(a); // a second release must not put it in the free list twice
+    pool.release(a);
+    pool.release(a); // a second release must not put it in the free list twice
     expect(pool.take()).toBe(a);
     expect(pool.take()).not.toBe(a);
     const [x, y] = [pool.take(), pool.take()];
-    releaseBuffer(x);
-    releaseBuffer(y); // beyond maxFree: left to the garbage collector, and no longer pooled
-    expect(isPooled(y)).toBe(false);
+    pool.release(x);
+    pool.release(y); // beyond maxFree: left to the garbage collector, and no longer the pool's
+    expect(pool.owns(y)).toBe(false);
     expect(pool.take()).toBe(x);
+  });
+
+  it("the releaser is a function of its own, to be handed to a consumer", () => {
+    const pool = new BufferPool(16, 1);
+    const { release } = pool;
+    const a = pool.take();
+    release(a);
+    expect(pool.take()).toBe(a);
+  });
+
+  it("poisonOnRelease: a released buffer reads as the marker at once; a double release and a late write throw", () => {
+    const pool = new BufferPool(100, 2, { poisonOnRelease: true });
+    expect(pool.poisoned).toBe(true);
+    const a = pool.take();
+    a.fill(7);
+    const view = a.subarray(10, 30); // what a stage that kept a view would read
+    pool.release(a);
+    expect(view.every((v, i) => v === POISON_PATTERN[(10 + i) % POISON_PATTERN.length])).toBe(true);
+    expect(() => pool.release(view)).toThrow(BufferPoolMisuseError);
+    expect(() => pool.release(a)).toThrow(/released twice/);
+    // taken again: it still held the marker, so nobody wrote to it meanwhile
+    expect(pool.take()).toBe(a);
+    pool.release(a);
+    a[99] = 1; // a late writer
+    expect(() => pool.take()).toThrow(/written to after it was released/);
+    // buffers beyond maxFree are remembered, so their second release is caught too
+    const bufs = [pool.take(), pool.take(), pool.take()];
+    for (const b of bufs) pool.release(b);
+    expect(() => pool.release(bufs[2]!)).toThrow(BufferPoolMisuseError);
+  });
+
+  it("pools share no state: each knows only its own buffers", () => {
+    const p1 = new BufferPool(32, 4, { poisonOnRelease: true });
+    const p2 = new BufferPool(32, 4);
+    const a = p1.take();
+    const b = p2.take();
+    b.fill(3);
+    p1.release(b); // not p1's: untouched
+    expect(b.every((v) => v === 3)).toBe(true);
+    expect(p2.owns(b)).toBe(true);
+    p2.release(a); // not p2's: a stays out in p1
+    expect(p1.owns(a)).toBe(true);
   });
 });
 
@@ -57,7 +105,9 @@ function fakeClient(parts: Map<number, Buffer>, puts: Buffer[]): S3Client {
 
 describe("multipartUpload with pooled chunks", () => {
   it("hands each chunk back once it is copied; a producer reusing them at once corrupts nothing", async () => {
-    const pool = new BufferPool(1000, 4);
+    // Poisoned: a chunk handed back is overwritten with the marker at once, so a part assembled
+    // from it after its release would not match.
+    const pool = new BufferPool(1000, 4, { poisonOnRelease: true });
     const total = 25_000 + 123;
     const expected = Buffer.alloc(total);
     for (let i = 0; i < total; i++) expected[i] = (i * 31 + (i >> 8)) & 0xff;
@@ -71,11 +121,24 @@ describe("multipartUpload with pooled chunks", () => {
       }
     }
     const parts = new Map<number, Buffer>();
-    const r = await multipartUpload({ client: fakeClient(parts, []), bucket: "b", key: "k", body: produce(), partSize: 6000, queueSize: 2 });
+    const r = await multipartUpload({ client: fakeClient(parts, []), bucket: "b", key: "k", body: produce(), partSize: 6000, queueSize: 2, release: pool.release });
     expect(r.parts).toBe(5);
     const got = Buffer.concat([...parts.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b));
     expect(got.equals(expected)).toBe(true);
     // Every block went back: the producer never needed more than one.
     expect(pool.allocated).toBe(1);
+    expect(pool.released).toBe(26);
+  });
+
+  it("hands nothing back without a releaser", async () => {
+    const pool = new BufferPool(1000, 4);
+    async function* produce(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 5; i++) yield pool.take().fill(i);
+    }
+    const puts: Buffer[] = [];
+    await multipartUpload({ client: fakeClient(new Map(), puts), bucket: "b", key: "k", body: produce(), partSize: 6000, queueSize: 2 });
+    expect(puts[0]!.length).toBe(5000);
+    expect(pool.released).toBe(0);
+    expect(pool.allocated).toBe(5);
   });
 });

@@ -6,7 +6,6 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "winston";
 import { hashBody, type PutBody } from "./body.ts";
-import { releaseBuffer } from "./bufferpool.ts";
 import { verifiedReadable } from "./checksum.ts";
 import {
   errorMessage,
@@ -151,8 +150,8 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
       // body) with the write's own error, so the body's producer learns ENOSPC, not "aborted".
       for await (const chunk of hashed.stream.iterator({ destroyOnReturn: false })) {
         await writeAll(fh, chunk as Uint8Array);
-        // Written (and hashed before that): a pooled block goes back to its producer (see bufferpool.ts).
-        releaseBuffer(chunk as Uint8Array);
+        // Written (and hashed before that): the producer may have the chunk back (see PutOptions.release).
+        opts.release?.(chunk as Uint8Array);
       }
       await fh.sync();
       await fh.close();

@@ -24,7 +24,6 @@ import {
   type CompletedPart,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { releaseBuffer } from "./bufferpool.ts";
 import { MAX_PARTS } from "./s3/config.ts";
 
 export interface MultipartOptions {
@@ -40,6 +39,8 @@ export interface MultipartOptions {
   signal?: AbortSignal | undefined;
   /** Called with the upload id as soon as the multipart upload exists. */
   onUploadId?: (id: string) => void;
+  /** Called with each chunk of `body` once it is copied into a part: see PutOptions.release. */
+  release?: ((chunk: Uint8Array) => void) | undefined;
 }
 
 /** The body is larger than partSize × maxParts: the upload cannot hold it. Not retryable. */
@@ -121,8 +122,8 @@ export async function multipartUpload(o: MultipartOptions): Promise<{ uploadId: 
           len = 0;
         }
       }
-      // Copied into the part: a pooled chunk goes back to its producer (see bufferpool.ts).
-      releaseBuffer(raw);
+      // Copied into the part: the producer may have the chunk back (see PutOptions.release).
+      o.release?.(raw);
     }
     if (!uploadId) {
       // Smaller than one part: a single PUT.

@@ -59,19 +59,22 @@ export async function putSplit(store: ObjectStore, key: string, body: PutBody, o
   if (!(max === Number.POSITIVE_INFINITY || (Number.isSafeInteger(max) && max > 0))) {
     throw new RangeError(`putSplit: maxObjectBytes must be a positive integer or Infinity, got ${max}`);
   }
-  const { signal, onProgress, contentType } = opts;
+  const { signal, onProgress, contentType, release } = opts;
   if (signal?.aborted) throw new StorageAbortedError({ op: "put", key, cause: signal.reason });
-  if (max === Number.POSITIVE_INFINITY) return [await store.put(key, body, { signal, onProgress, contentType })];
+  if (max === Number.POSITIVE_INFINITY) return [await store.put(key, body, { signal, onProgress, contentType, release })];
 
   // The body's chunks one by one, as they came: a byte-mode stream read with
   // `for await` would concatenate what it has buffered (a copy, and pooled
-  // blocks that could no longer be handed back, see bufferpool.ts).
+  // blocks that could no longer be handed back, see PutOptions.release).
   // (Object mode on both sides, so that read-ahead is counted in chunks: two on each side.)
   const chunks = new PassThrough({ objectMode: true, highWaterMark: 2 });
   pipeline(body, chunks, signal === undefined ? {} : { signal }).catch(() => {}); // errors surface through `chunks`
   const source = chunks[Symbol.asyncIterator]() as AsyncIterator<Uint8Array | string>;
   let pending: Uint8Array | undefined;
   let ended = false;
+  /** Heads of split chunks, copied here: the store's release of them goes no further. */
+  const copies = new WeakSet<Uint8Array>();
+  const releasePiece = release === undefined ? undefined : (c: Uint8Array) => (copies.has(c) ? undefined : release(c));
 
   /** The next non-empty chunk (the rest of a split one first); undefined at the end of the body. */
   async function next(): Promise<Uint8Array | undefined> {
@@ -103,10 +106,12 @@ export async function putSplit(store: ObjectStore, key: string, body: PutBody, o
         yield c;
       } else {
         // The chunk straddles the boundary. Its head goes out as a copy: the
-        // store hands back (releaseBuffer) what it was given once it has
+        // store hands back (opts.release) what it was given once it has
         // copied it, and that must not return the buffer the tail is still in.
+        // (The copy is no chunk of the producer's: it is not handed to `release`.)
         pending = c.subarray(room);
         const head = Buffer.from(c.subarray(0, room));
+        copies.add(head);
         room = 0;
         yield head;
       }
@@ -129,6 +134,7 @@ export async function putSplit(store: ObjectStore, key: string, body: PutBody, o
       const r = await store.put(pieceKey(key, index), piece(), {
         signal,
         contentType,
+        release: releasePiece,
         ...(onProgress === undefined ? {} : { onProgress: (n: number) => onProgress(base + n) }),
       });
       written.push(r);

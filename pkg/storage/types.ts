@@ -23,6 +23,16 @@ export interface PutOptions {
    * most the buffered parts (about partSize × (queueSize + 1)).
    */
   onProgress?: ((bytes: number) => void) | undefined;
+  /**
+   * The body's producer reuses its chunks (e.g. blocks of a BufferPool,
+   * `release: pool.release`): the store calls this with each chunk, exactly
+   * once, when it has copied the chunk (S3: into a part buffer) or written
+   * it (filesystem) and will never read it again. The chunk's bytes may be
+   * overwritten as soon as it returns. Without it the store hands nothing
+   * back. Only the store releases: no stage between the producer and the
+   * store may keep a view of a chunk it passed on.
+   */
+  release?: ((chunk: Uint8Array) => void) | undefined;
 }
 
 export interface GetOptions {

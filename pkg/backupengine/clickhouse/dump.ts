@@ -11,7 +11,7 @@ import type { ClickHouseRunnerConfig } from "../../apis/clickhouse.ts";
 import type { BackupRequest, EngineBackupResult, Progress, RestoreRequest, RestoreResult, TableEntry, WrittenObject } from "../types.ts";
 import { EngineError } from "../types.ts";
 import { BufferPool } from "../../storage/bufferpool.ts";
-import { DEFAULT_FRAME_BYTES, ZstdFramesCompress, ZstdFramesDecompress } from "../zstd.ts";
+import { DEFAULT_FRAME_BYTES, DEFAULT_PARALLEL, outputBlockBytes, ZstdFramesCompress, ZstdFramesDecompress } from "../zstd.ts";
 import { CompressedStreamCheck } from "./compressed.ts";
 import { createDatabaseSql, readCatalog, type TableInfo } from "./catalog.ts";
 import type { Conn, ServerInfo } from "./conn.ts";
@@ -77,6 +77,8 @@ export interface DumpContext {
   logger: Logger;
   /** Tables at once (default DUMP_CONCURRENCY). */
   concurrency?: number | undefined;
+  /** Tests: the dump's buffer pools poison released blocks and check their use (BufferPoolOptions.poisonOnRelease). */
+  debugPoolPoison?: boolean | undefined;
 }
 
 export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: BackupRequest): Promise<EngineBackupResult> {
@@ -261,10 +263,13 @@ async function streamTable(
   const selectSql = `SELECT ${columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${q} FORMAT Native`;
   const { ac, dispose } = linked(signal);
   try {
-    // The data arrives in blocks of this pool, and the stage that reads a block last hands it back (see
-    // storage/bufferpool.ts): for zstd the blocks are whole frames, compressed in place.
-    // (Free blocks kept: as many as can be in flight at once, so a burst of releases is not thrown away.)
-    const pool = new BufferPool(lz4 ? LZ4_BLOCK_BYTES : DEFAULT_FRAME_BYTES, 16);
+    // The data arrives in blocks of this pool, and the one stage that reads a block last is handed the
+    // pool's release (see storage/bufferpool.ts): for zstd the compressor (the blocks are whole frames,
+    // compressed in place), for lz4 the storage. zstd writes its frames into blocks of `outPool`, which
+    // the storage hands back. (Free blocks kept: as many as can be in flight at once.)
+    const poolOpts = { poisonOnRelease: ctx.debugPoolPoison === true };
+    const pool = new BufferPool(lz4 ? LZ4_BLOCK_BYTES : DEFAULT_FRAME_BYTES, 16, poolOpts);
+    const outPool = lz4 ? undefined : new BufferPool(outputBlockBytes(DEFAULT_FRAME_BYTES), DEFAULT_PARALLEL + 4, poolOpts);
     // lz4: the server compresses (its own block format, HTTP compress=1); the runner decodes each block
     // only to walk the Native data inside it and count its rows.
     const idleMs = config.idleTimeoutSeconds * 1000;
@@ -291,7 +296,7 @@ async function streamTable(
           },
         })
       : undefined;
-    const check = blocks ?? new TrailingExceptionCheck(tag);
+    const check = blocks ?? new TrailingExceptionCheck(tag, pool.release);
     // one watch where the data comes in, one where it goes out (the buffers between them can hold a small table whole)
     const names = { upstream: "ClickHouse", downstream: "the storage", what: `dumping ${key}` };
     const idle = new IdleWatch(idleMs, names);
@@ -299,7 +304,7 @@ async function streamTable(
     const count = lz4 ? new PassThrough() : new NativeCountStream(walker);
     const raw = new ByteCounter();
     // zstd: independent frames compressed on the thread pool (one zstd stream would cap the dump at one core).
-    const zstd = lz4 ? new PassThrough() : new ZstdFramesCompress({ level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES, pool });
+    const zstd = lz4 ? new PassThrough() : new ZstdFramesCompress({ level: config.compressionLevel, frameBytes: DEFAULT_FRAME_BYTES, pool, outputPool: outPool });
     const out = new ByteCounter(onBytes);
     const body = new PassThrough();
     const failures = new FailureTracker<"clickhouse" | "sink" | "engine">();
@@ -308,7 +313,9 @@ async function streamTable(
     failures.watch("engine", count, raw, zstd, out);
     failures.watch("sink", body);
     const sink = req.sink;
-    const put = (sink.putObjects ? sink.putObjects(name, body, ac.signal) : sink.putObject(name, body, ac.signal).then((o) => [o])).catch((err: unknown) => {
+    // The storage copies each chunk it gets and then hands it back: zstd's output blocks, or for lz4 the HTTP reader's.
+    const putOpts = { release: outPool ? outPool.release : pool.release };
+    const put = (sink.putObjects ? sink.putObjects(name, body, ac.signal, putOpts) : sink.putObject(name, body, ac.signal, putOpts).then((o) => [o])).catch((err: unknown) => {
       failures.note("sink", err);
       ac.abort(err);
       throw err;

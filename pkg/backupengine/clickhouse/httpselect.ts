@@ -19,7 +19,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { Readable } from "node:stream";
 import { parseError } from "@clickhouse/client";
-import { releaseBuffer, type BufferPool } from "../../storage/bufferpool.ts";
+import type { BufferPool } from "../../storage/bufferpool.ts";
 
 export interface HttpEndpoint {
   /** http(s)://host:port */
@@ -36,7 +36,7 @@ export interface HttpEndpoint {
 export interface HttpSelectOptions {
   /** Size of the blocks the stream emits (the last one may be shorter). Default 1 MiB, or the pool's size. */
   blockBytes?: number | undefined;
-  /** Blocks are taken from this pool (see storage/bufferpool.ts); the last stage that reads them hands them back. */
+  /** Blocks are taken from this pool (see storage/bufferpool.ts); the last stage that reads them hands them back (pool.release). */
   pool?: BufferPool | undefined;
   /** Size of the one socket read buffer. Default 256 KiB. */
   readBytes?: number | undefined;
@@ -237,7 +237,7 @@ class SelectBody extends Readable {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#cleanup();
-    if (this.#block) releaseBuffer(this.#block); // never pushed: this stream is its only holder
+    if (this.#block) this.#pool?.release(this.#block); // never pushed: this stream is its only holder
     this.#block = undefined;
     if (!this.#socket.destroyed) this.#socket.destroy();
     cb(err);

@@ -26,6 +26,8 @@ export interface ClickHouseEngineDeps {
   nativePollMs?: number | undefined;
   /** Tables dumped/restored at once by the dump method (default DUMP_CONCURRENCY). */
   dumpConcurrency?: number | undefined;
+  /** Tests only: the dump poisons every buffer it hands back and checks their use (see BufferPoolOptions.poisonOnRelease). */
+  debugPoolPoison?: boolean | undefined;
 }
 
 export const ENGINE_NAME = "clickhouse";
@@ -39,12 +41,14 @@ class ClickHouseEngine implements BackupEngine {
   readonly #conn: Conn;
   readonly #pollMs: number | undefined;
   readonly #concurrency: number | undefined;
+  readonly #debugPoolPoison: boolean;
 
   constructor(config: ClickHouseRunnerConfig, deps: ClickHouseEngineDeps) {
     this.#config = config;
     this.#logger = deps.logger;
     this.#pollMs = deps.nativePollMs;
     this.#concurrency = deps.dumpConcurrency;
+    this.#debugPoolPoison = deps.debugPoolPoison === true;
     if (deps.client) {
       this.#client = deps.client;
       this.#ownsClient = false;
@@ -77,7 +81,7 @@ class ClickHouseEngine implements BackupEngine {
 
   async backup(req: BackupRequest): Promise<EngineBackupResult> {
     const info = await this.#conn.info(req.signal);
-    const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, pollMs: this.#pollMs, concurrency: this.#concurrency };
+    const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, pollMs: this.#pollMs, concurrency: this.#concurrency, debugPoolPoison: this.#debugPoolPoison };
     return this.#config.method === "native" ? nativeBackup(ctx, info, req) : dumpBackup(ctx, info, req);
   }
 

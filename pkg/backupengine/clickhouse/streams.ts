@@ -3,7 +3,6 @@
 // cannot change the HTTP status by then), and a small worker pool.
 import { Transform, type TransformCallback } from "node:stream";
 import { extractErrorAtTheEndOfChunk } from "@clickhouse/client";
-import { releaseBuffer } from "../../storage/bufferpool.ts";
 
 /** Counts bytes passing through. */
 export class ByteCounter extends Transform {
@@ -65,14 +64,18 @@ export const BLOCK_SIZE = 1024 * 1024;
  * most one more chunk) until the end; fails the stream instead of passing an
  * exception text on as data. Chunks are passed on as they came, without
  * copying (the framed zstd compressor gathers them into frames itself).
+ * The chunks held back to the end are copied into one, and handed to
+ * `release` (the producer's pool), as they were never passed on.
  */
 export class TrailingExceptionCheck extends Transform {
   #bufs: Buffer[] = [];
   #len = 0;
   readonly #tag: string | undefined;
-  constructor(exceptionTag: string | undefined) {
+  readonly #release: ((chunk: Uint8Array) => void) | undefined;
+  constructor(exceptionTag: string | undefined, release?: (chunk: Uint8Array) => void) {
     super();
     this.#tag = exceptionTag;
+    this.#release = release;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#bufs.push(chunk);
@@ -93,8 +96,12 @@ export class TrailingExceptionCheck extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     const all = Buffer.concat(this.#bufs, this.#len);
-    // copied: the held chunks go back to their pool, if they came from one
-    for (const b of this.#bufs) releaseBuffer(b);
+    // copied: the held chunks (never passed on) go back to their pool, if they came from one
+    try {
+      if (this.#release) for (const b of this.#bufs) this.#release(b);
+    } catch (err: unknown) {
+      return cb(err as Error); // a debug pool found a misuse
+    }
     this.#bufs = [];
     const err = trailingException(all.subarray(Math.max(0, all.length - TRAILER_WINDOW)), this.#tag);
     if (err) return cb(err);

@@ -32,6 +32,7 @@ export async function put(ctx: S3Context, key: string, body: PutBody, opts: PutO
       queueSize: ctx.queueSize,
       contentType: opts.contentType,
       signal,
+      release: opts.release,
       onUploadId: (id) => {
         uploadId = id;
       },
