@@ -27,7 +27,7 @@ async function main(): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) process.exit(130);
     logger.info("signal received; shutting down", { signal: sig });
-    void app.stop();
+    app.stop().catch((err: unknown) => logger.error("shutdown failed", { error: err instanceof Error ? err.message : String(err) }));
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);

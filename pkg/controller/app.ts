@@ -87,7 +87,13 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
       return send(ok ? 200 : 503, JSON.stringify({ status: ok ? "ok" : "syncing", leader }));
     }
     if (path === "/metrics") {
-      void metrics.registry.metrics().then((text) => send(200, text, metrics.registry.contentType));
+      metrics.registry.metrics().then(
+        (text) => send(200, text, metrics.registry.contentType),
+        (err: unknown) => {
+          logger.warn("metrics could not be collected", { error: describeError(err) });
+          send(500, JSON.stringify({ error: "metrics could not be collected" }));
+        },
+      );
       return;
     }
     send(404, JSON.stringify({ error: "not found" }));
@@ -119,7 +125,16 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     done = elector.run(abort.signal);
   } else {
     await lead();
-    done = new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => void unlead().then(resolve), { once: true }));
+    done = new Promise<void>((resolve) =>
+      abort.signal.addEventListener(
+        "abort",
+        () =>
+          unlead()
+            .catch((err: unknown) => logger.error("controller stop failed", { error: describeError(err) }))
+            .finally(resolve),
+        { once: true },
+      ),
+    );
   }
 
   const finished = done.finally(async () => {

@@ -28,12 +28,31 @@ export class ApplyRefusedError extends Error {
   }
 }
 
+/**
+ * What a reconcile came to, for reconciles_total{result}: success (the runner objects are up to
+ * date, or a deleted definition's objects are gone), the Ready reason of a definition that is not
+ * Ready (invalid_spec; missing_reference for StorageLocationNotFound, SecretNotFound and
+ * SecretKeyNotFound; apply_failed; name_conflict; replacing), or error (a failure that is retried).
+ */
+export type ReconcileResult = "success" | "invalid_spec" | "missing_reference" | "apply_failed" | "name_conflict" | "replacing" | "error";
+
+const RESULT_OF: Record<ReadyReason, ReconcileResult> = {
+  Reconciled: "success",
+  InvalidSpec: "invalid_spec",
+  StorageLocationNotFound: "missing_reference",
+  SecretNotFound: "missing_reference",
+  SecretKeyNotFound: "missing_reference",
+  ApplyFailed: "apply_failed",
+  NameConflict: "name_conflict",
+  Replacing: "replacing",
+};
+
 /** How long a definition waits before it looks again at an object being deleted to be replaced. */
 const REPLACE_RECHECK_MS = 10_000;
 
 export interface ControllerHooks {
   /** After every reconcile (metrics). */
-  reconciled?: (key: string, result: "success" | "error", seconds: number) => void;
+  reconciled?: (key: string, result: ReconcileResult, seconds: number) => void;
   /** The newest backup a runner reports (status.lastBackup); undefined when unknown. */
   runnerLastBackup?: (service: { name: string; namespace: string }, token: string, signal: AbortSignal) => Promise<{ id: string; time: string } | undefined>;
 }
@@ -167,7 +186,9 @@ export class Controller {
     this.#resyncTimer = setInterval(() => this.resync(), this.#s.resyncSeconds * 1000);
     this.#resyncTimer.unref();
     if (this.#s.runnerStatusSeconds > 0 && this.#hooks.runnerLastBackup) {
-      this.#statusTimer = setInterval(() => void this.pollRunners(), this.#s.runnerStatusSeconds * 1000);
+      this.#statusTimer = setInterval(() => {
+        this.pollRunners().catch((err: unknown) => this.#log.warn("reading the runners' status failed", { error: describeError(err) }));
+      }, this.#s.runnerStatusSeconds * 1000);
       this.#statusTimer.unref();
     }
     this.#log.info("controller started", { namespace: this.#s.namespace, definitions: this.defs.list().length });
@@ -203,33 +224,33 @@ export class Controller {
     ];
   }
 
-  async #timedReconcile(key: string): Promise<{ requeueAfterMs: number } | undefined> {
+  async #timedReconcile(key: string): Promise<{ requeueAfterMs?: number }> {
     const t0 = performance.now();
     try {
       const r = await this.reconcile(key);
-      this.#hooks.reconciled?.(key, "success", (performance.now() - t0) / 1000);
-      return r;
+      this.#hooks.reconciled?.(key, r.result, (performance.now() - t0) / 1000);
+      return r.requeueAfterMs === undefined ? {} : { requeueAfterMs: r.requeueAfterMs };
     } catch (err: unknown) {
       this.#hooks.reconciled?.(key, "error", (performance.now() - t0) / 1000);
       throw err;
     }
   }
 
-  async reconcile(key: string): Promise<{ requeueAfterMs: number } | undefined> {
+  async reconcile(key: string): Promise<{ result: ReconcileResult; requeueAfterMs?: number }> {
     const { namespace, name } = splitKey(key);
     const log = this.#log.child({ definition: key });
     const def = this.defs.get(namespace, name);
     if (!def) {
       // Gone without our finalizer (forced removal, or deleted while we were away): sweep what is left.
       await this.#deleteRunnerObjects(key, log, "orphaned runner objects deleted");
-      return;
+      return { result: "success" };
     }
     if (def.metadata.deletionTimestamp) {
-      if (!def.metadata.finalizers?.includes(FINALIZER)) return;
+      if (!def.metadata.finalizers?.includes(FINALIZER)) return { result: "success" };
       await this.#deleteRunnerObjects(key, log, "runner objects deleted");
       await this.#setFinalizer(def, false);
       log.info("runner objects removed; finalizer released", {});
-      return;
+      return { result: "success" };
     }
     const current = def.metadata.finalizers?.includes(FINALIZER) ? def : await this.#setFinalizer(def, true);
 
@@ -283,7 +304,7 @@ export class Controller {
       ready = { status: "False", reason: plan.reason, message: plan.message };
     }
     await this.#updateStatus(current, ready, runner, log);
-    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
+    return { result: RESULT_OF[ready.reason], ...(requeueAfterMs === undefined ? {} : { requeueAfterMs }) };
   }
 
   /** The desired objects whose name is taken by an object that does not stand for this definition. */

@@ -22,22 +22,95 @@ export interface InformerOptions<T = KubeObject> {
   transform?: (obj: T) => T;
 }
 
-function rvNumber(rv: string | undefined): number | undefined {
-  if (!rv || !/^\d+$/.test(rv)) return undefined;
-  return Number(rv);
+/** Marks an object this controller deleted. */
+const DELETED = { metadata: { name: "" } } as never;
+
+/**
+ * What this controller itself wrote or deleted, until the watch catches up. resourceVersions are
+ * opaque: they are only compared for equality. An entry waiting for its echo (the watch delivering
+ * the object at the written resourceVersion, which no handler needs to see) is served instead of
+ * the cache; it goes with the echo, when the object is deleted or made anew, when the cache is
+ * listed anew, or after `maxAgeMs` (an echo that was missed). A write the cache already holds at the
+ * same resourceVersion (a Secret read in full whose cached copy carries no data) is served as long
+ * as the cache stays at that version.
+ */
+export class WriteOverlay<T extends KubeObject> {
+  readonly #entries = new Map<string, { obj: T; seen: boolean; at: number }>();
+  readonly #now: () => number;
+  readonly #maxAgeMs: number;
+
+  constructor(opts: { now?: () => number; maxAgeMs?: number } = {}) {
+    this.#now = opts.now ?? Date.now;
+    this.#maxAgeMs = opts.maxAgeMs ?? 30_000;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The API's answer to our write; `cached` is what the cache holds now. */
+  wrote(obj: T, cached: T | undefined): void {
+    const rv = obj.metadata.resourceVersion;
+    const seen = rv !== undefined && cached?.metadata.resourceVersion === rv;
+    this.#entries.set(keyOf(obj.metadata.namespace ?? "", obj.metadata.name), { obj, seen, at: this.#now() });
+  }
+
+  deleted(namespace: string, name: string): void {
+    this.#entries.set(keyOf(namespace, name), { obj: DELETED, seen: false, at: this.#now() });
+  }
+
+  /** The newest known state: our own write until the cache has caught up with it. */
+  get(namespace: string, name: string, cached: T | undefined): T | undefined {
+    const key = keyOf(namespace, name);
+    const e = this.#entries.get(key);
+    if (!e) return cached;
+    const stale = e.seen ? cached?.metadata.resourceVersion !== e.obj.metadata.resourceVersion : this.#now() - e.at > this.#maxAgeMs;
+    if (stale) {
+      this.#entries.delete(key);
+      return cached;
+    }
+    return e.obj === DELETED ? undefined : e.obj;
+  }
+
+  /** A watch event: "echo" when it is our own write coming back. */
+  observe(obj: T, kind: "add" | "update" | "delete"): "echo" | undefined {
+    const key = keyOf(obj.metadata.namespace ?? "", obj.metadata.name);
+    const e = this.#entries.get(key);
+    if (!e) return undefined;
+    if (e.obj === DELETED) {
+      // Gone as seen by the watch, or made anew since: the cache is right again.
+      if (kind !== "update") this.#entries.delete(key);
+      return kind === "delete" ? "echo" : undefined;
+    }
+    const same = obj.metadata.resourceVersion !== undefined && obj.metadata.resourceVersion === e.obj.metadata.resourceVersion;
+    // The echo leaves the cache as new as our write; after a seen entry any other version is newer.
+    // A different version before the echo is an older event still on its way: keep ours.
+    if (kind === "delete" || (same && !e.seen) || (!same && e.seen)) this.#entries.delete(key);
+    return same && kind !== "delete" ? "echo" : undefined;
+  }
+
+  /** The cache was listed anew: it is at least as new as every write it can be compared with. */
+  clear(): void {
+    this.#entries.clear();
+  }
+}
+
+function keyOf(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
 }
 
 export class Informer<T extends KubeObject> {
   readonly resource: ResourceType;
   readonly #opts: InformerOptions<T>;
   readonly #handlers: EventHandler<T>[] = [];
-  readonly #written = new Map<string, T>();
+  readonly #written = new WriteOverlay<T>();
   #lw: ListWatch<KubernetesObject> | undefined;
   #stopped = false;
   #synced = false;
   #failures = 0;
   #restartTimer: NodeJS.Timeout | undefined;
   #syncedWaiters: (() => void)[] = [];
+  #lastError: string | undefined;
 
   constructor(opts: InformerOptions<T>) {
     this.#opts = opts;
@@ -46,6 +119,11 @@ export class Informer<T extends KubeObject> {
 
   get synced(): boolean {
     return this.#synced;
+  }
+
+  /** Why the cache is not synced yet (the last list or watch failure), if it is not. */
+  get lastError(): string | undefined {
+    return this.#synced ? undefined : this.#lastError;
   }
 
   on(handler: EventHandler<T>): void {
@@ -57,14 +135,28 @@ export class Informer<T extends KubeObject> {
     const { client, resource, namespace, labelSelector } = this.#opts;
     const transform = this.#opts.transform ?? ((o: T) => o);
     const listFn = async () => {
-      const r = await client.list<T>(resource, namespace, labelSelector);
-      return { apiVersion: "v1", kind: "List", items: r.items.map(transform) as unknown as KubernetesObject[], metadata: r.metadata };
+      try {
+        const r = await client.list<T>(resource, namespace, labelSelector);
+        this.#written.clear();
+        return { apiVersion: "v1", kind: "List", items: r.items.map(transform) as unknown as KubernetesObject[], metadata: r.metadata };
+      } catch (err: unknown) {
+        this.#lastError = describeError(err);
+        throw err;
+      }
     };
     const real = new Watch(client.kubeConfig);
-    // The same Watch, with each event's object transformed before ListWatch caches it.
+    // The same Watch, with each event's object transformed before ListWatch caches it. A watch that
+    // cannot even be started reports through `done` like one that failed: ListWatch restarts its
+    // watch from inside that callback and never handles a rejection there.
     const watch = {
-      watch: (path: string, params: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, w?: unknown) => void, done: (err: unknown) => void) =>
-        real.watch(path, params, (phase, obj, w) => cb(phase, phase === "ERROR" || phase === "BOOKMARK" ? obj : transform(obj as T), w), done),
+      watch: async (path: string, params: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, w?: unknown) => void, done: (err: unknown) => void) => {
+        try {
+          return await real.watch(path, params, (phase, obj, w) => cb(phase, phase === "ERROR" || phase === "BOOKMARK" ? obj : transform(obj as T), w), done);
+        } catch (err: unknown) {
+          setImmediate(() => done(err));
+          return new AbortController();
+        }
+      },
     } as unknown as Watch;
     const lw = new ListWatch<KubernetesObject>(resourcePath(resource, namespace), watch, listFn, false, labelSelector);
     this.#lw = lw;
@@ -72,8 +164,15 @@ export class Informer<T extends KubeObject> {
       const obj = o as unknown as T;
       this.#failures = 0;
       // The echo of this controller's own write: the reconcile that wrote it already saw this state.
-      if (this.#forgetWrittenIfSeen(obj, kind) === "echo") return;
-      for (const h of this.#handlers) h(obj, kind);
+      if (this.#written.observe(obj, kind) === "echo") return;
+      for (const h of this.#handlers) {
+        try {
+          h(obj, kind);
+        } catch (err: unknown) {
+          // A handler must not break the watch (ListWatch calls it where no one handles a throw).
+          this.#opts.logger.error("event handler failed", { resource: resource.resource, error: describeError(err) });
+        }
+      }
     };
     lw.on("add", emit("add"));
     lw.on("update", emit("update"));
@@ -87,19 +186,34 @@ export class Informer<T extends KubeObject> {
       const delay = Math.min(200 * 2 ** Math.min(this.#failures, 10), this.#opts.maxBackoffMs ?? 30_000);
       this.#opts.logger.warn("watch failed; restarting", { resource: resource.resource, error: describeError(err), retryInMs: delay });
       clearTimeout(this.#restartTimer);
-      this.#restartTimer = setTimeout(() => {
-        if (!this.#stopped) void lw.start().then(() => this.#markSynced());
-      }, delay);
+      this.#lastError = describeError(err);
+      this.#restartTimer = setTimeout(() => this.#restart(lw), delay);
     });
-    await lw.start();
-    this.#markSynced();
+    this.#restart(lw);
     if (!this.#synced) await new Promise<void>((resolve) => this.#syncedWaiters.push(resolve));
+  }
+
+  /** Starts the list+watch again after a failure; a failure to even start is reported like any other. */
+  #restart(lw: ListWatch<KubernetesObject>): void {
+    if (this.#stopped) return;
+    lw.start().then(
+      () => this.#markSynced(),
+      (err: unknown) => {
+        if (this.#stopped) return;
+        this.#failures++;
+        this.#lastError = describeError(err);
+        this.#opts.logger.warn("watch could not be started; retrying", { resource: this.resource.resource, error: this.#lastError });
+        clearTimeout(this.#restartTimer);
+        this.#restartTimer = setTimeout(() => this.#restart(lw), Math.min(200 * 2 ** Math.min(this.#failures, 10), this.#opts.maxBackoffMs ?? 30_000));
+      },
+    );
   }
 
   #markSynced(): void {
     // ListWatch.start resolves after its first list, or after reporting an error (then the error handler restarts it).
     if (this.#synced || this.#stopped || !this.#lw || this.#lw.latestResourceVersion() === "") return;
     this.#synced = true;
+    this.#lastError = undefined;
     for (const w of this.#syncedWaiters.splice(0)) w();
   }
 
@@ -112,14 +226,7 @@ export class Informer<T extends KubeObject> {
 
   /** The newest known state: the cache, or this controller's own later write. */
   get(namespace: string, name: string): T | undefined {
-    const cached = this.#lw?.get(name, namespace) as T | undefined;
-    const mine = this.#written.get(`${namespace}/${name}`);
-    if (!mine) return cached;
-    if (mine === DELETED) return undefined;
-    const a = rvNumber(cached?.metadata.resourceVersion);
-    const b = rvNumber(mine.metadata.resourceVersion);
-    // At the same resourceVersion ours is the fuller copy (the cache may hold a transformed one).
-    return a !== undefined && b !== undefined && a > b ? cached : mine;
+    return this.#written.get(namespace, name, this.#lw?.get(name, namespace) as T | undefined);
   }
 
   list(namespace?: string): T[] {
@@ -128,29 +235,12 @@ export class Informer<T extends KubeObject> {
 
   /** Remember an object this controller just wrote (the API's answer). */
   wrote(obj: T): void {
-    const ns = obj.metadata.namespace ?? "";
-    this.#written.set(`${ns}/${obj.metadata.name}`, obj);
+    this.#written.wrote(obj, this.#lw?.get(obj.metadata.name, obj.metadata.namespace) as T | undefined);
   }
 
   /** Remember that this controller just deleted an object. */
   deleted(namespace: string, name: string): void {
-    this.#written.set(`${namespace}/${name}`, DELETED);
-  }
-
-  #forgetWrittenIfSeen(obj: T, kind: string): "echo" | undefined {
-    const key = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
-    const mine = this.#written.get(key);
-    if (!mine) return undefined;
-    if (mine === DELETED) {
-      // Gone as seen by the watch, or made anew since: the cache is right again.
-      if (kind !== "update") this.#written.delete(key);
-      return kind === "delete" ? "echo" : undefined;
-    }
-    const a = rvNumber(obj.metadata.resourceVersion);
-    const b = rvNumber(mine.metadata.resourceVersion);
-    if (a === undefined || b === undefined || a >= b) this.#written.delete(key);
-    return a !== undefined && a === b && kind !== "delete" ? "echo" : undefined;
+    this.#written.deleted(namespace, name);
   }
 }
 
-const DELETED = { metadata: { name: "" } } as never;

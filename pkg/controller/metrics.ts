@@ -1,6 +1,7 @@
 // Prometheus metrics of the controller, in a Registry owned by the instance.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { RequestRecord } from "./kube.ts";
+import type { ReconcileResult } from "./controller.ts";
 
 const PREFIX = "chbackup_controller_";
 
@@ -17,7 +18,7 @@ export class ControllerMetrics {
     const registers = [this.registry];
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({ name: `${PREFIX}api_requests_total`, help: "Kubernetes API requests by verb, resource and HTTP status (0 = no answer)", labelNames: ["verb", "resource", "code"], registers });
-    this.reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: "Reconciles by result", labelNames: ["result"], registers });
+    this.reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: "Reconciles by result: success, invalid_spec, missing_reference, apply_failed, name_conflict, replacing, error (retried)", labelNames: ["result"], registers });
     this.reconcileSeconds = new Histogram({ name: `${PREFIX}reconcile_duration_seconds`, help: "Duration of one reconcile", buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
     this.leader = new Gauge({ name: `${PREFIX}leader`, help: "1 while this instance is the leader", registers });
   }
@@ -30,7 +31,7 @@ export class ControllerMetrics {
     }
   };
 
-  observeReconcile = (_key: string, result: "success" | "error", seconds: number): void => {
+  observeReconcile = (_key: string, result: ReconcileResult, seconds: number): void => {
     this.reconciles.inc({ result });
     this.reconcileSeconds.observe(seconds);
   };

@@ -100,7 +100,7 @@ export class WorkQueue {
       this.#queued.delete(key);
       this.#active.add(key);
       this.#running++;
-      void this.#run(key);
+      void this.#run(key); // never rejects: every failure is caught inside
     }
   }
 
@@ -114,7 +114,11 @@ export class WorkQueue {
       const n = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, n);
       retryIn = Math.min(this.#opts.baseDelayMs * 2 ** (n - 1), this.#opts.maxDelayMs);
-      this.#opts.onError?.(key, err, retryIn);
+      try {
+        this.#opts.onError?.(key, err, retryIn);
+      } catch {
+        // A failing error report must not stop the queue.
+      }
     } finally {
       this.#active.delete(key);
       this.#running--;
