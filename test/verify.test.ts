@@ -157,11 +157,9 @@ describe("backup-runner verify (ClickHouse 18.16 backups in MinIO, no ClickHouse
     expectNamesOnly(r.stderr, "vshop.customers");
   });
 
-  // Known gap of the engine's verify (pkg/backupengine/clickhouse/verify.ts): for lz4 it decodes ClickHouse's
-  // compressed blocks and walks the Native data, but does not check the blocks' CityHash128 checksums, so
-  // 16 changed bytes inside values (with the object's SHA-256 rewritten) pass as whole. ClickHouse itself
-  // checks them on restore. Enable this test once verify checks them.
-  it.skip("lz4: an object corrupted with its SHA-256 and size rewritten in the manifest: exit 1 naming that table", async () => {
+  // 16 changed bytes inside values, with the object's SHA-256 rewritten: the walk alone could pass them, the
+  // blocks' CityHash128 checksums (checked by verify as ClickHouse would on restore) do not.
+  it("lz4: an object corrupted with its SHA-256 and size rewritten in the manifest: exit 1 naming that table", async () => {
     await copyTarget("good-lz4", "corrupted-lz4");
     const m = await manifestOf("corrupted-lz4");
     const body = Buffer.from(await read(`${PREFIX}/corrupted-lz4/${dataObject(m, "vshop.orders")}`));

@@ -15,6 +15,7 @@
 // decompressed at the end; LZ4 block decoding is a few lines (below).
 import { Transform, type TransformCallback } from "node:stream";
 import { zstdDecompressSync } from "node:zlib";
+import { compressedBlockChecksumOk } from "./cityhash.ts";
 import { trailingException } from "./streams.ts";
 
 const CHECKSUM = 16;
@@ -170,6 +171,11 @@ interface HeldBlock {
  */
 export interface CompressedStreamCheckOptions {
   onDecoded?: ((data: Buffer) => void) | undefined;
+  /**
+   * Check every block's CityHash128 checksum (slow: for verify, which has no
+   * server to do it; ClickHouse checks them itself on every INSERT).
+   */
+  verifyChecksums?: boolean | undefined;
 }
 
 /** How much output buffer is kept for decoding (ClickHouse blocks are at most max_compress_block_size, 1 MiB by default). */
@@ -195,7 +201,10 @@ export class CompressedStreamCheck extends Transform {
     super();
     this.#exceptionTag = exceptionTag;
     this.#onDecoded = opts.onDecoded;
+    this.#verifyChecksums = opts.verifyChecksums === true;
   }
+
+  readonly #verifyChecksums: boolean;
 
   /** Decodes the block just completed (`#last`) and hands it to the callback. */
   #decodeLast(): void {
@@ -254,6 +263,9 @@ export class CompressedStreamCheck extends Transform {
           this.#cur = free;
           this.#inBlock = false;
           this.blocks++;
+          if (this.#verifyChecksums && !compressedBlockChecksumOk(this.#last.buf.subarray(0, this.#last.len))) {
+            throw new CompressedStreamError(`block ${this.blocks} (${this.#last.len} bytes) does not match its CityHash128 checksum: the data is corrupt`);
+          }
           if (this.#onDecoded) this.#decodeLast();
         }
       }

@@ -51,6 +51,7 @@ async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable
       idle,
       stored,
       new CompressedStreamCheck(undefined, {
+        verifyChecksums: true,
         onDecoded: (d) => {
           if (walkError !== undefined) return;
           try {
