@@ -1,0 +1,50 @@
+// Restores: POST /api/v1/restores starts one (202), GET /api/v1/restores/{id}
+// follows it.
+import type { RestoreRequest } from "../../runner.ts";
+import type { Gate } from "../gate.ts";
+import { ApiError, readJsonBody, sendJson } from "../http.ts";
+import { NOT_FOUND_OPERATION, invalidRequest, sendOperationAccepted } from "../requests.ts";
+import type { Ctx, Route } from "../router.ts";
+import type { ApiRunner, Redact } from "../types.ts";
+import { operationView, restoreBody, type RestoreBody } from "../views.ts";
+
+export interface RestoreDeps {
+  runner: Pick<ApiRunner, "startRestore" | "operation">;
+  gate: Pick<Gate, "requireReady">;
+  redact: Redact;
+  maxBodyBytes: number;
+}
+
+function toRestoreRequest(b: RestoreBody): RestoreRequest {
+  return {
+    backup: b.backup,
+    existingTables: b.existingTables,
+    ...(b.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
+    ...(b.databases ? { databases: b.databases } : {}),
+    ...(b.tables ? { tables: b.tables } : {}),
+    // a prototype-less copy: database names like "constructor" must not resolve to Object's members
+    ...(b.renameDatabases ? { renameDatabases: Object.assign(Object.create(null) as Record<string, string>, b.renameDatabases) } : {}),
+  };
+}
+
+async function startRestore({ runner, gate, redact, maxBodyBytes }: RestoreDeps, { req, res }: Ctx): Promise<void> {
+  gate.requireReady();
+  const body = await readJsonBody(req, maxBodyBytes);
+  const parsed = restoreBody.safeParse(body);
+  if (!parsed.success) throw invalidRequest(parsed.error);
+  const { operation } = runner.startRestore(toRestoreRequest(parsed.data), "api");
+  sendOperationAccepted(res, operation, `/api/v1/restores/${operation.id}`, redact);
+}
+
+function showRestore({ runner, redact }: RestoreDeps, { res, params }: Ctx): void {
+  const op = runner.operation(params["id"] ?? "");
+  if (!op || op.kind !== "restore") throw new ApiError(404, "restore_not_found", NOT_FOUND_OPERATION.replace("operation", "restore"));
+  sendJson(res, 200, { operation: operationView(op, redact) });
+}
+
+export function restoreRoutes(deps: RestoreDeps): Route[] {
+  return [
+    { pattern: ["api", "v1", "restores"], methods: { POST: (ctx) => startRestore(deps, ctx) } },
+    { pattern: ["api", "v1", "restores", ":id"], methods: { GET: (ctx) => showRestore(deps, ctx) } },
+  ];
+}

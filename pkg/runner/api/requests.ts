@@ -1,0 +1,38 @@
+// Request pieces shared by the handler groups: the backup id parameter,
+// bodies that must be empty, validation errors, and the 202 answer of an
+// operation that was started.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { z } from "zod";
+import { isBackupId } from "../ids.ts";
+import type { Operation } from "../runner.ts";
+import { ApiError, readOptionalJsonBody, sendJson } from "./http.ts";
+import type { Redact } from "./types.ts";
+import { emptyBody, firstIssue, operationView } from "./views.ts";
+
+export const NOT_FOUND_OPERATION = "no such operation (the runner remembers the newest 100, across restarts when it has a state directory)";
+
+/** 400 naming the first invalid field of a request body. */
+export function invalidRequest(error: z.ZodError): ApiError {
+  const { field, message } = firstIssue(error);
+  return new ApiError(400, "invalid_request", `${field}: ${message}`, { field });
+}
+
+/** No body, an empty one, or `{}` (POST /api/v1/backups, .../verify). */
+export async function requireNoBody(req: IncomingMessage, maxBodyBytes: number): Promise<void> {
+  const body = await readOptionalJsonBody(req, maxBodyBytes);
+  if (body === undefined) return;
+  const parsed = emptyBody.safeParse(body);
+  if (!parsed.success) throw invalidRequest(parsed.error);
+}
+
+/** The ":id" path parameter, which must be a backup id. */
+export function backupIdParam(params: Record<string, string>): string {
+  const id = params["id"] ?? "";
+  if (!isBackupId(id)) throw new ApiError(400, "invalid_backup_id", "not a backup id (format 20261124T031000Z-a1b2c3)");
+  return id;
+}
+
+/** 202 with the operation and where to follow it. */
+export function sendOperationAccepted(res: ServerResponse, op: Operation, location: string, redact: Redact): void {
+  sendJson(res, 202, { operation: operationView(op, redact) }, { Location: location });
+}
