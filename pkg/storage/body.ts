@@ -26,6 +26,9 @@ export function hashBody(
   const signal = opts.signal;
   // Errors surface through `stream` (pipeline destroys it); the promise itself is only observed to avoid an unhandled rejection.
   pipeline(body, stream, signal === undefined ? {} : { signal }).catch(() => {});
+  // A store that fails after the body has ended (the last write hits ENOSPC) destroys `stream` with its error
+  // once the pipeline has let go of it: the store reports that error itself, it must not also be an uncaught 'error'.
+  stream.on("error", () => undefined);
   return {
     stream,
     destroy(err?: Error) {

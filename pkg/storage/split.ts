@@ -69,6 +69,8 @@ export async function putSplit(store: ObjectStore, key: string, body: PutBody, o
   // (Object mode on both sides, so that read-ahead is counted in chunks: two on each side.)
   const chunks = new PassThrough({ objectMode: true, highWaterMark: 2 });
   pipeline(body, chunks, signal === undefined ? {} : { signal }).catch(() => {}); // errors surface through `chunks`
+  // (and through the iteration below: `chunks` may be destroyed after the pipeline let go of it, which must not be an uncaught 'error')
+  chunks.on("error", () => undefined);
   const source = chunks[Symbol.asyncIterator]() as AsyncIterator<Uint8Array | string>;
   let pending: Uint8Array | undefined;
   let ended = false;
