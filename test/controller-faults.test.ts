@@ -1,7 +1,11 @@
 // The controller on a real kube-apiserver when things go wrong: reconciles counted by what they
 // came to, an apiserver outage, and a controller whose RBAC refuses it what it needs. Any
-// unhandled promise rejection in this process fails the file.
+// unhandled promise rejection in this process fails the file. The refused controller keeps its
+// Lease while its caches cannot sync, says why on /readyz and in the log, and fails /healthz.
+import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KubeConfig } from "@kubernetes/client-node";
+import { createLogger } from "../pkg/runner/logging.ts";
 import { type ControllerApp } from "../pkg/controller/index.ts";
 import { startKubeApiServer, type KubeApiServer } from "./env/index.ts";
 import { GV, createNamespace, installCrds, must, secretBody, startTestController, waitFor, waitReady } from "./helpers/kube.ts";
@@ -76,5 +80,93 @@ describe("backup-controller under faults", () => {
     expect(unhandled).toEqual([]);
     await app!.stop();
     app = undefined;
+  });
+
+  it("runs refused by RBAC (no cluster-wide Secret list), with no unhandled rejection, and stops when asked", async () => {
+    // A ServiceAccount that may do everything the controller needs except list and watch Secrets cluster-wide.
+    const sa = "half-granted";
+    await must(kube, "POST", `/api/v1/namespaces/${CTRL_NS}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa } });
+    await must(kube, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: sa },
+      rules: [
+        { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions", "backupdefinitions/status", "storagelocations"], verbs: ["get", "list", "watch", "patch"] },
+        { apiGroups: [""], resources: ["services", "events"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+        { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+        { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+      ],
+    });
+    await must(kube, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: sa },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: sa },
+      subjects: [{ kind: "ServiceAccount", name: sa, namespace: CTRL_NS }],
+    });
+    const tr = await must<{ status: { token: string } }>(kube, "POST", `/api/v1/namespaces/${CTRL_NS}/serviceaccounts/${sa}/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } });
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "test", server: kube.server, caData: Buffer.from(kube.caPem).toString("base64"), skipTLSVerify: false }],
+      users: [{ name: sa, token: tr.status.token }],
+      contexts: [{ name: "test", cluster: "test", user: sa }],
+      currentContext: "test",
+    });
+    const lines: { level: string; message: string; waitingFor?: { resource: string; error: string }[] }[] = [];
+    const logger = createLogger({ level: "info", stream: new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(JSON.parse(chunk.toString())), cb()) }) });
+    const t0 = Date.now();
+    const refused = await startTestController({
+      kube: { ...kube, kubeConfig: () => kc } as KubeApiServer,
+      namespace: CTRL_NS,
+      identity: "refused",
+      logger,
+      settings: { cacheSyncTimeoutSeconds: 4, syncReportSeconds: 1 },
+    });
+    const probe = async (path: string) => {
+      const r = await fetch(`http://127.0.0.1:${refused.probePort}${path}`);
+      return { status: r.status, body: (await r.json()) as { status: string; leader?: boolean; waitingFor?: { resource: string; error: string }[]; reason?: string } };
+    };
+    const lease = async () => (await must<{ spec: { holderIdentity: string; renewTime: string } }>(kube, "GET", `/apis/coordination.k8s.io/v1/namespaces/${CTRL_NS}/leases/chbackup-controller`)).spec;
+    let standby: ControllerApp | undefined;
+    try {
+      await waitFor("leading", async () => refused.isLeader(), 15_000);
+      // Its Secret cache never syncs. It keeps renewing the Lease all the same, so a standby with
+      // every grant does not take over (the lease is 3 s here).
+      standby = await startTestController({ kube, namespace: CTRL_NS, identity: "standby" });
+      const first = await lease();
+      expect(first.holderIdentity).toBe("refused");
+      await new Promise((r) => setTimeout(r, 5000));
+      const later = await lease();
+      expect(later.holderIdentity).toBe("refused");
+      expect(later.renewTime > first.renewTime).toBe(true);
+      expect(standby.isLeader()).toBe(false);
+      expect(refused.controller()?.ready).toBe(false);
+      // /readyz says why, /healthz fails once the caches are not synced after cacheSyncTimeoutSeconds.
+      const ready = await probe("/readyz");
+      expect(ready.status).toBe(503);
+      expect(ready.body.leader).toBe(true);
+      const secrets = ready.body.waitingFor?.find((w) => w.resource === "secrets");
+      expect(secrets?.error).toMatch(/403|forbidden/i);
+      expect(ready.body.waitingFor?.map((w) => w.resource)).not.toContain("backupdefinitions");
+      expect(Date.now() - t0).toBeGreaterThan(4000);
+      const health = await probe("/healthz");
+      expect(health.status).toBe(503);
+      expect(health.body.reason).toMatch(/not synced after \d+ s.*secrets/);
+      // Logged at every report interval (one minute by default; 1 s here), naming what it waits for.
+      const reports = lines.filter((l) => l.message === "caches not synced");
+      expect(reports.length).toBeGreaterThanOrEqual(2);
+      expect(reports[0]!.level).toBe("warn");
+      expect(reports[0]!.waitingFor?.map((w) => w.resource)).toContain("secrets");
+    } finally {
+      const t1 = Date.now();
+      await refused.stop();
+      expect(Date.now() - t1).toBeLessThan(10_000);
+    }
+    // The standby takes over and works.
+    await waitFor("standby leads and is synced", async () => standby!.isLeader() && standby!.controller()?.ready, 20_000);
+    await must(kube, "POST", defPath(), definition("after-refusal"));
+    await waitReady(kube, APP_NS, "after-refusal");
+    await standby!.stop();
+    expect(unhandled).toEqual([]);
   });
 });

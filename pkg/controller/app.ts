@@ -55,6 +55,8 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
   let starting: Promise<void> | undefined;
   const abort = new AbortController();
 
+  // Starting waits for the caches, which may take long or never happen (RBAC refuses a list, a CRD
+  // is missing): nothing waits for it, and stopping ends it.
   const lead = async () => {
     metrics.leader.set(1);
     controller = new Controller({ client, settings, logger, hooks });
@@ -66,10 +68,10 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
   };
   const unlead = async () => {
     metrics.leader.set(0);
-    await starting;
     const c = controller;
     controller = undefined;
     await c?.stop();
+    await starting;
   };
 
   const server = createServer((req, res) => {
@@ -79,12 +81,22 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
       res.end(body);
     };
     if (req.method !== "GET") return send(405, JSON.stringify({ error: "method not allowed" }));
-    if (path === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
+    if (path === "/healthz") {
+      // A leader whose caches have not synced for cacheSyncTimeoutSeconds fails, so Kubernetes restarts it.
+      const sync = controller?.syncStatus();
+      if (sync && !sync.synced && sync.waitingSeconds >= settings.cacheSyncTimeoutSeconds) {
+        const why = sync.waiting.map((w) => `${w.resource}: ${w.error}`).join("; ");
+        return send(503, JSON.stringify({ status: "unhealthy", reason: `caches not synced after ${Math.floor(sync.waitingSeconds)} s (limit ${settings.cacheSyncTimeoutSeconds} s): ${why}` }));
+      }
+      return send(200, JSON.stringify({ status: "ok" }));
+    }
     if (path === "/readyz") {
       // A standby replica is ready (it only waits for the lease); the leader once its caches are in.
-      const leader = controller !== undefined;
-      const ok = !leader || controller!.ready;
-      return send(ok ? 200 : 503, JSON.stringify({ status: ok ? "ok" : "syncing", leader }));
+      const c = controller;
+      if (!c) return send(200, JSON.stringify({ status: "ok", leader: false }));
+      const sync = c.syncStatus();
+      if (c.ready) return send(200, JSON.stringify({ status: "ok", leader: true }));
+      return send(503, JSON.stringify({ status: "syncing", leader: true, waitingSeconds: Math.floor(sync.waitingSeconds), waitingFor: sync.waiting }));
     }
     if (path === "/metrics") {
       metrics.registry.metrics().then(
@@ -124,7 +136,7 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     });
     done = elector.run(abort.signal);
   } else {
-    await lead();
+    lead().catch((err: unknown) => logger.error("controller start failed", { error: describeError(err) }));
     done = new Promise<void>((resolve) =>
       abort.signal.addEventListener(
         "abort",

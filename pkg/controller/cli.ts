@@ -19,6 +19,8 @@ Flags (each also read from the environment variable in brackets):
   --lease-name NAME         default chbackup-controller [${CONTROLLER_ENV.leaseName}]
   --identity ID             this replica's name in the Lease, default the pod name [${CONTROLLER_ENV.podName}]
   --probe-port N            /healthz, /readyz and /metrics, default 8081 [${CONTROLLER_ENV.probePort}]
+  --cache-sync-timeout-seconds N
+                            a leader whose caches are not synced after N seconds fails /healthz, default 300 [${CONTROLLER_ENV.cacheSyncTimeoutSeconds}]
   --runner-defaults JSON    {"resources":{...},"storageSize":"1Gi","storageClassName":"..."} [${CONTROLLER_ENV.runnerDefaults}]
   --kubeconfig PATH         default: in-cluster, else $KUBECONFIG or ~/.kube/config
   --help
@@ -57,6 +59,7 @@ export function parseControllerCommand(argv: string[], env: Record<string, strin
         "lease-name": { type: "string" },
         identity: { type: "string" },
         "probe-port": { type: "string" },
+        "cache-sync-timeout-seconds": { type: "string" },
         "runner-defaults": { type: "string" },
         kubeconfig: { type: "string" },
         help: { type: "boolean" },
@@ -95,6 +98,7 @@ export function parseControllerCommand(argv: string[], env: Record<string, strin
       identity: pick("identity", CONTROLLER_ENV.podName) ?? hostname,
     },
     probePort: int(pick("probe-port", CONTROLLER_ENV.probePort), "probePort", problems),
+    cacheSyncTimeoutSeconds: int(pick("cache-sync-timeout-seconds", CONTROLLER_ENV.cacheSyncTimeoutSeconds), "cacheSyncTimeoutSeconds", problems),
     runnerDefaults,
   };
   let settings: ControllerSettings | undefined;

@@ -74,6 +74,7 @@ export const CONTROLLER_ENV = {
   probePort: "PROBE_PORT",
   workers: "WORKERS",
   runnerDefaults: "RUNNER_DEFAULTS",
+  cacheSyncTimeoutSeconds: "CACHE_SYNC_TIMEOUT_SECONDS",
   logLevel: "LOG_LEVEL",
 } as const;
 

@@ -86,6 +86,8 @@ export class Controller {
   #started = false;
   #polling = false;
   #abort = new AbortController();
+  #startedAt: number | undefined;
+  #syncReportTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: ControllerDeps) {
     this.#client = deps.client;
@@ -152,6 +154,14 @@ export class Controller {
     return this.#started && this.#informers.every((i) => i.synced);
   }
 
+  /** Whether the caches are in, and if not, for how long and what each one that is not waits for. */
+  syncStatus(): { synced: boolean; waitingSeconds: number; waiting: { resource: string; error: string }[] } {
+    const waiting = this.#informers
+      .filter((i) => !i.synced)
+      .map((i) => ({ resource: i.resource.resource, error: i.lastError ?? (i.started ? "waiting for the first list" : "not started yet: backupdefinitions and storagelocations come first") }));
+    return { synced: this.ready, waitingSeconds: this.#startedAt ? (performance.now() - this.#startedAt) / 1000 : 0, waiting };
+  }
+
   #wire(): void {
     this.defs.on((d) => this.queue.add(defKey(d.metadata.namespace ?? "", d.metadata.name)));
     this.locations.on((l) => {
@@ -174,12 +184,27 @@ export class Controller {
     if (src && src.includes("/")) this.queue.add(src);
   }
 
-  /** Starts the informers, waits for their caches, then reconciles everything once and on every resync. */
+  /**
+   * Starts the informers, waits for their caches, then reconciles everything once and on every
+   * resync. While the caches are not synced, what they wait for is logged every syncReportSeconds.
+   * stop() ends a start that is still waiting.
+   */
   async start(): Promise<void> {
     this.#abort = new AbortController();
+    const signal = this.#abort.signal;
+    this.#startedAt = performance.now();
+    this.#syncReportTimer = setInterval(() => {
+      const st = this.syncStatus();
+      if (st.synced) return clearInterval(this.#syncReportTimer);
+      this.#log.warn("caches not synced", { waitingSeconds: Math.floor(st.waitingSeconds), waitingFor: st.waiting, healthzFailsAfterSeconds: this.#s.cacheSyncTimeoutSeconds });
+    }, this.#s.syncReportSeconds * 1000);
+    this.#syncReportTimer.unref();
     // Definitions and locations first: the Secret cache keeps data only for what they reference.
     await Promise.all([this.defs, this.locations].map((i) => i.start()));
+    if (signal.aborted) return;
     await Promise.all([this.secrets, this.statefulSets, this.services].map((i) => i.start()));
+    clearInterval(this.#syncReportTimer);
+    if (signal.aborted) return;
     this.#started = true;
     this.queue.start();
     this.resync();
@@ -196,6 +221,7 @@ export class Controller {
 
   async stop(): Promise<void> {
     this.#abort.abort();
+    clearInterval(this.#syncReportTimer);
     clearInterval(this.#resyncTimer);
     clearInterval(this.#statusTimer);
     await this.queue.stop();

@@ -121,6 +121,11 @@ export class Informer<T extends KubeObject> {
     return this.#synced;
   }
 
+  /** Whether start() was called. */
+  get started(): boolean {
+    return this.#lw !== undefined;
+  }
+
   /** Why the cache is not synced yet (the last list or watch failure), if it is not. */
   get lastError(): string | undefined {
     return this.#synced ? undefined : this.#lastError;

@@ -227,9 +227,9 @@ export class KubeClient {
     return { items: r.items ?? [], metadata: r.metadata ?? {} };
   }
 
-  async get<T>(rt: ResourceType, namespace: string, name: string): Promise<T | undefined> {
+  async get<T>(rt: ResourceType, namespace: string, name: string, opts: { signal?: AbortSignal } = {}): Promise<T | undefined> {
     try {
-      return await this.request<T>("get", "GET", rt, resourcePath(rt, namespace, name), { namespace, name });
+      return await this.request<T>("get", "GET", rt, resourcePath(rt, namespace, name), { namespace, name, ...opts });
     } catch (err: unknown) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -237,12 +237,12 @@ export class KubeClient {
   }
 
   /** Creates; with dryRun the apiserver validates and admits the object but stores nothing. */
-  async create<T>(rt: ResourceType, namespace: string, obj: unknown, opts: { dryRun?: boolean } = {}): Promise<T> {
-    return this.request<T>("create", "POST", rt, resourcePath(rt, namespace) + (opts.dryRun ? "?dryRun=All" : ""), { body: obj, namespace });
+  async create<T>(rt: ResourceType, namespace: string, obj: unknown, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<T> {
+    return this.request<T>("create", "POST", rt, resourcePath(rt, namespace) + (opts.dryRun ? "?dryRun=All" : ""), { body: obj, namespace, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
-  async update<T>(rt: ResourceType, namespace: string, name: string, obj: unknown): Promise<T> {
-    return this.request<T>("update", "PUT", rt, resourcePath(rt, namespace, name), { body: obj, namespace, name });
+  async update<T>(rt: ResourceType, namespace: string, name: string, obj: unknown, opts: { signal?: AbortSignal } = {}): Promise<T> {
+    return this.request<T>("update", "PUT", rt, resourcePath(rt, namespace, name), { body: obj, namespace, name, ...opts });
   }
 
   /** Server-side apply under the controller's field manager, taking over conflicting fields. */

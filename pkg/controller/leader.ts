@@ -3,7 +3,9 @@
 // lease duration (as observed on our own clock, so clock skew does not
 // matter), renew every retry period, and give leadership up when renewing
 // has failed for the renew deadline. Optimistic concurrency (resourceVersion)
-// makes sure two candidates never both win.
+// makes sure two candidates never both win. Renewing runs on its own: the
+// work started on becoming leader (waiting for caches, say) never holds it up,
+// and each lease request gives up after the renew deadline.
 import type { Logger } from "winston";
 import { KubeApiError, RESOURCES, type KubeClient } from "./kube.ts";
 import { describeError } from "../runner/errors.ts";
@@ -65,7 +67,10 @@ export class LeaderElector {
       if (signal.aborted) break;
       this.#leading = true;
       log.info("became leader", { lease: this.#o.leaseName, identity: this.#o.identity });
-      await this.#o.onStartedLeading();
+      // Not awaited: the lease is renewed while the leader starts (onStoppedLeading ends a start in progress).
+      const started = Promise.resolve()
+        .then(() => this.#o.onStartedLeading())
+        .catch((err: unknown) => log.error("starting to lead failed", { lease: this.#o.leaseName, error: describeError(err) }));
       // Renew until it fails for longer than the renew deadline.
       let lastRenew = this.#now();
       while (!signal.aborted) {
@@ -75,13 +80,22 @@ export class LeaderElector {
         else if (this.#now() - lastRenew > this.#o.renewDeadlineMs) break;
       }
       this.#leading = false;
+      if (!signal.aborted) log.warn("lost leadership", { lease: this.#o.leaseName, identity: this.#o.identity });
+      // Stop the work first, then hand the lease over: the next leader never overlaps with us.
+      await this.#stopLeading();
+      await started;
       if (signal.aborted) {
         await this.#release();
-        await this.#o.onStoppedLeading();
         break;
       }
-      log.warn("lost leadership", { lease: this.#o.leaseName, identity: this.#o.identity });
+    }
+  }
+
+  async #stopLeading(): Promise<void> {
+    try {
       await this.#o.onStoppedLeading();
+    } catch (err: unknown) {
+      this.#o.logger.error("stopping to lead failed", { lease: this.#o.leaseName, error: describeError(err) });
     }
   }
 
@@ -95,15 +109,17 @@ export class LeaderElector {
       renewTime: microTime(now),
       leaseTransitions: (prev?.leaseTransitions ?? 0) + (prev?.holderIdentity && prev.holderIdentity !== identity ? 1 : 0),
     });
+    // A request that hangs must not outlive the renew deadline.
+    const signal = AbortSignal.timeout(this.#o.renewDeadlineMs);
     try {
-      const lease = await client.get<Lease>(RESOURCES.leases, namespace, leaseName);
+      const lease = await client.get<Lease>(RESOURCES.leases, namespace, leaseName, { signal });
       if (!lease) {
         await client.create(RESOURCES.leases, namespace, {
           apiVersion: "coordination.k8s.io/v1",
           kind: "Lease",
           metadata: { name: leaseName, namespace },
           spec: spec(),
-        });
+        }, { signal });
         this.#observed = undefined;
         return true;
       }
@@ -112,7 +128,7 @@ export class LeaderElector {
       const holder = lease.spec.holderIdentity;
       const durationMs = (lease.spec.leaseDurationSeconds ?? 0) * 1000;
       if (holder && holder !== identity && this.#observed.at + durationMs > now) return false;
-      const updated = await client.update<Lease>(RESOURCES.leases, namespace, leaseName, { ...lease, spec: spec(lease.spec) });
+      const updated = await client.update<Lease>(RESOURCES.leases, namespace, leaseName, { ...lease, spec: spec(lease.spec) }, { signal });
       this.#observed = { record: JSON.stringify([updated.spec.holderIdentity, updated.spec.renewTime, updated.spec.leaseDurationSeconds]), at: now };
       return true;
     } catch (err: unknown) {
@@ -126,13 +142,14 @@ export class LeaderElector {
   /** On a clean shutdown: hand the lease over at once instead of letting it expire. */
   async #release(): Promise<void> {
     const { client, namespace, leaseName, identity } = this.#o;
+    const signal = AbortSignal.timeout(this.#o.renewDeadlineMs);
     try {
-      const lease = await client.get<Lease>(RESOURCES.leases, namespace, leaseName);
+      const lease = await client.get<Lease>(RESOURCES.leases, namespace, leaseName, { signal });
       if (!lease || lease.spec.holderIdentity !== identity) return;
       await client.update(RESOURCES.leases, namespace, leaseName, {
         ...lease,
         spec: { ...lease.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: microTime(this.#now()) },
-      });
+      }, { signal });
     } catch (err: unknown) {
       this.#o.logger.warn("releasing the lease failed", { lease: leaseName, error: describeError(err) });
     }

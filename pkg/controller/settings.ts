@@ -36,6 +36,14 @@ export const controllerSettings = z.object({
   runnerDefaults: runnerDefaults.prefault({}),
   /** How often the runners' status is read for status.lastBackup (0 = never). */
   runnerStatusSeconds: z.int().min(0).default(60),
+  cacheSyncTimeoutSeconds: z
+    .int()
+    .min(1)
+    .max(86400)
+    .default(300)
+    .describe("A leader whose caches are not synced after this long fails /healthz, so that Kubernetes restarts it"),
+  /** While the caches are not synced, what they wait for is logged this often. */
+  syncReportSeconds: z.number().positive().default(60),
 });
 export type ControllerSettings = z.infer<typeof controllerSettings>;
 export type ControllerSettingsInput = z.input<typeof controllerSettings>;

@@ -73,6 +73,7 @@ describe("controller install manifests", () => {
       imagePullSecrets: [],
       resyncSeconds: DEFAULT_VALUES.resyncSeconds,
       workers: DEFAULT_VALUES.workers,
+      cacheSyncTimeoutSeconds: 300,
       leaderElection: { enabled: true, leaseName: CONTROLLER_NAME, identity: "controller-0" },
       probePort: CONTROLLER_CONTAINER.probePort,
       runnerDefaults: { resources: DEFAULT_VALUES.runner.resources, storageSize: "1Gi" },
@@ -85,6 +86,7 @@ describe("controller install manifests", () => {
       leaderElection: { enabled: false, leaseName: "other" },
       workers: 7,
       resyncSeconds: 60,
+      cacheSyncTimeoutSeconds: 120,
     });
     expect(parseControllerCommand([], podEnv(custom), "h").settings).toMatchObject({
       namespace: "release-ns",
@@ -93,6 +95,7 @@ describe("controller install manifests", () => {
       imagePullSecrets: ["pull-a", "pull-b"],
       resyncSeconds: 60,
       workers: 7,
+      cacheSyncTimeoutSeconds: 120,
       leaderElection: { enabled: false, leaseName: "other" },
       // Helm merges maps into the defaults: the default memory request and limit stay.
       runnerDefaults: { resources: { requests: { cpu: "1", memory: "256Mi" }, limits: { memory: "512Mi" } }, storageSize: "5Gi", storageClassName: "fast" },

@@ -127,6 +127,7 @@ export function renderControllerFiles(s: ValueSource): RenderedFile[] {
                       env(CONTROLLER_ENV.leaseName, s.text("leaderElection.leaseName")),
                       env(CONTROLLER_ENV.probePort, String(port)),
                       env(CONTROLLER_ENV.workers, s.text("workers")),
+                      env(CONTROLLER_ENV.cacheSyncTimeoutSeconds, s.text("cacheSyncTimeoutSeconds")),
                       env(CONTROLLER_ENV.runnerDefaults, s.runnerDefaultsJson()),
                       env(CONTROLLER_ENV.logLevel, s.text("logLevel")),
                     ],

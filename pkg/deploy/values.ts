@@ -60,6 +60,12 @@ export const chartValues = z
       .describe("Leader election (LEADER_ELECTION, LEASE_NAME)"),
     resyncSeconds: z.int().min(5).max(86400).default(300).describe("Seconds between full resyncs of every definition (and sweeps for orphaned runner objects)"),
     workers: z.int().min(1).max(64).default(4).describe("Definitions reconciled at once"),
+    cacheSyncTimeoutSeconds: z
+      .int()
+      .min(1)
+      .max(86400)
+      .default(300)
+      .describe("A leader whose caches are still not synced after this many seconds (say, RBAC refuses a list) fails its liveness probe, so Kubernetes restarts it"),
     logLevel: z.enum(["error", "warn", "info", "debug"]).default("info").describe("Controller log level"),
     resources: controllerResources.describe("Resources of the controller container"),
     runner: z
