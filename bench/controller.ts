@@ -7,12 +7,17 @@
 //   controller      time from the first create until every definition is Ready
 //   writes          API writes per definition (from the controller's own metrics)
 //   resync          writes made by a full resync afterwards (must be 0)
-//   peak RSS        of the controller process (VmHWM)
+//   peak RSS        of the controller process (VmHWM), which must stay within --max-rss-mib
 // The ratio compares the controller's time with the baseline measured in the same run.
+// Before the controller starts, --unrelated-secrets Secrets of --secret-kib KiB each (random
+// bytes) are spread over --secret-namespaces namespaces: a shared cluster's Helm releases and
+// TLS certificates, which the controller must watch (for changes of referenced ones) but not hold.
 //
 // Usage: npm run bench:controller [-- --definitions 500] [--workers 4]
+//          [--unrelated-secrets 5000 --secret-kib 100 --secret-namespaces 50 --max-rss-mib 300]
 import { writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { execa } from "execa";
@@ -23,9 +28,22 @@ import { GV, createNamespace, installCrds, must, secretBody, waitFor } from "../
 import { runPool } from "../pkg/concurrency/pool.ts";
 import { KubeClient, RESOURCES, parseControllerSettings, planRunnerConfig, renderRunnerObjects, type BackupDefinitionObject } from "../pkg/controller/index.ts";
 
-const { values } = parseArgs({ options: { definitions: { type: "string", default: "500" }, workers: { type: "string", default: "4" } } });
+const { values } = parseArgs({
+  options: {
+    definitions: { type: "string", default: "500" },
+    workers: { type: "string", default: "4" },
+    "unrelated-secrets": { type: "string", default: "5000" },
+    "secret-kib": { type: "string", default: "100" },
+    "secret-namespaces": { type: "string", default: "50" },
+    "max-rss-mib": { type: "string", default: "300" },
+  },
+});
 const N = Number(values.definitions);
 const WORKERS = Number(values.workers);
+const BULK = Number(values["unrelated-secrets"]);
+const BULK_KIB = Number(values["secret-kib"]);
+const BULK_NAMESPACES = Array.from({ length: Math.min(Number(values["secret-namespaces"]), Math.max(BULK, 1)) }, (_, i) => `bulk-${i}`);
+const MAX_RSS_MIB = Number(values["max-rss-mib"]);
 const CTRL_NS = "chbackup-system";
 const APP_NAMESPACES = Array.from({ length: 10 }, (_, i) => `team-${i}`);
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -105,6 +123,20 @@ async function main(): Promise<void> {
     client.close();
     out(`baseline        ${N} × (create definition + apply Secret, StatefulSet, Service + status), ${WORKERS} at a time: ${(baselineMs / 1000).toFixed(2)} s`);
 
+    // Unrelated Secrets: no definition refers to them.
+    if (BULK > 0) {
+      const tbulk = performance.now();
+      for (const ns of BULK_NAMESPACES) await createNamespace(kube, ns);
+      await pool(Array.from({ length: BULK }, (_, i) => i), 16, async (i) => {
+        const ns = BULK_NAMESPACES[i % BULK_NAMESPACES.length]!;
+        await must(kube, "POST", `/api/v1/namespaces/${ns}/secrets`, {
+          apiVersion: "v1", kind: "Secret", metadata: { name: `unrelated-${i}`, namespace: ns },
+          data: { blob: randomBytes(BULK_KIB * 1024).toString("base64") },
+        });
+      });
+      out(`secrets         ${BULK} unrelated Secrets of ${BULK_KIB} KiB in ${BULK_NAMESPACES.length} namespaces created in ${((performance.now() - tbulk) / 1000).toFixed(1)} s (${((BULK * BULK_KIB) / 1024).toFixed(0)} MiB of data)`);
+    }
+
     // The controller, as its own process, with a kubeconfig file like any user's.
     const kubeconfig = join(dir, "kubeconfig");
     await writeFile(kubeconfig, stringify({
@@ -120,15 +152,26 @@ async function main(): Promise<void> {
       stdout: "ignore", stderr: { file: join(dir, "controller.log") }, reject: false, cleanup: true,
     });
     const pid = ctrl.pid!;
+    const tstart = performance.now();
+    const alive = () => {
+      try {
+        return !/State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
     const metricsText = async () => (await fetch(`http://127.0.0.1:${probePort}/metrics`)).text();
     // Writes of the reconcile loop: lease renewals are leader election's own.
     const writeSeries = async () => series(await metricsText(), "chbackup_controller_api_requests_total", (l) => /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l));
     const writes = async () => sum(await writeSeries());
     const reconciles = async () => sum(series(await metricsText(), "chbackup_controller_reconciles_total"));
+    const rssMiB = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
     await waitFor("controller leading and synced", async () => {
+      if (!alive()) throw new Error("the controller exited (see its log above)");
       const r = await fetch(`http://127.0.0.1:${probePort}/readyz`).catch(() => undefined);
       return r?.ok && ((await r.json()) as { leader: boolean }).leader;
-    }, 60_000);
+    }, 180_000);
+    out(`start           leading with every cache synced ${((performance.now() - tstart) / 1000).toFixed(2)} s after the process started; peak RSS so far ${rssMiB().toFixed(0)} MiB`);
 
     const t0 = performance.now();
     const names = Array.from({ length: N }, (_, i) => ({ ns: APP_NAMESPACES[i % APP_NAMESPACES.length]!, name: `def-${i}` }));
@@ -149,10 +192,10 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     const w2 = await writes();
     out(`resync          ${(await reconciles()) - r0} reconciles, ${w2 - w1} writes`);
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-    out(`peak RSS        ${hwm.toFixed(0)} MiB (controller process, ${N} definitions, ${N * 3} runner objects and ${N + APP_NAMESPACES.length + 2 + N} Secrets cached)`);
+    const hwm = rssMiB();
+    out(`peak RSS        ${hwm.toFixed(0)} MiB (controller process, ${N} definitions, ${N * 3} runner objects, ${N + APP_NAMESPACES.length + 2 + N} Secrets the controller uses and ${BULK} unrelated ones; limit ${MAX_RSS_MIB} MiB)`);
     if (w2 - w1 !== 0) throw new Error(`a full resync made ${w2 - w1} writes`);
+    if (hwm > MAX_RSS_MIB) throw new Error(`peak RSS ${hwm.toFixed(0)} MiB is above ${MAX_RSS_MIB} MiB`);
   } catch (err: unknown) {
     const log = readFileSync(join(dir, "controller.log"), { encoding: "utf8", flag: "a+" });
     const lines = log.split("\n");

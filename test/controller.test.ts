@@ -262,6 +262,36 @@ describe("backup-controller against kube-apiserver", () => {
     expect(after.spec.template.spec.tolerations).toHaveLength(2);
   });
 
+  it("lists in pages and caches unrelated Secrets as metadata only; a restarted controller keeps every token and writes nothing", async () => {
+    for (let i = 0; i < 12; i++) await must(kube, "POST", secretPath("other"), secretBody("other", `bulk-${i}`, { blob: "x".repeat(10_240) }));
+    const name = runnerName(APP_NS, "orders");
+    const token0 = (await must<Obj>(kube, "GET", secretPath(CTRL_NS, name))).data!["token"];
+    await idle();
+    await app.stop();
+    const since: RequestRecord[] = [];
+    app = await startTestController({ kube, namespace: CTRL_NS, observe: (r) => (requests.push(r), since.push(r)), settings: { imagePullSecrets: [], listPageSize: 5 } });
+    await waitFor("leader", async () => app.isLeader() && app.controller()?.ready);
+    await idle();
+    const ctrl = app.controller()!;
+    // 5 to a page: the controller namespace in full, then every namespace as metadata only.
+    const count = async (p: string) => (await must<{ items: unknown[] }>(kube, "GET", p)).items.length;
+    const [all, own] = [await count("/api/v1/secrets"), await count(secretPath(CTRL_NS))];
+    expect(all).toBeGreaterThan(15);
+    expect(since.filter((r) => r.verb === "list" && r.resource === "secrets").length).toBe(Math.ceil(all / 5) + Math.ceil(own / 5));
+    expect(ctrl.secrets.get("other", "bulk-3")).toBeDefined();
+    expect(ctrl.secrets.get("other", "bulk-3")!.data).toBeUndefined();
+    expect(ctrl.secrets.get(CTRL_NS, name)!.data!["token"]).toBe(token0);
+    // Every definition reconciled after the restart: tokens kept, nothing written.
+    expect(since.filter(isWrite)).toEqual([]);
+    expect((await must<Obj>(kube, "GET", secretPath(CTRL_NS, name))).data!["token"]).toBe(token0);
+    // A referenced Secret of another namespace is read in full when needed, and its changes still roll the runner.
+    await must(kube, "PUT", secretPath("other", "late-ref"), secretBody("other", "late-ref", { password: "after-restart" }));
+    await waitFor("rotated after restart", async () => {
+      const x = await must<Obj>(kube, "GET", secretPath(CTRL_NS, runnerName("other", "late")));
+      return runnerConfig.parse(JSON.parse(Buffer.from(x.data!["config.json"]!, "base64").toString())).definition.clickhouse.password === "after-restart";
+    });
+  });
+
   it("replaces the StatefulSet when storageSize changes: deletes it (orphan), waits until it is gone, creates it anew; human messages", async () => {
     await must(kube, "POST", defPath(APP_NS), definition("resize"));
     await waitReady(kube, APP_NS, "resize");

@@ -26,6 +26,13 @@ describe("controller command line", () => {
     const problems = (err as SettingsError).problems.join("\n");
     for (const p of ["resyncSeconds", "leaderElection.enabled", "runnerDefaults", "namespace", "runnerImage"]) expect(problems).toContain(p);
   });
+  it("reads the cache sync timeout from its flag or CACHE_SYNC_TIMEOUT_SECONDS (default 300)", () => {
+    const env = { CONTROLLER_NAMESPACE: "n", RUNNER_IMAGE: "i" };
+    expect(parseControllerCommand([], env, "h").settings?.cacheSyncTimeoutSeconds).toBe(300);
+    expect(parseControllerCommand([], { ...env, CACHE_SYNC_TIMEOUT_SECONDS: "120" }, "h").settings?.cacheSyncTimeoutSeconds).toBe(120);
+    expect(parseControllerCommand(["--cache-sync-timeout-seconds", "60"], { ...env, CACHE_SYNC_TIMEOUT_SECONDS: "120" }, "h").settings?.cacheSyncTimeoutSeconds).toBe(60);
+    expect(() => parseControllerCommand(["--cache-sync-timeout-seconds", "0"], env, "h")).toThrow(/cacheSyncTimeoutSeconds/);
+  });
   it("rejects unknown flags", () => {
     expect(() => parseControllerCommand(["--nope"], {}, "h")).toThrow(SettingsError);
   });

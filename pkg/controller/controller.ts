@@ -10,7 +10,7 @@ import type { Condition } from "../apis/resources.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
 import { differingPaths, holds } from "./diff.ts";
 import { Informer } from "./informer.ts";
-import { KubeApiError, RESOURCES, apiVersionOf, type KubeClient, type ResourceType } from "./kube.ts";
+import { KubeApiError, RESOURCES, apiVersionOf, type KubeClient, type ListResult, type ResourceType } from "./kube.ts";
 import { defKey, runnerName, splitKey } from "./names.ts";
 import { planRunnerConfig, referencedSecrets, type FailureReason } from "./plan.ts";
 import { renderRunnerObjects } from "./render.ts";
@@ -87,6 +87,7 @@ export class Controller {
   #polling = false;
   #abort = new AbortController();
   #startedAt: number | undefined;
+  #refIndex: Map<string, Set<string>> | undefined;
   #syncReportTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: ControllerDeps) {
@@ -96,13 +97,14 @@ export class Controller {
     this.#hooks = deps.hooks ?? {};
     this.#now = deps.now ?? (() => new Date());
     const ns = this.#s.namespace;
-    const base = { client: this.#client, logger: this.#log };
+    const base = { client: this.#client, logger: this.#log, pageSize: this.#s.listPageSize };
     this.defs = new Informer({ ...base, resource: RESOURCES.backupDefinitions });
     this.locations = new Informer({ ...base, resource: RESOURCES.storageLocations, namespace: ns });
     // Secrets of every namespace: a definition's password Secret lives in its own namespace. Only the
     // data of referenced Secrets and of our runner Secrets is kept; the rest is cached as metadata
     // (enough to map a change to its definitions) and read on demand once something refers to it.
-    this.secrets = new Informer({ ...base, resource: RESOURCES.secrets, transform: (s) => this.#slimSecret(s) });
+    // The list asks for metadata only (see #listSecrets); watch events are slimmed as they come.
+    this.secrets = new Informer({ ...base, resource: RESOURCES.secrets, transform: (s) => this.#slimSecret(s), list: () => this.#listSecrets() });
     // Every StatefulSet and Service of the namespace, not only ours: an object that holds a runner's
     // name but belongs to something else must be seen, so that it is never overwritten.
     this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns });
@@ -119,10 +121,48 @@ export class Controller {
 
   #slimSecret(s: SecretObject): SecretObject {
     if (this.#isOwnedSecret(s) || this.#definitionsUsing(s).length > 0) return s;
-    const { data: _data, ...rest } = s;
-    // The source annotation stays: it says whose object this is (see #conflicts).
-    const src = s.metadata.annotations?.[ANNOTATIONS.source];
-    return { ...rest, metadata: { ...s.metadata, annotations: src === undefined ? undefined : { [ANNOTATIONS.source]: src }, managedFields: undefined } as never, [SLIM]: true } as SecretObject;
+    return slim(s);
+  }
+
+  /**
+   * The Secret cache's list, in pages: the controller's namespace in full (the runner Secrets, whose
+   * token and config are compared, and the storage credentials), then every namespace as metadata
+   * only (PartialObjectMetadataList), which is what the cache keeps of the others. Secrets of the
+   * controller's namespace that changed between the two lists, and that the controller needs, are
+   * read again. A Secret of another namespace that a definition refers to is read when a reconcile
+   * needs it (#fetchSlimSecrets); the watch then keeps it whole.
+   */
+  async #listSecrets(): Promise<ListResult<SecretObject>> {
+    const ns = this.#s.namespace;
+    const pageSize = this.#s.listPageSize;
+    const full = new Map<string, SecretObject>();
+    await this.#client.list<SecretObject>(RESOURCES.secrets, ns, undefined, {
+      pageSize,
+      page: (items) => {
+        for (const s of items) full.set(s.metadata.name, this.#slimSecret(s));
+        return [];
+      },
+    });
+    const stale: SecretObject[] = [];
+    const all = await this.#client.list<SecretObject>(RESOURCES.secrets, undefined, undefined, {
+      pageSize,
+      metadataOnly: true,
+      page: (items) =>
+        items.map((m) => {
+          if (m.metadata.namespace !== ns) return slim(m);
+          const f = full.get(m.metadata.name);
+          if (f && f.metadata.resourceVersion === m.metadata.resourceVersion) return f;
+          const s = slim(m);
+          if (this.#isOwnedSecret(m) || this.#definitionsUsing(m).length > 0) stale.push(s);
+          return s;
+        }),
+    });
+    for (const s of stale) {
+      const fresh = await this.#client.get<SecretObject>(RESOURCES.secrets, ns, s.metadata.name);
+      const i = all.items.indexOf(s);
+      if (fresh && i >= 0) all.items[i] = { ...fresh, apiVersion: "v1", kind: "Secret" };
+    }
+    return all;
   }
 
   /** A runner config Secret this controller generated. */
@@ -132,11 +172,30 @@ export class Controller {
 
   /** The definitions that refer to the Secret, directly or through their StorageLocation. */
   #definitionsUsing(s: SecretObject): BackupDefinitionObject[] {
-    const ns = s.metadata.namespace ?? "";
-    return this.defs.list().filter((d) => {
-      const loc = this.locations.get(this.#s.namespace, d.spec?.storageLocation ?? "");
-      return referencedSecrets(d, loc, this.#s.namespace).some((r) => r.namespace === ns && r.name === s.metadata.name);
+    const keys = this.#referenceIndex().get(defKey(s.metadata.namespace ?? "", s.metadata.name));
+    if (!keys) return [];
+    return [...keys].flatMap((k) => {
+      const { namespace, name } = splitKey(k);
+      const d = this.defs.get(namespace, name);
+      return d ? [d] : [];
     });
+  }
+
+  /** "namespace/name" of a Secret → the definitions that refer to it; rebuilt after a definition or location changes. */
+  #referenceIndex(): Map<string, Set<string>> {
+    if (this.#refIndex) return this.#refIndex;
+    const index = new Map<string, Set<string>>();
+    for (const d of this.defs.list()) {
+      const loc = this.locations.get(this.#s.namespace, d.spec?.storageLocation ?? "");
+      for (const r of referencedSecrets(d, loc, this.#s.namespace)) {
+        const k = defKey(r.namespace, r.name);
+        let set = index.get(k);
+        if (!set) index.set(k, (set = new Set()));
+        set.add(defKey(d.metadata.namespace ?? "", d.metadata.name));
+      }
+    }
+    this.#refIndex = index;
+    return index;
   }
 
   /** Reads the data of referenced Secrets that are cached as metadata only. */
@@ -163,8 +222,12 @@ export class Controller {
   }
 
   #wire(): void {
-    this.defs.on((d) => this.queue.add(defKey(d.metadata.namespace ?? "", d.metadata.name)));
+    this.defs.on((d) => {
+      this.#refIndex = undefined;
+      this.queue.add(defKey(d.metadata.namespace ?? "", d.metadata.name));
+    });
     this.locations.on((l) => {
+      this.#refIndex = undefined;
       for (const d of this.defs.list()) if (d.spec?.storageLocation === l.metadata.name) this.#enqueue(d);
     });
     this.secrets.on((s) => {
@@ -590,6 +653,17 @@ function comparable(s: BackupDefinitionStatus): unknown {
     conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]),
     runner: s.runner ? [s.runner.namespace, s.runner.secret, s.runner.statefulSet, s.runner.service, s.runner.configHash] : undefined,
   };
+}
+
+/**
+ * A Secret without its data (kept: name, namespace, labels, uid, resourceVersion and the source
+ * annotation, which says whose object it is; see #conflicts), marked so that it is read in full
+ * once something needs its data.
+ */
+function slim(s: SecretObject): SecretObject {
+  const { data: _data, ...rest } = s;
+  const src = s.metadata.annotations?.[ANNOTATIONS.source];
+  return { ...rest, metadata: { ...s.metadata, annotations: src === undefined ? undefined : { [ANNOTATIONS.source]: src }, managedFields: undefined } as never, [SLIM]: true } as SecretObject;
 }
 
 /** Generated by this controller (the managed-by label); whose it is says the source annotation. */

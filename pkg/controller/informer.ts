@@ -4,7 +4,7 @@
 // own write does not see the older cached object and write again.
 import { ListWatch, Watch, type KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "winston";
-import { resourcePath, type KubeClient, type ResourceType } from "./kube.ts";
+import { resourcePath, type KubeClient, type ListResult, type ResourceType } from "./kube.ts";
 import type { KubeObject } from "./types.ts";
 import { describeError } from "../runner/errors.ts";
 
@@ -20,6 +20,10 @@ export interface InformerOptions<T = KubeObject> {
   maxBackoffMs?: number;
   /** Applied to every object before it enters the cache (e.g. to drop what is not needed). */
   transform?: (obj: T) => T;
+  /** Objects per list page (default 500). */
+  pageSize?: number;
+  /** Lists in its own way instead (returning transformed items), e.g. partly as metadata only. */
+  list?: () => Promise<ListResult<T>>;
 }
 
 /** Marks an object this controller deleted. */
@@ -95,6 +99,13 @@ export class WriteOverlay<T extends KubeObject> {
   }
 }
 
+/** managedFields are not read by the controller and are often the larger part of an object: never cached. */
+function withoutManagedFields<T extends KubeObject>(o: T): T {
+  if (!(o.metadata as { managedFields?: unknown }).managedFields) return o;
+  const { managedFields: _mf, ...metadata } = o.metadata as KubeObject["metadata"] & { managedFields?: unknown };
+  return { ...o, metadata };
+}
+
 function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
@@ -138,12 +149,16 @@ export class Informer<T extends KubeObject> {
   /** Starts list+watch; resolves once the first list is in the cache. */
   async start(): Promise<void> {
     const { client, resource, namespace, labelSelector } = this.#opts;
-    const transform = this.#opts.transform ?? ((o: T) => o);
+    const own = this.#opts.transform;
+    const transform = (o: T) => withoutManagedFields(own ? own(o) : o);
     const listFn = async () => {
       try {
-        const r = await client.list<T>(resource, namespace, labelSelector);
+        // Page by page, each page transformed before the next is read.
+        const r = this.#opts.list
+          ? await this.#opts.list().then((l) => ({ ...l, items: l.items.map(withoutManagedFields) }))
+          : await client.list<T>(resource, namespace, labelSelector, { ...(this.#opts.pageSize ? { pageSize: this.#opts.pageSize } : {}), page: (items) => items.map(transform) });
         this.#written.clear();
-        return { apiVersion: "v1", kind: "List", items: r.items.map(transform) as unknown as KubernetesObject[], metadata: r.metadata };
+        return { apiVersion: "v1", kind: "List", items: r.items as unknown as KubernetesObject[], metadata: r.metadata };
       } catch (err: unknown) {
         this.#lastError = describeError(err);
         throw err;
@@ -240,7 +255,7 @@ export class Informer<T extends KubeObject> {
 
   /** Remember an object this controller just wrote (the API's answer). */
   wrote(obj: T): void {
-    this.#written.wrote(obj, this.#lw?.get(obj.metadata.name, obj.metadata.namespace) as T | undefined);
+    this.#written.wrote(withoutManagedFields(obj), this.#lw?.get(obj.metadata.name, obj.metadata.namespace) as T | undefined);
   }
 
   /** Remember that this controller just deleted an object. */

@@ -160,12 +160,12 @@ export class KubeClient {
     method: string,
     rt: ResourceType,
     path: string,
-    opts: { body?: unknown; contentType?: string; namespace?: string; name?: string; subresource?: string; signal?: AbortSignal } = {},
+    opts: { body?: unknown; contentType?: string; accept?: string; namespace?: string; name?: string; subresource?: string; signal?: AbortSignal } = {},
   ): Promise<T> {
     const cluster = this.kubeConfig.getCurrentCluster();
     if (!cluster) throw new KubeApiError(`${method} ${path}`, 0, "NoCluster", "the kubeconfig has no current cluster");
     const url = new URL(cluster.server + path);
-    const httpsOpts: import("node:https").RequestOptions = { method, headers: { accept: "application/json" }, timeout: this.#timeoutMs };
+    const httpsOpts: import("node:https").RequestOptions = { method, headers: { accept: opts.accept ?? "application/json" }, timeout: this.#timeoutMs };
     await this.kubeConfig.applyToHTTPSOptions(httpsOpts);
     const isHttps = url.protocol === "https:";
     const key = `${url.protocol}//${url.host}`;
@@ -189,7 +189,13 @@ export class KubeClient {
         const req = (isHttps ? request : httpRequest)(url, { ...httpsOpts, ...(opts.signal ? { signal: opts.signal } : {}) }, (r) => {
           const chunks: Buffer[] = [];
           r.on("data", (c: Buffer) => chunks.push(c));
-          r.on("end", () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+          r.on("end", () => {
+            try {
+              resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+            } catch (err: unknown) {
+              reject(err); // an answer too large for one string
+            }
+          });
           r.on("error", reject);
         });
         req.on("timeout", () => req.destroy(new Error(`no answer in ${this.#timeoutMs} ms`)));
@@ -219,12 +225,46 @@ export class KubeClient {
     }
   }
 
-  async list<T>(rt: ResourceType, namespace?: string, labelSelector?: string): Promise<ListResult<T>> {
-    const q = labelSelector ? `?labelSelector=${encodeURIComponent(labelSelector)}` : "";
-    const r = await this.request<ListResult<T>>("list", "GET", rt, resourcePath(rt, namespace) + q, namespace ? { namespace } : {});
-    // List items carry no kind/apiVersion; watch events do. Make them alike.
-    for (const item of r.items ?? []) Object.assign(item as object, { apiVersion: apiVersionOf(rt), kind: rt.kind });
-    return { items: r.items ?? [], metadata: r.metadata ?? {} };
+  /**
+   * Lists in pages of `pageSize` (limit/continue), so no answer holds more than one page; `page`
+   * sees each page's items before the next is read (to drop what is not needed). With
+   * `metadataOnly` the apiserver sends each object's metadata only (PartialObjectMetadataList).
+   * A continue token that expired (410) starts the list over.
+   */
+  async list<T>(
+    rt: ResourceType,
+    namespace?: string,
+    labelSelector?: string,
+    opts: { pageSize?: number; metadataOnly?: boolean; page?: (items: T[]) => T[] } = {},
+  ): Promise<ListResult<T>> {
+    const pageSize = opts.pageSize ?? 500;
+    const accept = opts.metadataOnly ? "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1" : undefined;
+    for (let attempt = 0; ; attempt++) {
+      const items: T[] = [];
+      let cont: string | undefined;
+      let metadata: ListResult<T>["metadata"] = {};
+      try {
+        do {
+          const q = new URLSearchParams({ limit: String(pageSize) });
+          if (labelSelector) q.set("labelSelector", labelSelector);
+          if (cont) q.set("continue", cont);
+          const r = await this.request<ListResult<T> & { metadata?: { continue?: string } }>("list", "GET", rt, `${resourcePath(rt, namespace)}?${q}`, {
+            ...(namespace ? { namespace } : {}),
+            ...(accept ? { accept } : {}),
+          });
+          // List items carry no kind/apiVersion; watch events do. Make them alike.
+          const page = r.items ?? [];
+          for (const item of page) Object.assign(item as object, { apiVersion: apiVersionOf(rt), kind: rt.kind });
+          items.push(...(opts.page ? opts.page(page) : page));
+          cont = r.metadata?.continue || undefined;
+          metadata = { ...(r.metadata?.resourceVersion ? { resourceVersion: r.metadata.resourceVersion } : {}) };
+        } while (cont);
+        return { items, metadata };
+      } catch (err: unknown) {
+        if (cont && attempt < 3 && err instanceof KubeApiError && err.status === 410) continue;
+        throw err;
+      }
+    }
   }
 
   async get<T>(rt: ResourceType, namespace: string, name: string, opts: { signal?: AbortSignal } = {}): Promise<T | undefined> {

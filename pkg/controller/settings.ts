@@ -42,6 +42,8 @@ export const controllerSettings = z.object({
     .max(86400)
     .default(300)
     .describe("A leader whose caches are not synced after this long fails /healthz, so that Kubernetes restarts it"),
+  /** Objects per page when the caches list (limit/continue). */
+  listPageSize: z.int().min(1).max(10_000).default(500),
   /** While the caches are not synced, what they wait for is logged this often. */
   syncReportSeconds: z.number().positive().default(60),
 });
