@@ -393,6 +393,26 @@ describe("backup-controller against kube-apiserver", () => {
     expect((await waitReady(kube, APP_NS, "native-fs", "InvalidSpec")).message).toContain("native");
   });
 
+  it("refuses at admission what the runner would refuse later: a single-backup target outside the location, native with lz4", async () => {
+    const single = (target: string) => definition("single-target", { mode: "single", schedule: undefined, singleBackup: { target } });
+    for (const target of ["../../etc", "exports/../../x", "a//b", "./x", "a\\b", "/"]) {
+      const r = await kube.request("POST", `${defPath(APP_NS)}?dryRun=All`, single(target));
+      expect(r.status, target).toBe(422);
+      expect(JSON.stringify(r.body), target).toContain("spec.singleBackup.target");
+      expect(JSON.stringify(r.body), target).toContain("must be a relative path inside the storage location");
+    }
+    for (const target of ["exports/2026-11-24", "/exports/x/", "a.b/c..d"]) await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, single(target));
+    const lz4 = await kube.request("POST", `${defPath(APP_NS)}?dryRun=All`, definition("native-lz4", { clickhouse: { url: "http://ch:8123", method: "native", compression: "lz4" } }));
+    expect(lz4.status).toBe(422);
+    expect(JSON.stringify(lz4.body)).toContain("spec.clickhouse.compression");
+    expect(JSON.stringify(lz4.body)).toContain("applies to the dump method only");
+    await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, definition("native-zstd", { clickhouse: { url: "http://ch:8123", method: "native" } }));
+    await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, definition("dump-lz4", { clickhouse: { url: "http://ch:8123", compression: "lz4" } }));
+    // The StorageLocation's short name is not Velero's "bsl".
+    const crd = await must<{ spec: { names: { shortNames: string[] } } }>(kube, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/storagelocations.chbackup.dev");
+    expect(crd.spec.names.shortNames).not.toContain("bsl");
+  });
+
   it("shortens long names with a stable hash", async () => {
     const long = "a-very-long-definition-name-that-does-not-fit-in-a-statefulset";
     await must(kube, "POST", defPath(APP_NS), definition(long));

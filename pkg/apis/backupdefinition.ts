@@ -51,12 +51,28 @@ export const scheduleSpec = z
 
 const modeEnum = z.enum(["scheduled", "single"]);
 
+export const SINGLE_TARGET_MESSAGE =
+  "must be a relative path inside the storage location, like exports/2026-11-24: no '.' or '..' segments, no empty segments (a//b), no backslash";
+
+/** A single-backup target as the runner accepts it: relative (leading and trailing slashes are ignored), no dot or empty segments. */
+export function isSafeTarget(target: string): boolean {
+  const t = target.replace(/^\/+|\/+$/g, "");
+  return t !== "" && !t.split("/").some((seg) => seg === "" || seg === "." || seg === "..") && !/[\\\0]/.test(t);
+}
+
 const definitionShared = {
   mode: modeEnum.default("scheduled").describe("scheduled: backups on a schedule with retention; single: one backup to singleBackup.target and nothing else"),
   schedule: scheduleSpec.optional().describe("Required in scheduled mode"),
   retention: retentionPolicy.default({ hourly: 24, daily: 7, weekly: 4, monthly: 12 }),
   singleBackup: z
-    .strictObject({ target: z.string().min(1).describe("Key prefix (S3) or directory (filesystem), relative to the storage location, that receives exactly this one backup") })
+    .strictObject({
+      target: z
+        .string()
+        .min(1)
+        .max(1024)
+        .refine(isSafeTarget, SINGLE_TARGET_MESSAGE)
+        .describe("Key prefix (S3) or directory (filesystem), relative to the storage location, that receives exactly this one backup"),
+    })
     .optional()
     .describe("Required in single mode"),
   suspend: z.boolean().default(false).describe("Pause scheduled backups (the runner keeps serving restores)"),
@@ -79,6 +95,14 @@ const modeRules = <T extends { mode: string; schedule?: unknown; singleBackup?: 
     ctx.addIssue({ code: "custom", path: ["retention"], message: EMPTY_RETENTION_MESSAGE });
   }
 };
+export const NATIVE_LZ4_MESSAGE =
+  "compression lz4 applies to the dump method only: with method native ClickHouse writes the backup itself (leave compression out, or use method dump)";
+
+/** Rules of the BackupDefinition spec only (the runner config carries no such combination). */
+const specRules = (s: { clickhouse?: { method?: string; compression?: string } }, ctx: z.RefinementCtx) => {
+  if (s.clickhouse?.method === "native" && s.clickhouse.compression === "lz4") ctx.addIssue({ code: "custom", path: ["clickhouse", "compression"], message: NATIVE_LZ4_MESSAGE });
+};
+
 /** Run the cross-field rules even when other fields failed, so every problem is listed at once. */
 export const alwaysCheck = { when: (p: { value: unknown }) => typeof p.value === "object" && p.value !== null };
 
@@ -91,6 +115,17 @@ export const definitionValidations: { rule: string; message: string; fieldPath?:
     rule: `self.mode != 'scheduled' || !has(self.retention) || ${RETENTION_KEYS.map(keeps).join(" || ")}`,
     message: "retention must keep at least one label when mode is scheduled (set hourly, daily, weekly, monthly or yearly to 1 or more)",
     fieldPath: ".retention",
+  },
+  {
+    // The runner refuses these targets when it runs (isSafeTarget); a backslash is checked apart from the regex.
+    rule: "!has(self.singleBackup) || !(self.singleBackup.target.matches('(^|/)[.][.]?(/|$)|[^/]//+[^/]|^/*$') || self.singleBackup.target.contains('\\\\'))",
+    message: `singleBackup.target ${SINGLE_TARGET_MESSAGE}`,
+    fieldPath: ".singleBackup.target",
+  },
+  {
+    rule: "!has(self.clickhouse.method) || self.clickhouse.method != 'native' || !has(self.clickhouse.compression) || self.clickhouse.compression != 'lz4'",
+    message: NATIVE_LZ4_MESSAGE,
+    fieldPath: ".clickhouse.compression",
   },
 ];
 
@@ -145,6 +180,7 @@ export const backupDefinitionSpec = z
     runner: runnerSpec.optional(),
   })
   .superRefine(modeRules, alwaysCheck)
+  .superRefine(specRules, alwaysCheck)
   .describe("BackupDefinition spec");
 export type BackupDefinitionSpec = z.infer<typeof backupDefinitionSpec>;
 

@@ -59,7 +59,8 @@ export const CRDS: CrdDefinition[] = [
     kind: "StorageLocation",
     plural: "storagelocations",
     singular: "storagelocation",
-    shortNames: ["bsl"],
+    // Not "bsl": that is Velero's BackupStorageLocation, and clusters run both.
+    shortNames: ["chsl"],
     scope: "Namespaced",
     spec: storageLocationSpec,
     status: storageLocationStatus,

@@ -72,6 +72,18 @@ describe("planRunnerConfig", () => {
     expect(ok(planRunnerConfig(input(def({ mode: "single", schedule: undefined, singleBackup: { target: "exports/x" }, retention: {} })))).config.definition.mode).toBe("single");
   });
 
+  it("refuses a single-backup target outside the location and native with lz4 as InvalidSpec naming the field (if they got past the CRD rules)", () => {
+    for (const target of ["../../etc", "a//b", "./x", "a\\b"]) {
+      const p = planRunnerConfig(input(def({ mode: "single", schedule: undefined, singleBackup: { target } })));
+      expect(p, target).toMatchObject({ ok: false, reason: "InvalidSpec", message: expect.stringMatching(/^spec\.singleBackup\.target: must be a relative path inside the storage location/) });
+    }
+    expect(planRunnerConfig(input(def({ clickhouse: { url: "http://ch:8123", method: "native", compression: "lz4" } })))).toMatchObject({
+      ok: false,
+      reason: "InvalidSpec",
+      message: expect.stringMatching(/^spec\.clickhouse\.compression: compression lz4 applies to the dump method only/),
+    });
+  });
+
   it("names an unknown spec field by its path", () => {
     expect(planRunnerConfig(input(def({ retension: { daily: 7 } })))).toMatchObject({ ok: false, reason: "InvalidSpec", message: "spec.retension: unknown field" });
   });
