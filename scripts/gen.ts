@@ -2,7 +2,7 @@
 import { writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { generatedFiles } from "../pkg/apis/gen.ts";
+import { generatedFiles } from "../pkg/deploy/gen.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 for (const [path, content] of generatedFiles()) {

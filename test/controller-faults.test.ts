@@ -5,7 +5,7 @@
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubeConfig } from "@kubernetes/client-node";
-import { createLogger } from "../pkg/runner/logging.ts";
+import { createLogger } from "../pkg/common/logging.ts";
 import { type ControllerApp } from "../pkg/controller/index.ts";
 import { startKubeApiServer, type KubeApiServer } from "./env/index.ts";
 import { GV, createNamespace, installCrds, must, secretBody, startTestController, waitFor, waitReady } from "./helpers/kube.ts";

@@ -3,7 +3,7 @@
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseControllerCommand, CONTROLLER_USAGE, SettingsError, startControllerApp } from "../../pkg/controller/index.ts";
-import { createLogger } from "../../pkg/runner/logging.ts";
+import { createLogger } from "../../pkg/common/logging.ts";
 
 async function main(): Promise<number> {
   let cmd;

@@ -11,7 +11,7 @@ import { ControllerMetrics } from "./metrics.ts";
 import { runnerLastBackupFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
 import type { ControllerSettings } from "./settings.ts";
-import { describeError } from "../runner/errors.ts";
+import { describeError } from "../common/errors.ts";
 
 export interface ControllerAppDeps {
   kubeConfig: KubeConfig;

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "winston";
 import { runPool } from "../concurrency/pool.ts";
-import { describeError } from "../runner/errors.ts";
+import { describeError } from "../common/errors.ts";
 import type { Condition } from "../apis/resources.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
 import { differingPaths, holds } from "./diff.ts";

@@ -6,7 +6,7 @@ import { ListWatch, Watch, type KubernetesObject } from "@kubernetes/client-node
 import type { Logger } from "winston";
 import { resourcePath, type KubeClient, type ListResult, type ResourceType } from "./kube.ts";
 import type { KubeObject } from "./types.ts";
-import { describeError } from "../runner/errors.ts";
+import { describeError } from "../common/errors.ts";
 
 export type EventHandler<T> = (obj: T, kind: "add" | "update" | "delete") => void;
 

@@ -8,7 +8,7 @@
 // and each lease request gives up after the renew deadline.
 import type { Logger } from "winston";
 import { KubeApiError, RESOURCES, type KubeClient } from "./kube.ts";
-import { describeError } from "../runner/errors.ts";
+import { describeError } from "../common/errors.ts";
 
 export interface LeaderElectionOptions {
   client: KubeClient;

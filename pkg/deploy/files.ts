@@ -1,5 +1,5 @@
 // Every generated deploy file: the kustomize base and the Helm chart, both
-// from renderControllerFiles (manifests.ts). Registered in pkg/apis/gen.ts.
+// from renderControllerFiles (manifests.ts). Listed by gen.ts.
 import { stringify } from "yaml";
 import { helmChartFiles, YAML_HEADER } from "./helm.ts";
 import { concreteSource, prune, renderControllerFiles, valueAt } from "./manifests.ts";

@@ -2,7 +2,7 @@
 import type winston from "winston";
 import { CRDS, crdManifest, API_GROUP, API_VERSION } from "../../pkg/apis/index.ts";
 import { parseControllerSettings, startControllerApp, type ControllerApp, type ControllerSettingsInput, type RequestRecord, type RunnerUrl } from "../../pkg/controller/index.ts";
-import { createLogger } from "../../pkg/runner/logging.ts";
+import { createLogger } from "../../pkg/common/logging.ts";
 import type { KubeApiServer } from "../env/index.ts";
 import { waitUntil } from "../env/proc.ts";
 
