@@ -64,8 +64,13 @@ describe("backup-controller under faults", () => {
     await waitReady(kube, APP_NS, "bad-tz", "InvalidSpec");
     await waitReady(kube, APP_NS, "no-secret", "SecretNotFound");
     await waitReady(kube, APP_NS, "refused", "ApplyFailed");
-    const counts = Object.fromEntries((await app.metrics.reconciles.get()).values.map((v) => [v.labels["result"], v.value]));
-    for (const r of ["success", "invalid_spec", "missing_reference", "apply_failed"]) expect(counts[r], r).toBeGreaterThanOrEqual(1);
+    // Counted when the reconcile returns, just after its status (and Event) is written.
+    const counts = async () => Object.fromEntries((await app!.metrics.reconciles.get()).values.map((v) => [v.labels["result"], v.value]));
+    const results = ["success", "invalid_spec", "missing_reference", "apply_failed"];
+    await waitFor("every result counted", async () => {
+      const c = await counts();
+      return results.every((r) => (c[r] ?? 0) >= 1);
+    }, 10_000).catch(async () => expect(await counts()).toEqual(Object.fromEntries(results.map((r) => [r, expect.any(Number)]))));
     const text = await app.metrics.registry.metrics();
     expect(text).toMatch(/chbackup_controller_reconciles_total\{result="invalid_spec"\} \d+/);
   });

@@ -51,7 +51,7 @@ describe("backup-controller against kube-apiserver", () => {
   const idle = async () => {
     // Let watch events arrive, then wait for the queue to drain.
     await new Promise((r) => setTimeout(r, 300));
-    await app.controller()!.queue.idle();
+    await Promise.all([app.controller()!.queue.idle(), app.controller()!.locationQueue.idle()]);
   };
 
   beforeAll(async () => {
@@ -501,6 +501,74 @@ describe("backup-controller against kube-apiserver", () => {
       return st.every((s) => s === 404);
     });
     expect((await kube.request("GET", stsPath(runner.statefulSet))).status).toBe(200);
+  });
+
+  it("reports each StorageLocation's readiness in its status, with Events", async () => {
+    type Loc = Obj & { metadata: { generation: number }; status?: { observedGeneration?: number; conditions?: { type: string; status: string; reason: string; message: string }[] } };
+    const readyOf = async (name: string, ns = CTRL_NS) => (await must<Loc>(kube, "GET", `/apis/${GV}/namespaces/${ns}/storagelocations/${name}`)).status?.conditions?.find((c) => c.type === "Ready");
+    const minio = await waitFor("minio Available", async () => ((await readyOf("minio"))?.reason === "Available" ? readyOf("minio") : undefined));
+    expect(minio).toMatchObject({ status: "True", message: expect.stringContaining("S3 bucket backups") });
+    expect((await must<Loc>(kube, "GET", locPath("minio"))).status?.observedGeneration).toBe((await must<Loc>(kube, "GET", locPath("minio"))).metadata.generation);
+    // Its credentials Secret is missing, then has no such key, then is complete.
+    await must(kube, "POST", locPath(), { ...location("no-creds"), spec: { s3: { bucket: "backups", credentialsSecretRef: { name: "absent-creds" } } } });
+    const c1 = await waitFor("SecretNotFound", async () => ((await readyOf("no-creds"))?.reason === "SecretNotFound" ? readyOf("no-creds") : undefined));
+    expect(c1).toMatchObject({ status: "False", message: expect.stringContaining(`Secret ${CTRL_NS}/absent-creds`) });
+    await must(kube, "POST", secretPath(CTRL_NS), secretBody(CTRL_NS, "absent-creds", { accessKeyId: "a" }));
+    await waitFor("SecretKeyNotFound", async () => (await readyOf("no-creds"))?.reason === "SecretKeyNotFound");
+    await must(kube, "PUT", secretPath(CTRL_NS, "absent-creds"), secretBody(CTRL_NS, "absent-creds", { accessKeyId: "a", secretAccessKey: "b" }));
+    await waitFor("Available", async () => (await readyOf("no-creds"))?.reason === "Available");
+    const events = await must<{ items: { reason: string; type: string; involvedObject: { kind: string; name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${CTRL_NS}/events`);
+    const mine = events.items.filter((e) => e.involvedObject.kind === "StorageLocation" && e.involvedObject.name === "no-creds").map((e) => `${e.type}/${e.reason}`);
+    expect(mine).toEqual(expect.arrayContaining(["Warning/SecretNotFound", "Warning/SecretKeyNotFound", "Normal/Available"]));
+    // No further writes once it is as it should be.
+    await idle();
+    const w0 = writes();
+    app.controller()!.resync();
+    await idle();
+    expect(requests.filter(isWrite).slice(w0)).toEqual([]);
+  });
+
+  it("allowedNamespaces: a definition elsewhere gets StorageLocationNotAllowed until its namespace is named or labelled", async () => {
+    await createNamespace(kube, "team-b");
+    await must(kube, "POST", secretPath("team-b"), secretBody("team-b", "ch-password", { password: "b" }));
+    await must(kube, "POST", locPath(), { ...location("restricted"), spec: { ...location().spec, allowedNamespaces: { names: [APP_NS], selector: { matchLabels: { "backup.example/allowed": "yes" } } } } });
+    // Named: allowed.
+    await must(kube, "POST", defPath(APP_NS), definition("restricted-ok", { storageLocation: "restricted" }));
+    await waitReady(kube, APP_NS, "restricted-ok");
+    // Neither named nor labelled: refused, nothing created.
+    await must(kube, "POST", defPath("team-b"), { ...definition("x", { storageLocation: "restricted" }), metadata: { name: "x", namespace: "team-b" } });
+    const c = await waitReady(kube, "team-b", "x", "StorageLocationNotAllowed");
+    expect(c.status).toBe("False");
+    expect(c.message).toContain(`StorageLocation ${CTRL_NS}/restricted does not allow namespace team-b`);
+    expect(c.message).toContain("backup.example/allowed=yes");
+    expect((await kube.request("GET", stsPath(runnerName("team-b", "x")))).status).toBe(404);
+    // The namespace gets the label: allowed from then on.
+    await must(kube, "PATCH", "/api/v1/namespaces/team-b", { metadata: { labels: { "backup.example/allowed": "yes" } } }, "application/merge-patch+json");
+    await waitReady(kube, "team-b", "x");
+    // {} is refused at admission: it would allow nothing, which is surely not meant.
+    const empty = await kube.request("POST", `${locPath()}?dryRun=All`, { ...location("empty-allowed"), spec: { ...location().spec, allowedNamespaces: {} } });
+    expect(empty.status).toBe(422);
+    expect(JSON.stringify(empty.body)).toContain("allowedNamespaces needs names or a selector");
+  });
+
+  it("warns about a StorageLocation outside the controller's namespace, and shows a deleted one on the definitions that use it", async () => {
+    await createNamespace(kube, "stray");
+    await must(kube, "POST", `/apis/${GV}/namespaces/stray/storagelocations`, { ...location("elsewhere"), metadata: { name: "elsewhere", namespace: "stray" } });
+    const warned = await waitFor("warning event", async () => {
+      const ev = await must<{ items: { reason: string; type: string; message: string; involvedObject: { kind: string; name: string } }[] }>(kube, "GET", "/api/v1/namespaces/stray/events");
+      return ev.items.find((e) => e.involvedObject.kind === "StorageLocation" && e.involvedObject.name === "elsewhere");
+    });
+    expect(warned).toMatchObject({ type: "Warning", reason: "NotInControllerNamespace", message: expect.stringContaining(`controller's namespace ${CTRL_NS} only`) });
+    // Deleting a location in use: each definition that uses it turns Ready=False (with an Event); its runner keeps running.
+    await must(kube, "POST", locPath(), location("temporary"));
+    await must(kube, "POST", defPath(APP_NS), definition("on-temporary", { storageLocation: "temporary" }));
+    await waitReady(kube, APP_NS, "on-temporary");
+    await must(kube, "DELETE", locPath("temporary"));
+    const gone = await waitReady(kube, APP_NS, "on-temporary", "StorageLocationNotFound");
+    expect(gone.message).toContain(`StorageLocation ${CTRL_NS}/temporary not found`);
+    expect((await kube.request("GET", stsPath(runnerName(APP_NS, "on-temporary")))).status).toBe(200);
+    await must(kube, "POST", locPath(), location("temporary"));
+    await waitReady(kube, APP_NS, "on-temporary");
   });
 
   it("removes the runner objects when the definition is deleted, and sweeps orphans", async () => {

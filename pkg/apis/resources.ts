@@ -68,6 +68,8 @@ export const CRDS: CrdDefinition[] = [
     printerColumns: [
       { name: "Bucket", type: "string", jsonPath: ".spec.s3.bucket" },
       { name: "Path", type: "string", jsonPath: ".spec.filesystem.path" },
+      { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
   },

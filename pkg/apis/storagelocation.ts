@@ -1,6 +1,6 @@
 // StorageLocation: where backups go. Lives in the controller's namespace.
 import { z } from "zod";
-import { k8sName, secretKeyRef } from "./common.ts";
+import { k8sName, k8sNamespace, secretKeyRef } from "./common.ts";
 
 const s3Base = z.strictObject({
   endpoint: z
@@ -26,8 +26,36 @@ const s3Base = z.strictObject({
     .describe("Most parts of one multipart upload (S3 allows 10,000): one object holds at most partSize × maxParts, and a larger table is stored as several objects. Lower it for testing and for S3-compatible servers with lower limits"),
 });
 
+export const labelSelector = z
+  .strictObject({
+    matchLabels: z.record(z.string().min(1), z.string()).optional().describe("Labels the namespace must have, each with this value"),
+    matchExpressions: z
+      .array(
+        z.strictObject({
+          key: z.string().min(1).describe("Label key"),
+          operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+          values: z.array(z.string()).optional().describe("Values for In and NotIn"),
+        }),
+      )
+      .optional()
+      .describe("Requirements on the namespace's labels; all must hold"),
+  })
+  .describe("A label selector (as in Kubernetes)");
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+export const allowedNamespaces = z
+  .strictObject({
+    names: z.array(k8sNamespace).optional().describe("Namespaces, by name"),
+    selector: labelSelector.optional().describe("Namespaces whose labels match"),
+  })
+  .describe(
+    "Namespaces whose BackupDefinitions may use this location: those named and those whose labels match the selector. Default (left out): every namespace. A definition elsewhere gets Ready=False reason StorageLocationNotAllowed",
+  );
+export type AllowedNamespaces = z.infer<typeof allowedNamespaces>;
+
 export const storageLocationSpec = z
   .strictObject({
+    allowedNamespaces: allowedNamespaces.optional(),
     s3: s3Base
       .extend({
         credentialsSecretRef: z
@@ -52,9 +80,21 @@ export const storageLocationSpec = z
       .describe("A directory on a mounted volume"),
   })
   .refine((s) => (s.s3 ? 1 : 0) + (s.filesystem ? 1 : 0) === 1, { message: "exactly one of s3 or filesystem must be set", when: (p) => typeof p.value === "object" && p.value !== null })
+  .refine((s) => !s.allowedNamespaces || s.allowedNamespaces.names !== undefined || s.allowedNamespaces.selector !== undefined, {
+    message: "needs names or a selector (leave it out to allow every namespace)",
+    path: ["allowedNamespaces"],
+    when: (p) => typeof p.value === "object" && p.value !== null,
+  })
   .describe("StorageLocation spec");
 export type StorageLocationSpec = z.infer<typeof storageLocationSpec>;
-export const storageLocationValidations = [{ rule: "has(self.s3) != has(self.filesystem)", message: "exactly one of s3 or filesystem must be set" }];
+export const storageLocationValidations = [
+  { rule: "has(self.s3) != has(self.filesystem)", message: "exactly one of s3 or filesystem must be set" },
+  {
+    rule: "!has(self.allowedNamespaces) || has(self.allowedNamespaces.names) || has(self.allowedNamespaces.selector)",
+    message: "allowedNamespaces needs names or a selector (leave it out to allow every namespace)",
+    fieldPath: ".allowedNamespaces",
+  },
+];
 
 /** Storage as the runner gets it: credentials resolved. */
 export const storageRunnerConfig = z

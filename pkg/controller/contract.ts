@@ -99,10 +99,14 @@ export const CONTROLLER_PERMISSIONS: { cluster: PolicyRule[]; namespaced: Policy
     // get: a Secret cached without its data (nothing referred to it) is read once something does.
     { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] },
     { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+    // Every namespace's StorageLocations: one outside the controller's namespace gets a Warning Event.
+    { apiGroups: ["chbackup.dev"], resources: ["storagelocations"], verbs: ["list", "watch"] },
+    // Namespace labels decide a location's allowedNamespaces.selector.
+    { apiGroups: [""], resources: ["namespaces"], verbs: ["list", "watch"] },
   ],
   // In the controller's namespace only: storage locations, the runner objects, the leader lease.
   namespaced: [
-    { apiGroups: ["chbackup.dev"], resources: ["storagelocations"], verbs: ["list", "watch"] },
+    { apiGroups: ["chbackup.dev"], resources: ["storagelocations/status"], verbs: ["patch"] },
     // create: a server-side apply that creates its object needs it besides patch.
     { apiGroups: [""], resources: ["secrets", "services"], verbs: ["list", "watch", "create", "patch", "delete"] },
     { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["list", "watch", "create", "patch", "delete"] },

@@ -12,7 +12,7 @@ import { differingPaths, holds } from "./diff.ts";
 import { Informer } from "./informer.ts";
 import { KubeApiError, RESOURCES, apiVersionOf, type KubeClient, type ListResult, type ResourceType } from "./kube.ts";
 import { defKey, runnerName, splitKey } from "./names.ts";
-import { planRunnerConfig, referencedSecrets, type FailureReason } from "./plan.ts";
+import { checkStorageLocation, planRunnerConfig, referencedSecrets, type FailureReason } from "./plan.ts";
 import { renderRunnerObjects } from "./render.ts";
 import { WorkQueue } from "./queue.ts";
 import type { ControllerSettings } from "./settings.ts";
@@ -32,14 +32,16 @@ export class ApplyRefusedError extends Error {
  * What a reconcile came to, for reconciles_total{result}: success (the runner objects are up to
  * date, or a deleted definition's objects are gone), the Ready reason of a definition that is not
  * Ready (invalid_spec; missing_reference for StorageLocationNotFound, SecretNotFound and
- * SecretKeyNotFound; apply_failed; name_conflict; replacing), or error (a failure that is retried).
+ * SecretKeyNotFound; not_allowed for StorageLocationNotAllowed; apply_failed; name_conflict;
+ * replacing), or error (a failure that is retried).
  */
-export type ReconcileResult = "success" | "invalid_spec" | "missing_reference" | "apply_failed" | "name_conflict" | "replacing" | "error";
+export type ReconcileResult = "success" | "invalid_spec" | "missing_reference" | "not_allowed" | "apply_failed" | "name_conflict" | "replacing" | "error";
 
 const RESULT_OF: Record<ReadyReason, ReconcileResult> = {
   Reconciled: "success",
   InvalidSpec: "invalid_spec",
   StorageLocationNotFound: "missing_reference",
+  StorageLocationNotAllowed: "not_allowed",
   SecretNotFound: "missing_reference",
   SecretKeyNotFound: "missing_reference",
   ApplyFailed: "apply_failed",
@@ -76,6 +78,10 @@ export class Controller {
   readonly #now: () => Date;
   readonly defs: Informer<BackupDefinitionObject>;
   readonly locations: Informer<StorageLocationObject>;
+  readonly namespaces: Informer<KubeObject>;
+  readonly locationQueue: WorkQueue;
+  /** uids of StorageLocations outside the controller's namespace that got their Warning Event. */
+  readonly #warnedLocations = new Set<string>();
   readonly secrets: Informer<SecretObject>;
   readonly statefulSets: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
@@ -99,7 +105,11 @@ export class Controller {
     const ns = this.#s.namespace;
     const base = { client: this.#client, logger: this.#log, pageSize: this.#s.listPageSize };
     this.defs = new Informer({ ...base, resource: RESOURCES.backupDefinitions });
-    this.locations = new Informer({ ...base, resource: RESOURCES.storageLocations, namespace: ns });
+    // StorageLocations of every namespace: only those in the controller's namespace are used; one
+    // created elsewhere gets a Warning Event saying so.
+    this.locations = new Informer({ ...base, resource: RESOURCES.storageLocations });
+    // Namespaces, for their labels (a location's allowedNamespaces.selector).
+    this.namespaces = new Informer({ ...base, resource: RESOURCES.namespaces });
     // Secrets of every namespace: a definition's password Secret lives in its own namespace. Only the
     // data of referenced Secrets and of our runner Secrets is kept; the rest is cached as metadata
     // (enough to map a change to its definitions) and read on demand once something refers to it.
@@ -109,7 +119,13 @@ export class Controller {
     // name but belongs to something else must be seen, so that it is never overwritten.
     this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns });
     this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns });
-    this.#informers = [this.defs, this.locations, this.secrets, this.statefulSets, this.services] as Informer<KubeObject>[];
+    this.#informers = [this.defs, this.locations, this.namespaces, this.secrets, this.statefulSets, this.services] as Informer<KubeObject>[];
+    // StorageLocation status: one at a time, apart from the definitions.
+    this.locationQueue = new WorkQueue({
+      workers: 1,
+      handle: (name) => this.reconcileLocation(name),
+      onError: (name, err, retryInMs) => this.#log.warn("storage location status failed; will retry", { storageLocation: name, error: describeError(err), retryInMs }),
+    });
     this.queue = new WorkQueue({
       workers: this.#s.workers,
       handle: (key) => this.#timedReconcile(key),
@@ -120,8 +136,14 @@ export class Controller {
   }
 
   #slimSecret(s: SecretObject): SecretObject {
-    if (this.#isOwnedSecret(s) || this.#definitionsUsing(s).length > 0) return s;
+    if (this.#isOwnedSecret(s) || this.#definitionsUsing(s).length > 0 || this.#locationsUsing(s).length > 0) return s;
     return slim(s);
+  }
+
+  /** The StorageLocations (of the controller's namespace) whose credentials are this Secret. */
+  #locationsUsing(s: SecretObject): StorageLocationObject[] {
+    if (s.metadata.namespace !== this.#s.namespace) return [];
+    return this.locations.list(this.#s.namespace).filter((l) => l.spec?.s3?.credentialsSecretRef?.name === s.metadata.name);
   }
 
   /**
@@ -153,7 +175,7 @@ export class Controller {
           const f = full.get(m.metadata.name);
           if (f && f.metadata.resourceVersion === m.metadata.resourceVersion) return f;
           const s = slim(m);
-          if (this.#isOwnedSecret(m) || this.#definitionsUsing(m).length > 0) stale.push(s);
+          if (this.#isOwnedSecret(m) || this.#definitionsUsing(m).length > 0 || this.#locationsUsing(m).length > 0) stale.push(s);
           return s;
         }),
     });
@@ -226,13 +248,23 @@ export class Controller {
       this.#refIndex = undefined;
       this.queue.add(defKey(d.metadata.namespace ?? "", d.metadata.name));
     });
-    this.locations.on((l) => {
+    this.locations.on((l, kind) => {
+      if (l.metadata.namespace !== this.#s.namespace) {
+        if (kind !== "delete") this.locationQueue.add(`${l.metadata.namespace}/${l.metadata.name}`);
+        return;
+      }
       this.#refIndex = undefined;
+      this.locationQueue.add(l.metadata.name);
       for (const d of this.defs.list()) if (d.spec?.storageLocation === l.metadata.name) this.#enqueue(d);
+    });
+    this.namespaces.on((n) => {
+      // Its labels may decide whether its definitions may use a location.
+      for (const d of this.defs.list(n.metadata.name)) this.#enqueue(d);
     });
     this.secrets.on((s) => {
       if (this.#isOwnedSecret(s)) this.#enqueueOwner(s);
       else for (const d of this.#definitionsUsing(s)) this.#enqueue(d);
+      for (const l of this.#locationsUsing(s)) this.locationQueue.add(l.metadata.name);
     });
     this.statefulSets.on((o) => this.#enqueueOwner(o));
     this.services.on((o) => this.#enqueueOwner(o));
@@ -265,11 +297,12 @@ export class Controller {
     // Definitions and locations first: the Secret cache keeps data only for what they reference.
     await Promise.all([this.defs, this.locations].map((i) => i.start()));
     if (signal.aborted) return;
-    await Promise.all([this.secrets, this.statefulSets, this.services].map((i) => i.start()));
+    await Promise.all([this.secrets, this.statefulSets, this.services, this.namespaces].map((i) => i.start()));
     clearInterval(this.#syncReportTimer);
     if (signal.aborted) return;
     this.#started = true;
     this.queue.start();
+    this.locationQueue.start();
     this.resync();
     this.#resyncTimer = setInterval(() => this.resync(), this.#s.resyncSeconds * 1000);
     this.#resyncTimer.unref();
@@ -287,7 +320,7 @@ export class Controller {
     clearInterval(this.#syncReportTimer);
     clearInterval(this.#resyncTimer);
     clearInterval(this.#statusTimer);
-    await this.queue.stop();
+    await Promise.all([this.queue.stop(), this.locationQueue.stop()]);
     await Promise.all(this.#informers.map((i) => i.stop()));
     this.#started = false;
   }
@@ -295,6 +328,7 @@ export class Controller {
   /** Enqueues every definition and the owner of every orphaned runner object. */
   resync(): void {
     for (const d of this.defs.list()) this.#enqueue(d);
+    for (const l of this.locations.list(this.#s.namespace)) this.locationQueue.add(l.metadata.name);
     for (const { source } of this.#ownedObjects()) {
       if (!source) continue;
       const { namespace, name } = splitKey(source);
@@ -350,6 +384,10 @@ export class Controller {
       controllerNamespace: this.#s.namespace,
       location: (n) => this.locations.get(this.#s.namespace, n),
       secret: (ns, n) => this.secrets.get(ns, n),
+      namespaceLabels: (n) => {
+        const o = this.namespaces.get("", n);
+        return o ? (o.metadata.labels ?? {}) : undefined;
+      },
       token: this.#existingToken(objName, key) ?? randomBytes(24).toString("base64url"),
     });
     let ready: { status: "True" | "False"; reason: ReadyReason; message: string };
@@ -560,7 +598,7 @@ export class Controller {
     }
   }
 
-  async #event(def: BackupDefinitionObject, type: "Normal" | "Warning", reason: string, message: string, log: Logger): Promise<void> {
+  async #event(def: KubeObject, type: "Normal" | "Warning", reason: string, message: string, log: Logger, rt: ResourceType = RESOURCES.backupDefinitions): Promise<void> {
     const now = this.#timestamp();
     const ns = def.metadata.namespace ?? "";
     try {
@@ -569,8 +607,8 @@ export class Controller {
         kind: "Event",
         metadata: { name: `${def.metadata.name.slice(0, 200)}.${Date.now().toString(16)}${randomBytes(3).toString("hex")}`, namespace: ns },
         involvedObject: {
-          apiVersion: apiVersionOf(RESOURCES.backupDefinitions),
-          kind: "BackupDefinition",
+          apiVersion: apiVersionOf(rt),
+          kind: rt.kind,
           name: def.metadata.name,
           namespace: ns,
           ...(def.metadata.uid ? { uid: def.metadata.uid } : {}),
@@ -589,6 +627,56 @@ export class Controller {
     } catch (err: unknown) {
       // Events are best effort: never fail a reconcile for one.
       log.warn("event not recorded", { reason, error: describeError(err) });
+    }
+  }
+
+  /**
+   * A StorageLocation's status: Ready with reason Available, InvalidSpec, SecretNotFound or
+   * SecretKeyNotFound (written only when it changes, with an Event). One outside the controller's
+   * namespace is not used: it gets a Warning Event once, and no status. The key is the location's
+   * name, or "namespace/name" for one outside.
+   */
+  async reconcileLocation(key: string): Promise<void> {
+    const ns = this.#s.namespace;
+    const log = this.#log.child({ storageLocation: key });
+    if (key.includes("/")) {
+      const { namespace, name } = splitKey(key);
+      const loc = this.locations.get(namespace, name);
+      if (!loc || this.#warnedLocations.has(loc.metadata.uid ?? key)) return;
+      this.#warnedLocations.add(loc.metadata.uid ?? key);
+      log.warn("storage location outside the controller's namespace is not used", { controllerNamespace: ns });
+      await this.#event(loc, "Warning", "NotInControllerNamespace", `StorageLocations are read from the controller's namespace ${ns} only: this one is not used. Create it in ${ns}`, log, RESOURCES.storageLocations);
+      return;
+    }
+    const loc = this.locations.get(ns, key);
+    if (!loc) return;
+    const ref = loc.spec?.s3?.credentialsSecretRef?.name;
+    if (ref) {
+      const cached = this.secrets.get(ns, ref);
+      if (cached && (cached as unknown as Record<symbol, unknown>)[SLIM]) {
+        const full = await this.#client.get<SecretObject>(RESOURCES.secrets, ns, ref);
+        if (full) this.secrets.wrote(full);
+      }
+    }
+    const check = checkStorageLocation(loc, ns, (n, name) => this.secrets.get(n, name));
+    const old = (loc as { status?: { observedGeneration?: number; conditions?: Condition[] } }).status ?? {};
+    const prev = old.conditions?.find((c) => c.type === "Ready");
+    const generation = loc.metadata.generation;
+    if (prev && prev.status === check.status && prev.reason === check.reason && prev.message === check.message && old.observedGeneration === generation) return;
+    const cond: Condition = {
+      type: "Ready",
+      status: check.status,
+      reason: check.reason,
+      message: check.message,
+      lastTransitionTime: prev && prev.status === check.status ? prev.lastTransitionTime : this.#timestamp(),
+      ...(generation !== undefined ? { observedGeneration: generation } : {}),
+    };
+    const status = { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: [...(old.conditions ?? []).filter((c) => c.type !== "Ready"), cond] };
+    const updated = await this.#client.patch<StorageLocationObject>(RESOURCES.storageLocations, ns, key, { status }, "merge", "status");
+    this.locations.wrote(updated);
+    if (!prev || prev.status !== cond.status || prev.reason !== cond.reason) {
+      log[cond.status === "True" ? "info" : "warn"]("storage location ready condition changed", { status: cond.status, reason: cond.reason, detail: cond.message });
+      await this.#event(updated, cond.status === "True" ? "Normal" : "Warning", cond.reason, cond.message, log, RESOURCES.storageLocations);
     }
   }
 

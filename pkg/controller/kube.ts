@@ -24,6 +24,7 @@ export const RESOURCES = {
   events: { group: "", version: "v1", resource: "events", kind: "Event", namespaced: true },
   statefulSets: { group: "apps", version: "v1", resource: "statefulsets", kind: "StatefulSet", namespaced: true },
   leases: { group: "coordination.k8s.io", version: "v1", resource: "leases", kind: "Lease", namespaced: true },
+  namespaces: { group: "", version: "v1", resource: "namespaces", kind: "Namespace", namespaced: false },
 } as const satisfies Record<string, ResourceType>;
 
 export function apiVersionOf(rt: ResourceType): string {

@@ -2,10 +2,11 @@
 // to the runner's resolved configuration: a pure function. Failures are
 // reasons for the Ready condition, never exceptions, and never hold a secret value.
 import { backupDefinitionSpec, storageLocationSpec, runnerConfig, formatIssues, type BackupDefinitionSpec, type RunnerConfig, type RunnerConfigInput, type StorageLocationSpec } from "../apis/index.ts";
+import type { AllowedNamespaces, LabelSelector } from "../apis/storagelocation.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
 import type { BackupDefinitionObject, SecretObject, StorageLocationObject } from "./types.ts";
 
-export type FailureReason = "InvalidSpec" | "StorageLocationNotFound" | "SecretNotFound" | "SecretKeyNotFound";
+export type FailureReason = "InvalidSpec" | "StorageLocationNotFound" | "StorageLocationNotAllowed" | "SecretNotFound" | "SecretKeyNotFound";
 
 export interface PlanFailure {
   ok: false;
@@ -30,6 +31,42 @@ export interface PlanInput {
   secret: (namespace: string, name: string) => SecretObject | undefined;
   /** The API token: the one already in the runner Secret, or a new one. */
   token: string;
+  /** Labels of a namespace (for a location's allowedNamespaces.selector); undefined if unknown. */
+  namespaceLabels?: (namespace: string) => Record<string, string> | undefined;
+}
+
+/** Do the labels satisfy the selector? (Kubernetes semantics: every matchLabels entry and every expression.) */
+export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key);
+    const inValues = has && (e.values ?? []).includes(labels[e.key]!);
+    if (e.operator === "In" && !inValues) return false;
+    if (e.operator === "NotIn" && inValues) return false;
+    if (e.operator === "Exists" && !has) return false;
+    if (e.operator === "DoesNotExist" && has) return false;
+  }
+  return true;
+}
+
+/** May definitions of `namespace` use a location with these allowedNamespaces? (Left out: every namespace.) */
+export function namespaceAllowed(allowed: AllowedNamespaces | undefined, namespace: string, labels: Record<string, string> | undefined): boolean {
+  if (!allowed) return true;
+  if (allowed.names?.includes(namespace)) return true;
+  return allowed.selector !== undefined && labels !== undefined && selectorMatches(allowed.selector, labels);
+}
+
+function describeAllowed(a: AllowedNamespaces): string {
+  const parts: string[] = [];
+  if (a.names) parts.push(`names ${a.names.join(", ") || "(none)"}`);
+  if (a.selector) {
+    const sel = [
+      ...Object.entries(a.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`),
+      ...(a.selector.matchExpressions ?? []).map((e) => `${e.key} ${e.operator}${e.values ? ` (${e.values.join(", ")})` : ""}`),
+    ];
+    parts.push(`namespaces labelled ${sel.join(", ") || "(anything)"}`);
+  }
+  return parts.join("; or ");
 }
 
 /** Secret references of a definition and its location, for the Secret → definition index. */
@@ -56,6 +93,35 @@ function secretValue(
   return { ok: true, value: Buffer.from(b64, "base64").toString("utf8") };
 }
 
+/** The Ready condition of a StorageLocation: its spec and its credentials Secret (the bucket is the runners' to check). */
+export interface LocationCheck {
+  status: "True" | "False";
+  reason: "Available" | "InvalidSpec" | "SecretNotFound" | "SecretKeyNotFound";
+  message: string;
+}
+
+export function checkStorageLocation(
+  location: StorageLocationObject,
+  controllerNamespace: string,
+  secret: (namespace: string, name: string) => SecretObject | undefined,
+): LocationCheck {
+  const parsed = storageLocationSpec.safeParse(location.spec);
+  if (!parsed.success) return { status: "False", reason: "InvalidSpec", message: formatIssues(parsed.error, "spec").join("; ") };
+  const spec = parsed.data;
+  const input = { secret } as PlanInput;
+  const ref = spec.s3?.credentialsSecretRef;
+  if (ref) {
+    for (const key of [ref.accessKeyIdKey, ref.secretAccessKeyKey]) {
+      const v = secretValue(input, controllerNamespace, ref.name, key, "s3.credentialsSecretRef");
+      if (!v.ok) return { status: "False", reason: v.reason as LocationCheck["reason"], message: v.message };
+    }
+  }
+  const where = spec.s3
+    ? `S3 bucket ${spec.s3.bucket}${spec.s3.prefix ? `, prefix ${spec.s3.prefix}` : ""}${spec.s3.endpoint ? ` at ${spec.s3.endpoint}` : ""}${ref ? `, credentials from Secret ${controllerNamespace}/${ref.name}` : ", the pods' own credentials"}`
+    : `directory ${spec.filesystem!.path}${spec.filesystem!.claimName ? ` on claim ${spec.filesystem!.claimName}` : " on each runner's own claim"}`;
+  return { status: "True", reason: "Available", message: `${where}; the runners check the storage itself when they start` };
+}
+
 export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
   const def = input.definition;
   const ns = def.metadata.namespace ?? "";
@@ -72,6 +138,13 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
     return { ok: false, reason: "InvalidSpec", message: `StorageLocation ${spec.storageLocation}: ${formatIssues(loc.error, "spec").join("; ")}` };
   }
   const location = loc.data;
+  if (!namespaceAllowed(location.allowedNamespaces, ns, input.namespaceLabels?.(ns))) {
+    return {
+      ok: false,
+      reason: "StorageLocationNotAllowed",
+      message: `StorageLocation ${input.controllerNamespace}/${spec.storageLocation} does not allow namespace ${ns} (allowedNamespaces: ${describeAllowed(location.allowedNamespaces!)})`,
+    };
+  }
 
   let password = "";
   const { passwordSecretRef, ...clickhouse } = spec.clickhouse;

@@ -1,7 +1,7 @@
 // The desired objects, field by field, from a definition, a location and Secrets.
 import { describe, expect, it } from "vitest";
 import { parseRunnerConfigText } from "../apis/index.ts";
-import { planRunnerConfig, type PlanInput, type PlanSuccess } from "./plan.ts";
+import { checkStorageLocation, namespaceAllowed, planRunnerConfig, selectorMatches, type PlanInput, type PlanSuccess } from "./plan.ts";
 import { configHash, renderRunnerObjects } from "./render.ts";
 import { runnerName } from "./names.ts";
 import { desiredHash } from "./diff.ts";
@@ -82,6 +82,29 @@ describe("planRunnerConfig", () => {
       reason: "InvalidSpec",
       message: expect.stringMatching(/^spec\.clickhouse\.compression: compression lz4 applies to the dump method only/),
     });
+  });
+
+  it("lets a definition use a location only from an allowed namespace (names, or a label selector)", () => {
+    const restricted: StorageLocationObject = { metadata: { name: "r" }, spec: { ...locations["minio"]!.spec, allowedNamespaces: { names: ["team-a"], selector: { matchLabels: { tier: "prod" }, matchExpressions: [{ key: "frozen", operator: "DoesNotExist" }] } } } };
+    const plan = (labels: Record<string, string> | undefined) => planRunnerConfig(input(def({ storageLocation: "r" }), { location: () => restricted, namespaceLabels: () => labels }));
+    expect(plan({})).toMatchObject({ ok: false, reason: "StorageLocationNotAllowed", message: "StorageLocation chbackup-system/r does not allow namespace shop (allowedNamespaces: names team-a; or namespaces labelled tier=prod, frozen DoesNotExist)" });
+    expect(plan(undefined)).toMatchObject({ ok: false, reason: "StorageLocationNotAllowed" });
+    expect(plan({ tier: "prod" }).ok).toBe(true);
+    expect(plan({ tier: "prod", frozen: "1" }).ok).toBe(false);
+    expect(namespaceAllowed(undefined, "any", undefined)).toBe(true);
+    expect(namespaceAllowed({ names: ["shop"] }, "shop", undefined)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "In", values: ["1", "2"] }, { key: "b", operator: "NotIn", values: ["x"] }, { key: "c", operator: "Exists" }] }, { a: "2", b: "y", c: "" })).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "In", values: ["1"] }] }, {})).toBe(false);
+    expect(selectorMatches({ matchExpressions: [{ key: "b", operator: "NotIn", values: ["x"] }] }, {})).toBe(true);
+  });
+
+  it("checks a StorageLocation: its spec and its credentials Secret", () => {
+    const check = (loc: StorageLocationObject, secret: PlanInput["secret"] = (ns, n) => secrets[`${ns}/${n}`]) => checkStorageLocation(loc, "chbackup-system", secret);
+    expect(check(locations["minio"]!)).toEqual({ status: "True", reason: "Available", message: "S3 bucket backups, prefix p at http://minio:9000, credentials from Secret chbackup-system/s3; the runners check the storage itself when they start" });
+    expect(check(locations["nfs"]!)).toMatchObject({ status: "True", message: expect.stringContaining("directory /mnt/nfs on claim nfs-backups") });
+    expect(check(locations["minio"]!, () => undefined)).toMatchObject({ status: "False", reason: "SecretNotFound", message: expect.stringContaining("chbackup-system/s3") });
+    expect(check(locations["minio"]!, () => ({ metadata: { name: "s3" }, data: { accessKeyId: b64("AK") } }))).toMatchObject({ status: "False", reason: "SecretKeyNotFound" });
+    expect(check({ metadata: { name: "bad" }, spec: { s3: { bucket: "b" } } as never })).toMatchObject({ status: "False", reason: "InvalidSpec", message: expect.stringContaining("spec.s3.bucket") });
   });
 
   it("names an unknown spec field by its path", () => {
