@@ -37,9 +37,27 @@ export function isTimeZone(tz: string): boolean {
   }
 }
 
+const CRON_FIELDS: Record<string, string> = {
+  second: "second (0-59)",
+  minute: "minute (0-59)",
+  hour: "hour (0-23)",
+  dayOfMonth: "day of month (1-31)",
+  month: "month (1-12 or jan-dec)",
+  dayOfWeek: "day of week (0-7 or sun-sat)",
+};
+
+/** Why node-cron refuses an expression, field by field: "the hour field (0-23) cannot be 25". */
+export function cronMessage(errors: readonly { field: string; value?: unknown; message: string }[]): string {
+  const why = errors.map((e) => (CRON_FIELDS[e.field] ? `the ${CRON_FIELDS[e.field]} field cannot be "${String(e.value)}"` : e.message));
+  return `is not a valid cron expression: ${why.join("; ") || "refused"}`;
+}
+
 export const scheduleSpec = z
   .strictObject({
-    cron: cronExpr.refine((c) => cron.validateDetailed(c).valid, "is not a valid cron expression"),
+    cron: cronExpr.superRefine((c, ctx) => {
+      const r = cron.validateDetailed(c);
+      if (!r.valid) ctx.addIssue({ code: "custom", message: cronMessage(r.errors) });
+    }),
     timeZone: z
       .string()
       .min(1)

@@ -61,7 +61,7 @@ describe("planRunnerConfig", () => {
     expect(wrongKey).toMatchObject({ ok: false, reason: "SecretKeyNotFound" });
     expect(JSON.stringify(wrongKey)).not.toContain("pw-1");
     const bad = planRunnerConfig(input(def({ schedule: { cron: "61 * * * *" } })));
-    expect(bad).toMatchObject({ ok: false, reason: "InvalidSpec", message: expect.stringContaining("schedule.cron") });
+    expect(bad).toMatchObject({ ok: false, reason: "InvalidSpec", message: 'spec.schedule.cron: is not a valid cron expression: the minute (0-59) field cannot be "61"' });
   });
 
   it("refuses an empty retention in scheduled mode as InvalidSpec naming spec.retention (if it got past the CRD rule)", () => {
