@@ -199,7 +199,12 @@ describe("ClickHouse engine against chDB 26.x", () => {
       expect((err as Error).message).toContain("app5.users already holds data");
       await restore(incr, incrSink, { tables: ["app.users"], renameDatabases: { app: "app5" }, existingTables: "append" });
       expect((await digest("app5", "users")).rows).toBe(before["app.users"]!.rows * 2);
-      await restore(incr, incrSink, { tables: ["app.users"], renameDatabases: { app: "app5" }, existingTables: "drop" });
+      // RESTORE writes straight into the target: replacing an existing table needs the user's consent
+      await expect(restore(incr, incrSink, { tables: ["app.users"], renameDatabases: { app: "app5" }, existingTables: "drop" })).rejects.toThrow(
+        /would destroy app5\.users before the new data is proven.*nothing was changed/,
+      );
+      const r = await restore(incr, incrSink, { tables: ["app.users"], renameDatabases: { app: "app5" }, existingTables: "drop", allowUnstagedDrop: true });
+      expect(r.tables).toEqual([{ database: "app5", name: "users", rows: (await digest("app5", "users")).rows }]);
       expect(await digest("app5", "users")).toEqual(before["app.users"]);
     });
 

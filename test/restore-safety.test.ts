@@ -214,7 +214,7 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
     const details = b.details as { tables: { name: string; rows: number }[] };
     details.tables.find((t) => t.name === "orders")!.rows += 1;
     const before = await digest("prod", "orders");
-    await expect(restore(sink, b, { existingTables: "drop" })).rejects.toThrow(/prod\.orders.*300000 rows, the manifest says 300001/);
+    await expect(restore(sink, b, { existingTables: "drop" })).rejects.toThrow(/prod\.orders.*300000 rows after loading the backup's data, the manifest says 300001/);
     expect(await digest("prod", "orders")).toEqual(before);
     expect(await workTables()).toEqual([]);
   }, 120_000);

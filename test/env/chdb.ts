@@ -75,7 +75,10 @@ export async function insertThroughFifo(
 ): Promise<CommandResult> {
   const m = /^([\s\S]*?)\s+FORMAT\s+(\w+)\s*;?\s*$/i.exec(params.query);
   if (!m) throw new Error(`chDB insert through a FIFO needs "INSERT ... FORMAT <format>", got: ${params.query.slice(0, 200)}`);
-  const { values, decompress_response_stream: _d, ignore_error_response: _i, ...rest } = params;
+  // No abort_signal for chDB itself: an aborted command() would settle at once while the in-process query
+  // goes on waiting for the FIFO (and holds its table, so a later DROP ... SYNC waits forever). An abort
+  // reaches the query through the feed instead: the body stops and the query reads a cut-off stream.
+  const { values, decompress_response_stream: _d, ignore_error_response: _i, abort_signal: _a, ...rest } = params;
   const signal = params.abort_signal;
   signal?.throwIfAborted();
   const fifo = join(fifoDir, `insert-${randomUUID()}.fifo`);

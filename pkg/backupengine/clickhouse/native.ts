@@ -225,6 +225,16 @@ export async function nativeRestore(ctx: NativeContext, info: ServerInfo, req: R
 
   const plan = planRestore(details.databases, details.tables, req.options);
   const decision = await decideExisting(conn, plan, req.options.existingTables, signal);
+  // ClickHouse's RESTORE writes into the target tables itself: there is no staging table to prove the data
+  // in before the old tables go. Replacing existing tables is therefore only done when the user accepts it.
+  if (decision.drop.length > 0 && !req.options.allowUnstagedDrop) {
+    throw new EngineError(
+      `restore refused: "drop" would destroy ${decision.drop.map((d) => d.key).join(", ")} before the new data is proven ` +
+        `(a native backup is restored by ClickHouse straight into the target tables); restore into another database (rename) ` +
+        `or set allowUnstagedDrop to accept that; nothing was changed`,
+      { retryable: false },
+    );
+  }
 
   const wholeDatabases = details.scope === "databases" && !req.options.tables;
   const elements = wholeDatabases
@@ -262,11 +272,18 @@ export async function nativeRestore(ctx: NativeContext, info: ServerInfo, req: R
     progress.bytes = optNum(r.total_size) ?? optNum(r.uncompressed_size) ?? 0;
     req.onProgress?.({ ...progress });
   });
+  // the rows reported are counted on the server after the restore, not taken from the manifest
+  const rows = new Map<string, number>();
+  for (const t of plan.tables) {
+    if (t.kind === "schema") continue;
+    const [c] = await conn.rows<{ c: string | number }>(`SELECT count() AS c FROM ${qualified(t.target.database, t.target.name)}`, signal, `counting the rows restored into ${t.key}`);
+    rows.set(t.key, Number(c?.c ?? 0));
+  }
   progress.tablesDone = plan.tables.length;
-  progress.rows = plan.tables.reduce((s, t) => s + t.source.rows, 0);
+  progress.rows = [...rows.values()].reduce((s, n) => s + n, 0);
   req.onProgress?.({ ...progress });
   return {
     databases: plan.databases.map((d) => d.target),
-    tables: plan.tables.map((t) => ({ database: t.target.database, name: t.target.name, rows: t.source.rows })),
+    tables: plan.tables.map((t) => ({ database: t.target.database, name: t.target.name, rows: rows.get(t.key) ?? 0 })),
   };
 }

@@ -72,10 +72,20 @@ export function workTarget(name: string): { kind: "stage" | "aside"; rid: string
 }
 
 /** Engines whose count() after an INSERT equals the rows inserted (no merge folds rows together). */
+/** A TTL may remove expired rows as soon as parts are written or merged. */
+function hasTtl(ddl: string): boolean {
+  return tokenize(ddl).some((t) => t.kind === "word" && t.text.toUpperCase() === "TTL");
+}
+
+/** Engines whose count() right after an INSERT equals the rows inserted (nothing folds or drops rows). */
 function countIsExact(engine: string, ddl: string): boolean {
-  // a TTL may remove expired rows as soon as parts are written or merged
-  if (tokenize(ddl).some((t) => t.kind === "word" && t.text.toUpperCase() === "TTL")) return false;
-  return /^(Replicated)?MergeTree$/.test(engine) || ["Log", "TinyLog", "StripeLog", "Memory"].includes(engine);
+  if (hasTtl(ddl)) return false;
+  return engine === "MergeTree" || ["Log", "TinyLog", "StripeLog", "Memory"].includes(engine);
+}
+
+/** MergeTree engines whose merges fold rows together (exact counts need their merges stopped); not the replicated ones. */
+function mergesFoldRows(engine: string): boolean {
+  return /^(Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing|Graphite|Coalescing)MergeTree$/.test(engine);
 }
 
 /** Database engines where renaming a materialized view renames its inner table along with it. */
@@ -406,27 +416,50 @@ class Restore {
   }
 
   /** Streams a table's data into `db.into`, counting the rows sent; proves the count. */
+  /**
+   * Streams a table's data into `db.into` and proves the rows against the
+   * manifest. Where the server's count() of the staging table is exact (the
+   * Log family, Memory, and MergeTree tables whose merges are stopped while
+   * they are staged, without TTL), that count is the proof and the rows
+   * reported: what the server holds. Elsewhere (materialized views,
+   * replicated tables, key-value engines) the runner counts the rows in the
+   * stream it sends.
+   */
   async #insertData(s: Step, details: DumpDetails, into: string, signal: AbortSignal): Promise<number> {
     const t = s.t;
     const key = t.key;
     const db = t.target.database;
     this.#progress.currentTable = key;
-    const rows = await insertObject(this.#ctx, this.#info, this.#req, t.source, details, db, into, signal, (delta) => {
+    const engine = t.kind === "data" ? t.source.engine : "";
+    let exact = countIsExact(engine, t.ddl) || (mergesFoldRows(engine) && !hasTtl(t.ddl));
+    let mergesStopped = false;
+    if (exact && mergesFoldRows(engine)) {
+      // rows with equal keys are folded by merges: stop them while the table is staged, so count() is exact
+      try {
+        await this.#change("command", `SYSTEM STOP MERGES ${qualified(db, into)}`, `stopping merges of the staging table of ${key}`);
+        mergesStopped = true;
+      } catch (err: unknown) {
+        if (signal.aborted) throw err;
+        exact = false;
+      }
+    }
+    const sent = await insertObject(this.#ctx, this.#info, this.#req, t.source, details, db, into, !exact, signal, (delta) => {
       this.#progress.bytes += delta;
       this.#report({ ...this.#progress });
     });
+    let rows: number;
+    if (exact) {
+      const [c] = await this.#conn.rows<{ c: string | number }>(`SELECT count() AS c FROM ${qualified(db, into)}`, signal, `counting the rows restored into ${key}`);
+      rows = Number(c?.c ?? 0);
+      if (mergesStopped) await this.#change("command", `SYSTEM START MERGES ${qualified(db, into)}`, `starting merges of the staging table of ${key}`);
+    } else rows = sent!;
     if (rows !== t.source.rows) {
+      const what = exact ? `the server holds ${rows} rows after loading the backup's data` : `the backup's data holds ${rows} rows`;
       if (details.rowsFrom === "stream") {
-        throw new EngineError(`restoring ${key} failed: the backup's data holds ${rows} rows, the manifest says ${t.source.rows}`, { retryable: false });
+        throw new EngineError(`restoring ${key} failed: ${what}, the manifest says ${t.source.rows}`, { retryable: false });
       }
       // older backups recorded count() at dump time, which a table written to meanwhile may not match
       this.#log.warn("clickhouse restore: rows differ from the count recorded by an older backup", { table: key, rows, recorded: t.source.rows });
-    }
-    const engine = t.kind === "data" ? t.source.engine : "";
-    if (countIsExact(engine, t.ddl) && t.source.uncompressedBytes > 0) {
-      const [c] = await this.#conn.rows<{ c: string | number }>(`SELECT count() AS c FROM ${qualified(db, into)}`, signal, `counting the rows restored into ${key}`);
-      const got = Number(c?.c ?? 0);
-      if (got !== rows) throw new EngineError(`restoring ${key} failed: ${rows} rows were sent, the server holds ${got}`, { retryable: true });
     }
     return rows;
   }
@@ -614,9 +647,10 @@ async function insertObject(
   details: DumpDetails,
   db: string,
   into: string,
+  walk: boolean,
   signal: AbortSignal,
   onBytes: (delta: number) => void,
-): Promise<number> {
+): Promise<number | undefined> {
   const { conn } = ctx;
   const key = `${table.database}.${table.name}`;
   const names = table.dataObjects ?? (table.dataObject ? [table.dataObject] : []);
@@ -645,21 +679,20 @@ async function insertObject(
     // the runner decodes each block only to walk and count the rows it sends.
     const lz4 = codec === "lz4";
     let walkError: unknown;
+    const walkDecoded = (d: Buffer) => {
+      if (walkError !== undefined) return;
+      try {
+        walker.push(d);
+      } catch (err: unknown) {
+        walkError = err;
+      }
+    };
     const unpack = lz4
-      ? new CompressedStreamCheck(undefined, {
-          onDecoded: (d) => {
-            if (walkError !== undefined) return;
-            try {
-              walker.push(d);
-            } catch (err: unknown) {
-              walkError = err;
-            }
-          },
-        })
+      ? new CompressedStreamCheck(undefined, { onDecoded: walk ? walkDecoded : undefined })
       : details.compression.frameBytes !== undefined && !table.codec
         ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes })
         : createZstdDecompress();
-    const count = lz4 ? new PassThrough() : new NativeCountStream(walker);
+    const count = lz4 || !walk ? new PassThrough() : new NativeCountStream(walker);
     const body = new PassThrough();
     const failures = new FailureTracker<"source" | "clickhouse">();
     failures.watch("source", src, counter, unpack, count);
@@ -697,6 +730,7 @@ async function insertObject(
       conn.fail(f.err, signal, `restoring the data of ${key}`, insertSql);
     }
     if (i.status === "rejected") throw i.reason;
+    if (!walk) return undefined;
     if (lz4) {
       try {
         if (walkError !== undefined) throw walkError;
