@@ -687,8 +687,11 @@ async function insertObject(
         walkError = err;
       }
     };
+    // (lz4 without a walk passes through untouched: ClickHouse checks the blocks and their checksums itself)
     const unpack = lz4
-      ? new CompressedStreamCheck(undefined, { onDecoded: walk ? walkDecoded : undefined })
+      ? walk
+        ? new CompressedStreamCheck(undefined, { onDecoded: walkDecoded })
+        : new PassThrough()
       : details.compression.frameBytes !== undefined && !table.codec
         ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes })
         : createZstdDecompress();
