@@ -413,6 +413,37 @@ describe("backup-controller against kube-apiserver", () => {
     expect(crd.spec.names.shortNames).not.toContain("bsl");
   });
 
+  it("runner pod options: serviceAccountName mounts the token, pod labels and annotations, priorityClassName; reserved keys refused at admission; removal reaches the pod", async () => {
+    for (const [field, key] of [["podLabels", "chbackup.dev/definition-name"], ["podLabels", "app.kubernetes.io/instance"], ["podAnnotations", "chbackup.dev/config-hash"]] as const) {
+      const r = await kube.request("POST", `${defPath(APP_NS)}?dryRun=All`, definition("reserved", { runner: { [field]: { [key]: "x" } } }));
+      expect(r.status, key).toBe(422);
+      expect(JSON.stringify(r.body), key).toContain(`spec.runner.${field}`);
+      expect(JSON.stringify(r.body), key).toContain("reserved for the controller");
+    }
+    type Tpl = { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: { serviceAccountName?: string; serviceAccount?: string; automountServiceAccountToken?: boolean; priorityClassName?: string } };
+    const tplOf = async (name: string) => (await must<{ spec: { template: Tpl } }>(kube, "GET", stsPath(name))).spec.template;
+    const runner = { serviceAccountName: "backup-irsa", podLabels: { team: "data" }, podAnnotations: { "example.com/note": "hi" }, priorityClassName: "backup-high" };
+    await must(kube, "POST", defPath(APP_NS), definition("podopts", { runner }));
+    await waitReady(kube, APP_NS, "podopts");
+    const name = runnerName(APP_NS, "podopts");
+    const t0 = await tplOf(name);
+    expect(t0.spec).toMatchObject({ serviceAccountName: "backup-irsa", automountServiceAccountToken: true, priorityClassName: "backup-high" });
+    expect(t0.metadata.labels).toMatchObject({ team: "data", "app.kubernetes.io/instance": name });
+    expect(t0.metadata.annotations["example.com/note"]).toBe("hi");
+    // Server-side mirroring (serviceAccount) and defaulting cost no write on a resync.
+    await idle();
+    const w0 = writes();
+    app.controller()!.resync();
+    await idle();
+    expect(requests.filter(isWrite).slice(w0)).toEqual([]);
+    await must(kube, "PATCH", defPath(APP_NS, "podopts"), { spec: { runner: { serviceAccountName: null, podLabels: null, podAnnotations: null, priorityClassName: null } } }, "application/merge-patch+json");
+    const t1 = await waitFor("pod options removed", async () => {
+      const t = await tplOf(name);
+      return t.spec.serviceAccountName === undefined && t.spec.serviceAccount === undefined && t.spec.priorityClassName === undefined && t.metadata.labels["team"] === undefined && t.metadata.annotations["example.com/note"] === undefined ? t : undefined;
+    });
+    expect(t1.spec.automountServiceAccountToken).toBe(false);
+  });
+
   it("shortens long names with a stable hash", async () => {
     const long = "a-very-long-definition-name-that-does-not-fit-in-a-statefulset";
     await must(kube, "POST", defPath(APP_NS), definition(long));

@@ -124,6 +124,16 @@ const specRules = (s: { clickhouse?: { method?: string; compression?: string } }
 /** Run the cross-field rules even when other fields failed, so every problem is listed at once. */
 export const alwaysCheck = { when: (p: { value: unknown }) => typeof p.value === "object" && p.value !== null };
 
+/** Label and annotation keys the controller sets on the runner pod itself: a user's pod label or annotation may not name them. */
+export const RESERVED_PREFIX = "chbackup.dev/";
+const RESERVED_LABELS = ["app.kubernetes.io/managed-by", "app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/instance"] as const;
+export const RESERVED_KEY_MESSAGE = `is reserved for the controller (keys under ${RESERVED_PREFIX}, and the app.kubernetes.io labels managed-by, name, component and instance)`;
+function isReservedKey(k: string, reserved: readonly string[]): boolean {
+  return k.startsWith(RESERVED_PREFIX) || reserved.includes(k);
+}
+const podMetadataMap = z.record(z.string().min(1), z.string());
+const reservedLabelCel = RESERVED_LABELS.map((l) => `k != '${l}'`).join(" && ");
+
 const keeps = (label: string) => `(has(self.retention.${label}) && self.retention.${label} > 0)`;
 
 export const definitionValidations: { rule: string; message: string; fieldPath?: string }[] = [
@@ -139,6 +149,16 @@ export const definitionValidations: { rule: string; message: string; fieldPath?:
     rule: "!has(self.singleBackup) || !(self.singleBackup.target.matches('(^|/)[.][.]?(/|$)|[^/]//+[^/]|^/*$') || self.singleBackup.target.contains('\\\\'))",
     message: `singleBackup.target ${SINGLE_TARGET_MESSAGE}`,
     fieldPath: ".singleBackup.target",
+  },
+  {
+    rule: `!has(self.runner) || !has(self.runner.podLabels) || self.runner.podLabels.all(k, !k.startsWith('${RESERVED_PREFIX}') && ${reservedLabelCel})`,
+    message: `runner.podLabels: a key ${RESERVED_KEY_MESSAGE}`,
+    fieldPath: ".runner.podLabels",
+  },
+  {
+    rule: `!has(self.runner) || !has(self.runner.podAnnotations) || self.runner.podAnnotations.all(k, !k.startsWith('${RESERVED_PREFIX}'))`,
+    message: `runner.podAnnotations: a key under ${RESERVED_PREFIX} is reserved for the controller`,
+    fieldPath: ".runner.podAnnotations",
   },
   {
     rule: "!has(self.clickhouse.method) || self.clickhouse.method != 'native' || !has(self.clickhouse.compression) || self.clickhouse.compression != 'lz4'",
@@ -185,7 +205,22 @@ export const runnerSpec = z
       .describe("Prefer to schedule the runner next to the database's pods (preferred pod affinity)"),
     storageSize: quantity.optional().describe("Size of the runner's scratch volume claim; default: the controller's runner defaults (1Gi)"),
     storageClassName: z.string().min(1).optional().describe("Storage class of the scratch volume claim"),
+    serviceAccountName: k8sName
+      .optional()
+      .describe(
+        "ServiceAccount of the runner pod, in the controller's namespace (you create it). Left out, the pod runs as the namespace's default ServiceAccount with automountServiceAccountToken false. Named, the token is mounted, since workload identity (EKS IRSA, GKE Workload Identity, Azure Workload Identity) needs the projected token; the runner itself never calls the Kubernetes API, so give the ServiceAccount no RBAC",
+      ),
+    podLabels: podMetadataMap.optional().describe(`Labels added to the runner pod; keys under ${RESERVED_PREFIX} and the app.kubernetes.io labels the controller sets are refused`),
+    podAnnotations: podMetadataMap.optional().describe(`Annotations added to the runner pod; keys under ${RESERVED_PREFIX} are refused`),
+    priorityClassName: k8sName.optional().describe("PriorityClass of the runner pod"),
   })
+  .superRefine((r, ctx) => {
+    for (const [field, reserved] of [["podLabels", RESERVED_LABELS], ["podAnnotations", []]] as const) {
+      for (const k of Object.keys(r[field] ?? {})) {
+        if (isReservedKey(k, reserved)) ctx.addIssue({ code: "custom", path: [field, k], message: RESERVED_KEY_MESSAGE });
+      }
+    }
+  }, alwaysCheck)
   .describe("How the runner pod runs");
 export type RunnerSpec = z.infer<typeof runnerSpec>;
 

@@ -54,6 +54,18 @@ describe("planRunnerConfig", () => {
     expect(p.configJson).not.toContain("credentialsSecretRef");
   });
 
+  it("refuses pod labels and annotations under the controller's keys, naming each one", () => {
+    const bad = planRunnerConfig(input(def({ runner: { podLabels: { "chbackup.dev/x": "1", "app.kubernetes.io/component": "y", team: "ok" }, podAnnotations: { "chbackup.dev/config-hash": "0", "app.kubernetes.io/component": "fine" } } })));
+    expect(bad).toMatchObject({ ok: false, reason: "InvalidSpec" });
+    const msg = (bad as { message: string }).message;
+    expect(msg).toContain("spec.runner.podLabels.chbackup.dev/x: is reserved for the controller");
+    expect(msg).toContain("spec.runner.podLabels.app.kubernetes.io/component: is reserved");
+    expect(msg).toContain("spec.runner.podAnnotations.chbackup.dev/config-hash: is reserved");
+    expect(msg).not.toContain("podLabels.team");
+    expect(msg).not.toContain("podAnnotations.app.kubernetes.io");
+    expect(planRunnerConfig(input(def({ runner: { serviceAccountName: "Not_A_Name" } })))).toMatchObject({ ok: false, reason: "InvalidSpec", message: expect.stringContaining("spec.runner.serviceAccountName") });
+  });
+
   it("names the missing piece, never a secret value", () => {
     expect(planRunnerConfig(input(def({ storageLocation: "nope" })))).toMatchObject({ ok: false, reason: "StorageLocationNotFound", message: expect.stringContaining("chbackup-system/nope") });
     expect(planRunnerConfig(input(def(), { secret: () => undefined }))).toMatchObject({ ok: false, reason: "SecretNotFound", message: expect.stringContaining("shop/ch") });
@@ -175,6 +187,48 @@ describe("renderRunnerObjects", () => {
     const noPullSecrets = renderRunnerObjects(ok(planRunnerConfig(input(def()))), { ...settings, imagePullSecrets: [] });
     expect(noPullSecrets.statefulSet.spec!.template.spec!.imagePullSecrets).toBeUndefined();
     expect(h(noPullSecrets.statefulSet)).not.toBe(h(without.statefulSet));
+  });
+
+  it("renders the runner's pod options: serviceAccountName (its token mounted), pod labels and annotations, priorityClassName", () => {
+    const runner = { serviceAccountName: "backup-irsa", podLabels: { team: "data", "example.com/cost": "db" }, podAnnotations: { "example.com/note": "x" }, priorityClassName: "backup-high" };
+    const o = renderRunnerObjects(ok(planRunnerConfig(input(def({ runner })))), settings);
+    const tpl = o.statefulSet.spec!.template;
+    expect(tpl.spec!.serviceAccountName).toBe("backup-irsa");
+    expect(tpl.spec!.serviceAccount).toBe("backup-irsa");
+    expect(tpl.spec!.automountServiceAccountToken).toBe(true);
+    expect(tpl.spec!.priorityClassName).toBe("backup-high");
+    expect(tpl.metadata!.labels).toEqual({ ...o.statefulSet.metadata.labels, team: "data", "example.com/cost": "db" });
+    expect(tpl.metadata!.annotations).toEqual({ "example.com/note": "x", "chbackup.dev/definition": "shop/orders", "chbackup.dev/config-hash": o.configHash });
+    // Only the pod template: the StatefulSet, Service and Secret keep the controller's metadata alone.
+    for (const obj of [o.secret, o.statefulSet, o.service]) {
+      expect(obj.metadata.labels).not.toHaveProperty("team");
+      expect(obj.metadata.annotations).not.toHaveProperty("example.com/note");
+    }
+    expect(o.statefulSet.spec!.selector.matchLabels).not.toHaveProperty("team");
+  });
+
+  it("leaves the pod options out when they are not set: no ServiceAccount, its token not mounted, no priority class", () => {
+    const o = renderRunnerObjects(ok(planRunnerConfig(input(def()))), settings);
+    const tpl = o.statefulSet.spec!.template;
+    expect(tpl.spec).not.toHaveProperty("serviceAccountName");
+    expect(tpl.spec).not.toHaveProperty("serviceAccount");
+    expect(tpl.spec!.automountServiceAccountToken).toBe(false);
+    expect(tpl.spec).not.toHaveProperty("priorityClassName");
+    expect(tpl.metadata!.labels).toEqual(o.statefulSet.metadata.labels);
+    expect(tpl.metadata!.annotations).toEqual({ "chbackup.dev/definition": "shop/orders", "chbackup.dev/config-hash": o.configHash });
+    const h = (x: { metadata: { annotations?: Record<string, string> } }) => x.metadata.annotations!["chbackup.dev/desired-hash"];
+    const withPrio = renderRunnerObjects(ok(planRunnerConfig(input(def({ runner: { priorityClassName: "p" } })))), settings);
+    expect(h(withPrio.statefulSet)).not.toBe(h(o.statefulSet));
+  });
+
+  it("never lets a pod label or annotation override the controller's own", () => {
+    // Validation refuses these keys; the renderer still puts the controller's values last.
+    const runner = { podLabels: { "app.kubernetes.io/instance": "other", "chbackup.dev/definition-name": "x" }, podAnnotations: { "chbackup.dev/config-hash": "0", "chbackup.dev/definition": "a/b" } };
+    const p = ok(planRunnerConfig(input(def())));
+    const o = renderRunnerObjects({ ...p, spec: { ...p.spec, runner } } as PlanSuccess, settings);
+    const tpl = o.statefulSet.spec!.template;
+    expect(tpl.metadata!.labels).toEqual(o.statefulSet.metadata.labels);
+    expect(tpl.metadata!.annotations).toEqual({ "chbackup.dev/definition": "shop/orders", "chbackup.dev/config-hash": o.configHash });
   });
 
   it("uses the controller's runner defaults when the definition sets none", () => {

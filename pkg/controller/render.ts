@@ -128,9 +128,16 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
       persistentVolumeClaimRetentionPolicy: { whenDeleted: fs && !fs.claimName ? "Retain" : "Delete", whenScaled: "Retain" },
       selector: { matchLabels: runnerSelector(namespace, defName) },
       template: {
-        metadata: { labels, annotations: { ...annotations, [ANNOTATIONS.configHash]: hash } },
+        // The definition's pod labels and annotations first: the controller's own always win (validation refuses such keys anyway).
+        metadata: { labels: { ...runner.podLabels, ...labels }, annotations: { ...runner.podAnnotations, ...annotations, [ANNOTATIONS.configHash]: hash } },
         spec: {
-          automountServiceAccountToken: false,
+          // A named ServiceAccount gets its token mounted: workload identity (IRSA and the like) reads the projected token.
+          // The deprecated `serviceAccount` is sent too: the apiserver mirrors serviceAccountName into it, and a mirror
+          // nobody owns would survive removing the field from the spec (and put serviceAccountName back).
+          ...(runner.serviceAccountName
+            ? { serviceAccountName: runner.serviceAccountName, serviceAccount: runner.serviceAccountName, automountServiceAccountToken: true }
+            : { automountServiceAccountToken: false }),
+          ...(runner.priorityClassName ? { priorityClassName: runner.priorityClassName } : {}),
           enableServiceLinks: false,
           ...(settings.imagePullSecrets.length ? { imagePullSecrets: settings.imagePullSecrets.map((n) => ({ name: n })) } : {}),
           securityContext: {
