@@ -114,6 +114,9 @@ describe("backup-controller against kube-apiserver", () => {
     const svc = await must<{ spec: Record<string, any> } & Obj>(kube, "GET", svcPath(name));
     expect(svc.spec["selector"]).toEqual(sts.spec["selector"].matchLabels);
     expect(svc.spec["ports"][0]).toMatchObject({ name: "http", port: 8080, targetPort: "http" });
+    // Headless, and the one the StatefulSet's serviceName names.
+    expect(svc.spec["clusterIP"]).toBe("None");
+    expect(sts.spec["serviceName"]).toBe(name);
 
     const def = await must<Obj>(kube, "GET", defPath(APP_NS, "orders"));
     expect(def.metadata.finalizers).toContain(FINALIZER);
@@ -442,6 +445,23 @@ describe("backup-controller against kube-apiserver", () => {
       return t.spec.serviceAccountName === undefined && t.spec.serviceAccount === undefined && t.spec.priorityClassName === undefined && t.metadata.labels["team"] === undefined && t.metadata.annotations["example.com/note"] === undefined ? t : undefined;
     });
     expect(t1.spec.automountServiceAccountToken).toBe(false);
+  });
+
+  it("replaces a ClusterIP Service an earlier version made with the headless one", async () => {
+    const name = runnerName(APP_NS, "headless");
+    // As an earlier version rendered it: same name, source annotation and field manager, but with a cluster IP.
+    const labels = { "app.kubernetes.io/component": "backup-runner", "app.kubernetes.io/instance": name };
+    await kube.apply(svcPath(name), { apiVersion: "v1", kind: "Service", metadata: { name, namespace: CTRL_NS, annotations: { [ANNOTATIONS.source]: `${APP_NS}/headless` } }, spec: { type: "ClusterIP", selector: labels, ports: [{ name: "http", port: 8080, targetPort: "http", protocol: "TCP" }] } }, "chbackup-controller");
+    const old = await must<Obj & { spec: { clusterIP: string } }>(kube, "GET", svcPath(name));
+    expect(old.spec.clusterIP).not.toBe("None");
+    await must(kube, "POST", defPath(APP_NS), definition("headless"));
+    const svc = await waitFor("headless Service", async () => {
+      const r = await kube.request("GET", svcPath(name));
+      const b = r.body as Obj & { spec: { clusterIP: string } };
+      return r.status === 200 && b.spec.clusterIP === "None" ? b : undefined;
+    });
+    expect(svc.metadata.uid).not.toBe(old.metadata.uid);
+    await waitReady(kube, APP_NS, "headless", "Reconciled");
   });
 
   it("shortens long names with a stable hash", async () => {

@@ -174,6 +174,10 @@ describe("renderRunnerObjects", () => {
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(45);
     expect(sts.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
     expect(o.service.spec!.selector).toEqual(sts.selector.matchLabels);
+    // The StatefulSet's serviceName names a headless Service.
+    expect(sts.serviceName).toBe(o.service.metadata.name);
+    expect(o.service.spec!.clusterIP).toBe("None");
+    expect(o.service.spec!.type).toBe("ClusterIP");
   });
 
   it("stamps each object with the hash of its complete self, which changes when a field is removed", () => {

@@ -173,7 +173,9 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
     kind: "Service",
     metadata: meta,
     spec: {
+      // Headless: the StatefulSet's serviceName names it (stable DNS for the pod); clients reach the one runner pod through it all the same.
       type: "ClusterIP",
+      clusterIP: "None",
       selector: runnerSelector(namespace, defName),
       ports: [{ name: RUNNER_CONTAINER.portName, port: RUNNER_CONTAINER.port, targetPort: RUNNER_CONTAINER.portName, protocol: "TCP" }],
     },
