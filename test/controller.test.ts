@@ -108,7 +108,9 @@ describe("backup-controller against kube-apiserver", () => {
     expect(c.livenessProbe.httpGet).toMatchObject({ path: "/healthz", port: "http" });
     expect(c.volumeMounts).toContainEqual({ name: "config", mountPath: "/etc/backup-runner", readOnly: true });
     expect(pod.volumes).toContainEqual(expect.objectContaining({ name: "config", secret: expect.objectContaining({ secretName: name }) }));
-    expect(sts.spec["volumeClaimTemplates"][0].spec.resources.requests.storage).toBe("2Gi");
+    // S3: no volume claim; the operation journal's scratch volume is an emptyDir of storageSize.
+    expect(sts.spec["volumeClaimTemplates"]).toBeUndefined();
+    expect(pod.volumes).toContainEqual({ name: "scratch", emptyDir: { sizeLimit: "2Gi" } });
     expect(sts.spec["template"].metadata.annotations[ANNOTATIONS.configHash]).toMatch(/^[0-9a-f]{64}$/);
 
     const svc = await must<{ spec: Record<string, any> } & Obj>(kube, "GET", svcPath(name));
@@ -296,7 +298,9 @@ describe("backup-controller against kube-apiserver", () => {
   });
 
   it("replaces the StatefulSet when storageSize changes: deletes it (orphan), waits until it is gone, creates it anew; human messages", async () => {
-    await must(kube, "POST", defPath(APP_NS), definition("resize"));
+    // Only a filesystem location gives the runner a volume claim.
+    await must(kube, "POST", locPath(), { apiVersion: GV, kind: "StorageLocation", metadata: { name: "fs-resize", namespace: CTRL_NS }, spec: { filesystem: { path: "/backups" } } });
+    await must(kube, "POST", defPath(APP_NS), definition("resize", { storageLocation: "fs-resize" }));
     await waitReady(kube, APP_NS, "resize");
     const name = runnerName(APP_NS, "resize");
     type Sts = Obj & { metadata: { deletionTimestamp?: string }; spec: { volumeClaimTemplates: { spec: { resources: { requests: { storage: string } }; storageClassName?: string } }[] } };
@@ -329,6 +333,24 @@ describe("backup-controller against kube-apiserver", () => {
       expect(m.length).toBeLessThan(400);
       expect(m).not.toMatch(/[{}\[\]]|Invalid value|"Spec"/);
     }
+  });
+
+  it("drops the volume claim template when a definition moves from a filesystem location to S3 (the StatefulSet is replaced)", async () => {
+    await must(kube, "POST", locPath(), { apiVersion: GV, kind: "StorageLocation", metadata: { name: "fs-move", namespace: CTRL_NS }, spec: { filesystem: { path: "/backups" } } });
+    await must(kube, "POST", defPath(APP_NS), definition("move", { storageLocation: "fs-move" }));
+    await waitReady(kube, APP_NS, "move");
+    const name = runnerName(APP_NS, "move");
+    type Sts = Obj & { spec: { volumeClaimTemplates?: unknown[]; template: { spec: { volumes: { name: string; emptyDir?: unknown }[] } } } };
+    const old = await must<Sts>(kube, "GET", stsPath(name));
+    expect(old.spec.volumeClaimTemplates).toHaveLength(1);
+    await must(kube, "PATCH", defPath(APP_NS, "move"), { spec: { storageLocation: "minio" } }, "application/merge-patch+json");
+    await waitReady(kube, APP_NS, "move", "Replacing");
+    await must(kube, "PATCH", stsPath(name), { metadata: { finalizers: null } }, "application/merge-patch+json");
+    await waitReady(kube, APP_NS, "move", "Reconciled");
+    const created = await must<Sts>(kube, "GET", stsPath(name));
+    expect(created.metadata.uid).not.toBe(old.metadata.uid);
+    expect(created.spec.volumeClaimTemplates).toBeUndefined();
+    expect(created.spec.template.spec.volumes).toContainEqual({ name: "scratch", emptyDir: { sizeLimit: "2Gi" } });
   });
 
   it("reports an object the apiserver refuses as ApplyFailed in a sentence, and keeps the running StatefulSet", async () => {

@@ -203,8 +203,12 @@ export const runnerSpec = z
       })
       .optional()
       .describe("Prefer to schedule the runner next to the database's pods (preferred pod affinity)"),
-    storageSize: quantity.optional().describe("Size of the runner's scratch volume claim; default: the controller's runner defaults (1Gi)"),
-    storageClassName: z.string().min(1).optional().describe("Storage class of the scratch volume claim"),
+    storageSize: quantity
+      .optional()
+      .describe(
+        "Size of the runner's scratch volume: a volume claim with a filesystem StorageLocation, the size limit of an emptyDir with S3 (which needs no claim); default: the controller's runner defaults (1Gi)",
+      ),
+    storageClassName: z.string().min(1).optional().describe("Storage class of the scratch volume claim (filesystem StorageLocations only; S3 runners get no claim)"),
     serviceAccountName: k8sName
       .optional()
       .describe(

@@ -729,7 +729,7 @@ export class Controller {
 export function replacingMessage(kinds: string[], namespace: string, name: string): string {
   const what = kinds.map((k) => `${k} ${namespace}/${name}`).join(" and ");
   const sts = kinds.includes("StatefulSet")
-    ? " For the StatefulSet that is spec.runner.storageSize or storageClassName (its volume claim template); its pod and volume claims are kept and the new StatefulSet adopts them."
+    ? " For a StatefulSet: its volume claim (spec.runner.storageSize, storageClassName, or filesystem vs S3); its pod and volume claims are kept and the new StatefulSet adopts them."
     : "";
   return `${what} ${kinds.length > 1 ? "are" : "is"} being replaced: a field that cannot change in place changed, so the old object is deleted and the new one is created as soon as it is gone.${sts}`;
 }

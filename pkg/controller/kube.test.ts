@@ -43,7 +43,7 @@ describe("replacingMessage", () => {
   it("says what is replaced, why, and what happens to the pod and its claims", () => {
     const m = replacingMessage(["StatefulSet"], "chbackup-system", "runner-shop-orders-12345678");
     expect(m).toContain("StatefulSet chbackup-system/runner-shop-orders-12345678 is being replaced");
-    expect(m).toContain("spec.runner.storageSize or storageClassName");
+    expect(m).toContain("volume claim (spec.runner.storageSize, storageClassName, or filesystem vs S3)");
     expect(m).toContain("its pod and volume claims are kept");
     expect(replacingMessage(["Service"], "n", "x")).toBe("Service n/x is being replaced: a field that cannot change in place changed, so the old object is deleted and the new one is created as soon as it is gone.");
   });

@@ -159,7 +159,10 @@ describe("renderRunnerObjects", () => {
     expect(Buffer.from(o.secret.data!["config.json"]!, "base64").toString()).toBe(p.configJson);
     const sts = o.statefulSet.spec!;
     expect(sts.replicas).toBe(1);
-    expect(sts.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: "Delete", whenScaled: "Retain" });
+    // S3: no volume claim; the scratch volume (the operation journal) is an emptyDir of storageSize.
+    expect(sts.persistentVolumeClaimRetentionPolicy).toBeUndefined();
+    expect(sts.volumeClaimTemplates).toBeUndefined();
+    expect(sts.template.spec!.volumes).toContainEqual({ name: "scratch", emptyDir: { sizeLimit: "5Gi" } });
     const pod = sts.template.spec!;
     expect(sts.template.metadata!.annotations!["chbackup.dev/config-hash"]).toBe(o.configHash);
     expect(pod.automountServiceAccountToken).toBe(false);
@@ -172,7 +175,11 @@ describe("renderRunnerObjects", () => {
     expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
     expect(c.env).toEqual([{ name: "RUNNER_SHUTDOWN_GRACE_MS", value: "45000" }]);
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(45);
-    expect(sts.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
+    // Filesystem: the scratch claim, of storageSize and storageClassName, goes with the StatefulSet when backups are on a claim of their own.
+    const nfs = renderRunnerObjects(ok(planRunnerConfig(input(def({ storageLocation: "nfs", runner: { storageSize: "5Gi", storageClassName: "fast" } })))), settings).statefulSet.spec!;
+    expect(nfs.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
+    expect(nfs.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: "Delete", whenScaled: "Retain" });
+    expect(nfs.template.spec!.volumes!.find((v) => v.name === "scratch")).toBeUndefined();
     expect(o.service.spec!.selector).toEqual(sts.selector.matchLabels);
     // The StatefulSet's serviceName names a headless Service.
     expect(sts.serviceName).toBe(o.service.metadata.name);
@@ -238,7 +245,9 @@ describe("renderRunnerObjects", () => {
   it("uses the controller's runner defaults when the definition sets none", () => {
     const o = renderRunnerObjects(ok(planRunnerConfig(input(def()))), settings);
     expect(o.statefulSet.spec!.template.spec!.containers[0]!.resources).toEqual({ requests: { cpu: "250m", memory: "256Mi" }, limits: { memory: "512Mi" } });
-    expect(o.statefulSet.spec!.volumeClaimTemplates![0]!.spec!.resources!.requests).toEqual({ storage: "1Gi" });
+    expect(o.statefulSet.spec!.template.spec!.volumes).toContainEqual({ name: "scratch", emptyDir: { sizeLimit: "1Gi" } });
+    const disk = renderRunnerObjects(ok(planRunnerConfig(input(def({ storageLocation: "disk" })))), settings);
+    expect(disk.statefulSet.spec!.volumeClaimTemplates![0]!.spec!.resources!.requests).toEqual({ storage: "1Gi" });
   });
 
   it("puts the runner's operation journal (definition.stateDir) on its scratch volume, so it survives a pod restart", () => {

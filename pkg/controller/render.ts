@@ -69,6 +69,11 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
     { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
   ];
   const fs = plan.location.filesystem;
+  // S3 backups never touch the runner's disk: its scratch volume holds only the operation journal (stateDir), so it is an
+  // emptyDir (kept across container restarts, not across pod deletion) and the runner gets no volume claim.
+  const scratchClaim = !!fs;
+  const storageSize = runner.storageSize ?? defaults.storageSize;
+  if (!scratchClaim) volumes.push({ name: "scratch", emptyDir: { sizeLimit: storageSize } });
   if (fs) {
     if (fs.claimName) {
       volumes.push({ name: "backups", persistentVolumeClaim: { claimName: fs.claimName } });
@@ -125,7 +130,7 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
       replicas: 1,
       serviceName: name,
       // The scratch claim goes with the StatefulSet, unless it holds filesystem backups (never deleted with a definition).
-      persistentVolumeClaimRetentionPolicy: { whenDeleted: fs && !fs.claimName ? "Retain" : "Delete", whenScaled: "Retain" },
+      ...(scratchClaim ? { persistentVolumeClaimRetentionPolicy: { whenDeleted: fs && !fs.claimName ? "Retain" : "Delete", whenScaled: "Retain" } } : {}),
       selector: { matchLabels: runnerSelector(namespace, defName) },
       template: {
         // The definition's pod labels and annotations first: the controller's own always win (validation refuses such keys anyway).
@@ -155,16 +160,20 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
           volumes,
         },
       },
-      volumeClaimTemplates: [
-        {
-          metadata: { name: "scratch", labels },
-          spec: {
-            accessModes: ["ReadWriteOnce"],
-            resources: { requests: { storage: runner.storageSize ?? defaults.storageSize } },
-            ...(storageClassName ? { storageClassName } : {}),
-          },
-        },
-      ],
+      ...(scratchClaim
+        ? {
+            volumeClaimTemplates: [
+              {
+                metadata: { name: "scratch", labels },
+                spec: {
+                  accessModes: ["ReadWriteOnce"],
+                  resources: { requests: { storage: storageSize } },
+                  ...(storageClassName ? { storageClassName } : {}),
+                },
+              },
+            ],
+          }
+        : {}),
     },
   };
 
