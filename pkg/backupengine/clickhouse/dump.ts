@@ -283,19 +283,7 @@ async function streamTable(
     const walker = new NativeWalker({ what: key });
     // lz4: a walker error is held until the end: the server may have appended an exception to the
     // compressed stream, and that (found by the check at its end) is the real cause.
-    let walkError: unknown;
-    const blocks = lz4
-      ? new CompressedStreamCheck(tag, {
-          onDecoded: (d) => {
-            if (walkError !== undefined) return;
-            try {
-              walker.push(d);
-            } catch (err: unknown) {
-              walkError = err;
-            }
-          },
-        })
-      : undefined;
+    const blocks = lz4 ? new CompressedStreamCheck(tag, { onDecoded: (d) => walker.pushQuietly(d) }) : undefined;
     const check = blocks ?? new TrailingExceptionCheck(tag, pool.release);
     // one watch where the data comes in, one where it goes out (the buffers between them can hold a small table whole)
     const names = { upstream: "ClickHouse", downstream: "the storage", what: `dumping ${key}` };
@@ -349,7 +337,6 @@ async function streamTable(
     if (w.status === "rejected") throw w.reason;
     if (lz4) {
       try {
-        if (walkError !== undefined) throw walkError;
         walker.end();
       } catch (err: unknown) {
         await req.sink.removeObjects?.(w.value.map((o) => o.name), signal);

@@ -500,6 +500,21 @@ export class NativeWalker {
     }
   }
 
+  /**
+   * push() for callers that must not throw (a callback in the middle of a
+   * stream): a failure is kept, the rest of the data is ignored, and end()
+   * throws it. Lets the stage that finds a server exception appended to the
+   * data report that first.
+   */
+  pushQuietly(chunk: Uint8Array): void {
+    if (this.#failed !== undefined) return;
+    try {
+      this.push(chunk);
+    } catch {
+      // kept in #failed: end() throws it
+    }
+  }
+
   end(): void {
     if (this.#failed !== undefined) throw this.#failed;
     if (this.#ended) return;
@@ -1110,7 +1125,6 @@ function classifyEmptyGranule(c: Uint8Array, len: number, dict: DictPlan): numbe
  */
 export class NativeCountStream extends Transform {
   readonly walker: NativeWalker;
-  #failed: unknown;
 
   /** Feeds the given walker, or a new one made with these options. */
   constructor(walker: NativeWalker | { what?: string } = {}) {
@@ -1119,21 +1133,11 @@ export class NativeCountStream extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.#failed === undefined) {
-      try {
-        this.walker.push(chunk);
-      } catch (err: unknown) {
-        this.#failed = err;
-      }
-    }
+    this.walker.pushQuietly(chunk);
     cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.#failed !== undefined) {
-      cb(this.#failed as Error);
-      return;
-    }
     try {
       this.walker.end();
       cb();

@@ -678,19 +678,10 @@ async function insertObject(
     // lz4 objects are ClickHouse's own compressed format: the server decompresses them (decompress=1);
     // the runner decodes each block only to walk and count the rows it sends.
     const lz4 = codec === "lz4";
-    let walkError: unknown;
-    const walkDecoded = (d: Buffer) => {
-      if (walkError !== undefined) return;
-      try {
-        walker.push(d);
-      } catch (err: unknown) {
-        walkError = err;
-      }
-    };
     // (lz4 without a walk passes through untouched: ClickHouse checks the blocks and their checksums itself)
     const unpack = lz4
       ? walk
-        ? new CompressedStreamCheck(undefined, { onDecoded: walkDecoded })
+        ? new CompressedStreamCheck(undefined, { onDecoded: (d) => walker.pushQuietly(d) })
         : new PassThrough()
       : details.compression.frameBytes !== undefined && !table.codec
         ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes })
@@ -736,7 +727,6 @@ async function insertObject(
     if (!walk) return undefined;
     if (lz4) {
       try {
-        if (walkError !== undefined) throw walkError;
         walker.end();
       } catch (err: unknown) {
         throw new EngineError(`reading the backup of ${key} failed: ${messageOf(err)}`, { cause: err, retryable: false });

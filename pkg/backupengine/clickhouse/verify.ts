@@ -45,26 +45,17 @@ async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable
   const stored = new ByteCounter(onBytes);
   const idle = new IdleWatch(idleMs, { upstream: "the storage", downstream: "the runner", what: `verifying ${key}` });
   if (codec === "lz4") {
-    let walkError: unknown;
     await pipeline(
       src,
       idle,
       stored,
       new CompressedStreamCheck(undefined, {
         verifyChecksums: true,
-        onDecoded: (d) => {
-          if (walkError !== undefined) return;
-          try {
-            walker.push(d);
-          } catch (err: unknown) {
-            walkError = err;
-          }
-        },
+        onDecoded: (d) => walker.pushQuietly(d),
       }),
       drain(),
       { signal: req.signal },
     );
-    if (walkError !== undefined) throw walkError;
     walker.end();
   } else {
     const unzstd = details.compression.frameBytes !== undefined && !t.codec ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes }) : createZstdDecompress();
