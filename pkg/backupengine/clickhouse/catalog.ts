@@ -154,3 +154,15 @@ export async function hasRows(conn: Conn, db: string, name: string, signal: Abor
   const rows = await conn.rows<Record<string, unknown>>(`SELECT 1 AS x FROM ${qualified(db, name)} LIMIT 1`, signal, `checking whether ${db}.${name} is empty`);
   return rows.length > 0;
 }
+
+/** The columns `SELECT *` returns (no MATERIALIZED, ALIAS or EPHEMERAL ones), in the table's order. */
+export async function ordinaryColumns(conn: Conn, db: string, name: string, signal: AbortSignal): Promise<{ name: string; type: string }[]> {
+  const rows = await conn.rows<{ name: string; type: string; default_type?: string; default_kind?: string }>(
+    `DESCRIBE TABLE ${qualified(db, name)}`,
+    signal,
+    `reading the columns of ${db}.${name}`,
+  );
+  return rows
+    .filter((r) => !["MATERIALIZED", "ALIAS", "EPHEMERAL"].includes((r.default_type ?? r.default_kind ?? "").toUpperCase()))
+    .map((r) => ({ name: r.name, type: r.type }));
+}

@@ -13,7 +13,7 @@ import { EngineError } from "../types.ts";
 import { BufferPool } from "../../storage/bufferpool.ts";
 import { DEFAULT_FRAME_BYTES, DEFAULT_PARALLEL, outputBlockBytes, ZstdFramesCompress, ZstdFramesDecompress } from "../zstd.ts";
 import { CompressedStreamCheck } from "./compressed.ts";
-import { createDatabaseSql, readCatalog, type TableInfo } from "./catalog.ts";
+import { ordinaryColumns, readCatalog, type TableInfo } from "./catalog.ts";
 import type { Conn, ServerInfo } from "./conn.ts";
 import { versionAtLeast } from "./conn.ts";
 import { DUMP_FORMAT, dumpDetails, type DumpDetails, type DumpTable } from "./details.ts";
@@ -178,14 +178,7 @@ export interface DumpColumn {
  * walker then finds the end of such a block by the next block's header.
  */
 export async function dumpColumns(conn: Conn, db: string, name: string, signal: AbortSignal): Promise<{ table: DumpColumn[]; stream: DumpColumn[] }> {
-  const rows = await conn.rows<{ name: string; type: string; default_type?: string; default_kind?: string }>(
-    `DESCRIBE TABLE ${qualified(db, name)}`,
-    signal,
-    `reading the columns of ${db}.${name}`,
-  );
-  const cols = rows
-    .filter((r) => !["MATERIALIZED", "ALIAS", "EPHEMERAL"].includes((r.default_type ?? r.default_kind ?? "").toUpperCase()))
-    .map((r) => ({ name: r.name, type: r.type }));
+  const cols = await ordinaryColumns(conn, db, name, signal);
   if (cols.length === 0) throw new EngineError(`${db}.${name} has no column that SELECT * returns`, { retryable: false });
   return { table: cols, stream: [...cols.filter((c) => isWalkableType(c.type)), ...cols.filter((c) => !isWalkableType(c.type))] };
 }

@@ -32,7 +32,7 @@ import type { InterruptedCleanup, Progress, RestoreRequest, RestoreResult } from
 import { EngineError } from "../types.ts";
 import { ZstdFramesDecompress } from "../zstd.ts";
 import { runPool } from "../../concurrency/pool.ts";
-import { createDatabaseSql, existingTables, hasRows } from "./catalog.ts";
+import { createDatabaseSql, existingTables, hasRows, ordinaryColumns } from "./catalog.ts";
 import { CompressedStreamCheck } from "./compressed.ts";
 import type { Conn, ServerInfo } from "./conn.ts";
 import { versionAtLeast } from "./conn.ts";
@@ -120,18 +120,6 @@ function parseDetails(details: unknown): DumpDetails {
   const r = dumpDetails.safeParse(details);
   if (!r.success) throw new EngineError(`backup details are not a ClickHouse dump (${r.error.issues[0]?.message ?? "invalid"})`, { retryable: false });
   return r.data;
-}
-
-/** The columns SELECT * returns, in the table's order. */
-async function ordinaryColumns(conn: Conn, db: string, name: string, signal: AbortSignal): Promise<{ name: string; type: string }[]> {
-  const rows = await conn.rows<{ name: string; type: string; default_type?: string; default_kind?: string }>(
-    `DESCRIBE TABLE ${qualified(db, name)}`,
-    signal,
-    `reading the columns of ${db}.${name}`,
-  );
-  return rows
-    .filter((r) => !["MATERIALIZED", "ALIAS", "EPHEMERAL"].includes((r.default_type ?? r.default_kind ?? "").toUpperCase()))
-    .map((r) => ({ name: r.name, type: r.type }));
 }
 
 /** The first difference between two column lists, as a sentence; undefined if they are equal. */
