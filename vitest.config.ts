@@ -18,6 +18,8 @@ export default defineConfig({
           name: "integration",
           include: ["test/**/*.test.ts"],
           environment: "node",
+          // Says once which test servers are missing and how to install them (scripts/setup.sh --test).
+          globalSetup: ["test/env/check-tools.ts"],
           // Real servers: generous timeouts, and few files at once on a 2-core machine.
           testTimeout: 180_000,
           hookTimeout: 180_000,

@@ -41,7 +41,8 @@ function resolveBinary(what: string, envVar: string, candidates: string[], hint:
   throw new Error(`${what} not found (looked in ${candidates.join(", ")}); ${hint}, or set ${envVar}`);
 }
 
-const setupHint = "run `bash scripts/setup.sh` (it installs and builds every test server once)";
+/** The test servers are not part of the demo setup: `scripts/setup.sh --test` installs and builds them. */
+const setupHint = "the tests need it: run `bash scripts/setup.sh --test` (it installs and builds every test server once)";
 
 export function minioBinary(): string {
   const v = readVersions();
@@ -75,4 +76,17 @@ export function clickhouseServerBinary(): string {
     ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server", "/usr/bin/clickhouse"],
     `${setupHint} (Debian package clickhouse-server)`,
   );
+}
+
+/** The test servers that are not installed, each with the error that names the command to run; empty when all are there. */
+export function missingTestTools(): string[] {
+  const missing: string[] = [];
+  for (const find of [clickhouseServerBinary, etcdBinary, kubeApiserverBinary, minioBinary, helmBinary]) {
+    try {
+      find();
+    } catch (e) {
+      missing.push((e as Error).message);
+    }
+  }
+  return missing;
 }
