@@ -46,6 +46,9 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/bin/time ] || need_apt+=(time)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# ZooKeeper 3.8 for the ClickHouse cluster tests (test/env/zookeeper.ts runs its jars with java as a
+# plain process; it brings the Java runtime it needs; the packaged service is never used)
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeperd)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   log "installing Debian packages: ${need_apt[*]}"

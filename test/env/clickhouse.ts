@@ -36,12 +36,27 @@ export interface ClickHouseServer {
 
 const xmlEscape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-export async function startClickHouse(): Promise<ClickHouseServer> {
+/** For servers that are part of a cluster (test/env/cluster.ts): ports chosen by the caller and extra config. */
+export interface StartClickHouseOptions {
+  httpPort?: number | undefined;
+  tcpPort?: number | undefined;
+  /** Replication between replicas (interserver_http_port, on 127.0.0.1). */
+  interserverPort?: number | undefined;
+  /** The user's password (the cluster's hosts share one, as remote_servers names it). */
+  password?: string | undefined;
+  /** XML elements added inside <yandex> (zookeeper, macros, remote_servers, ...). */
+  extraConfig?: string | undefined;
+  /** Seconds to wait for /ping (default 60). */
+  startTimeoutSeconds?: number | undefined;
+}
+
+export async function startClickHouse(opts: StartClickHouseOptions = {}): Promise<ClickHouseServer> {
   const bin = clickhouseServerBinary();
   const dir = await makeTempDir("clickhouse");
-  const [httpPort, tcpPort] = [await freePort(), await freePort()];
+  const httpPort = opts.httpPort ?? (await freePort());
+  const tcpPort = opts.tcpPort ?? (await freePort());
   const username = "backup";
-  let password = randomBytes(12).toString("hex");
+  let password = opts.password ?? randomBytes(12).toString("hex");
   const data = join(dir, "data") + "/";
   await mkdir(data, { recursive: true });
   await writeFile(
@@ -63,6 +78,7 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
+${opts.interserverPort !== undefined ? `  <interserver_http_host>127.0.0.1</interserver_http_host>\n  <interserver_http_port>${opts.interserverPort}</interserver_http_port>\n` : ""}${opts.extraConfig ?? ""}
 </yandex>
 `,
   );
@@ -96,7 +112,7 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
         const res = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(1000) });
         return res.ok;
       },
-      { proc: p, timeoutMs: 60_000 },
+      { proc: p, timeoutMs: (opts.startTimeoutSeconds ?? 60) * 1000 },
     );
   };
   await start();
@@ -130,7 +146,7 @@ export async function startClickHouse(): Promise<ClickHouseServer> {
     },
     version,
     dir,
-    ports: [httpPort, tcpPort],
+    ports: opts.interserverPort !== undefined ? [httpPort, tcpPort, opts.interserverPort] : [httpPort, tcpPort],
     pid: () => proc?.pid ?? -1,
     client,
     exec: async (sql) => {

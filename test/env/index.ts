@@ -6,3 +6,5 @@ export { startMinio, type MinioServer } from "./minio.ts";
 export { startKubeApiServer, type KubeApiServer } from "./kube.ts";
 export { freePort, isPortOpen, assertPortsClosed, makeTempDir, removeDir } from "./proc.ts";
 export { readVersions, toolsCache, repoRoot } from "./tools.ts";
+export { startZooKeeper, zookeeperTools, type ZooKeeperServer } from "./zookeeper.ts";
+export { startClickHouseCluster, type ClickHouseCluster, type ClusterHost, type StartClusterOptions } from "./cluster.ts";
