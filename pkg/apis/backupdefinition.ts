@@ -3,6 +3,7 @@ import cron from "node-cron";
 import { z } from "zod";
 import { k8sName } from "./common.ts";
 import { clickhouseSpec, clickhouseRunnerConfig } from "./clickhouse.ts";
+import { encryptionRunnerConfig, encryptionSpec, encryptionValidations, NATIVE_ENCRYPTION_MESSAGE } from "./encryption.ts";
 
 export const retentionPolicy = z
   .strictObject({
@@ -121,6 +122,11 @@ const specRules = (s: { clickhouse?: { method?: string; compression?: string } }
   if (s.clickhouse?.method === "native" && s.clickhouse.compression === "lz4") ctx.addIssue({ code: "custom", path: ["clickhouse", "compression"], message: NATIVE_LZ4_MESSAGE });
 };
 
+/** Encryption wraps the objects the runner writes: the native method's objects are written by ClickHouse. */
+const encryptionRules = (s: { clickhouse?: { method?: string }; encryption?: unknown }, ctx: z.RefinementCtx) => {
+  if (s.encryption !== undefined && s.clickhouse?.method === "native") ctx.addIssue({ code: "custom", path: ["encryption"], message: NATIVE_ENCRYPTION_MESSAGE });
+};
+
 /** Run the cross-field rules even when other fields failed, so every problem is listed at once. */
 export const alwaysCheck = { when: (p: { value: unknown }) => typeof p.value === "object" && p.value !== null };
 
@@ -165,6 +171,7 @@ export const definitionValidations: { rule: string; message: string; fieldPath?:
     message: NATIVE_LZ4_MESSAGE,
     fieldPath: ".clickhouse.compression",
   },
+  ...encryptionValidations,
 ];
 
 const quantity = z
@@ -235,9 +242,11 @@ export const backupDefinitionSpec = z
     clickhouse: clickhouseSpec.describe("The ClickHouse to back up"),
     ...definitionShared,
     runner: runnerSpec.optional(),
+    encryption: encryptionSpec.optional(),
   })
   .superRefine(modeRules, alwaysCheck)
   .superRefine(specRules, alwaysCheck)
+  .superRefine(encryptionRules, alwaysCheck)
   .describe("BackupDefinition spec");
 export type BackupDefinitionSpec = z.infer<typeof backupDefinitionSpec>;
 
@@ -262,5 +271,7 @@ export const definitionRunnerConfig = z
       .describe(
         "Directory on the runner's own volume for the operation journal (one JSON file per backup, restore and verify; a restarted runner reports the ones it interrupted). The controller sets it to a directory on the runner's scratch volume; without it, operations are not journaled locally (restores still write their journal next to the backup)",
       ),
+    encryption: encryptionRunnerConfig.optional(),
   })
-  .superRefine(modeRules, alwaysCheck);
+  .superRefine(modeRules, alwaysCheck)
+  .superRefine(encryptionRules, alwaysCheck);
