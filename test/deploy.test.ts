@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONTROLLER_PERMISSIONS } from "../pkg/controller/contract.ts";
 import { loadKustomization, parseYamlDocs } from "../pkg/deploy/kustomize.ts";
 import { renderControllerObjects, type Obj } from "../pkg/deploy/manifests.ts";
+import { dashboardQueries, DASHBOARD_FILE, grafanaDashboard } from "../pkg/deploy/monitoring.ts";
+import { metricRefs } from "../pkg/deploy/promql.ts";
+import { exportedMetrics } from "./exported-metrics.ts";
 import { BASE_NAMESPACE, mergeValues, type ChartValuesInput } from "../pkg/deploy/values.ts";
 import { makeTempDir, removeDir, startKubeApiServer, type KubeApiServer } from "./env/index.ts";
 import { helmBinary, repoRoot } from "./env/tools.ts";
@@ -64,6 +67,14 @@ const CUSTOM: ChartValuesInput = {
   affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "kubernetes.io/os", operator: "In", values: ["linux"] }] }] } } },
 };
 
+/** Every monitoring object on, with every monitoring value set. */
+const MONITORING: ChartValuesInput = {
+  podMonitor: { enabled: true, labels: { release: "kube-prometheus-stack" }, interval: "1m" },
+  prometheusRule: { enabled: true, labels: { release: "kube-prometheus-stack" }, alertLabels: { team: "platform" }, maxBackupAgeHours: 30 },
+  grafanaDashboard: { enabled: true, labels: { grafana_dashboard: "1", team: "platform" }, annotations: { grafana_folder: "Backups" } },
+};
+const MONITORING_KINDS = ["PodMonitor", "PrometheusRule", "ConfigMap"];
+
 const base = () => loadKustomization(join(repoRoot, "deploy", "base"));
 const examples = () =>
   readdirSync(join(repoRoot, "examples"))
@@ -82,7 +93,7 @@ describe("helm chart", () => {
   it("passes helm lint --strict, with the defaults and with every value set", async () => {
     expect(await helm(["lint", chart, "--strict"])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
     const file = join(tmp, "lint-values.json");
-    writeFileSync(file, JSON.stringify({ ...CUSTOM, namespace: "apps", createNamespace: true }));
+    writeFileSync(file, JSON.stringify({ ...CUSTOM, ...MONITORING, namespace: "apps", createNamespace: true }));
     expect(await helm(["lint", chart, "--strict", "-f", file])).toMatch(/0 chart\(s\) failed/);
   });
 
@@ -108,6 +119,51 @@ describe("helm chart", () => {
     const cleared = { resources: null, runner: { resources: null } } as unknown as ChartValuesInput;
     const nulls = (await helmTemplate("apps", cleared)).map(withoutHelmLabels);
     expect(byKey(nulls)).toEqual(byKey([...crdsOf(base()), ...renderControllerObjects(mergeValues(cleared), "apps")]));
+  });
+
+  it("renders the PodMonitors, the PrometheusRule and the Grafana dashboard only when their values are on, as the TypeScript renderer does", async () => {
+    const off = await helmTemplate("apps", CUSTOM);
+    expect(off.filter((o) => MONITORING_KINDS.includes(String(o["kind"])))).toEqual([]);
+    const values = { ...CUSTOM, ...MONITORING };
+    const rendered = (await helmTemplate("apps", values)).map(withoutHelmLabels);
+    expect(byKey(rendered)).toEqual(byKey([...crdsOf(base()), ...renderControllerObjects(mergeValues(values), "apps")]));
+    expect(rendered.filter((o) => MONITORING_KINDS.includes(String(o["kind"]))).map(key).sort()).toEqual([
+      "ConfigMap apps/chbackup-grafana-dashboard",
+      "PodMonitor apps/chbackup-controller",
+      "PodMonitor apps/chbackup-runners",
+      "PrometheusRule apps/chbackup",
+    ]);
+    // Each value alone renders its own objects only.
+    for (const [value, kinds] of [
+      ["podMonitor", ["PodMonitor", "PodMonitor"]],
+      ["prometheusRule", ["PrometheusRule"]],
+      ["grafanaDashboard", ["ConfigMap"]],
+    ] as const) {
+      const one = await helmTemplate("apps", { [value]: { enabled: true } });
+      expect(one.filter((o) => MONITORING_KINDS.includes(String(o["kind"]))).map((o) => o["kind"]), value).toEqual(kinds);
+    }
+
+    // What Prometheus and Grafana get: their own {{ }} as written, Helm's values filled in.
+    const rule = rendered.find((o) => o["kind"] === "PrometheusRule") as any;
+    const rules = rule.spec.groups[0].rules as { alert: string; expr: string; labels: Record<string, string>; annotations: Record<string, string> }[];
+    expect(rule.metadata.labels.release).toBe("kube-prometheus-stack");
+    expect(rules[0]!.annotations["summary"]).toBe("Backups of {{ $labels.namespace }}/{{ $labels.name }} are not healthy");
+    expect(rules.find((r) => r.alert === "ChbackupBackupTooOld")!.expr).toContain("> 30 * 3600");
+    for (const r of rules) expect(r.labels["team"], r.alert).toBe("platform");
+    const cm = rendered.find((o) => o["kind"] === "ConfigMap") as any;
+    expect(cm.metadata.labels).toMatchObject({ grafana_dashboard: "1", team: "platform" });
+    expect(cm.metadata.annotations).toEqual({ grafana_folder: "Backups" });
+    const dashboard = JSON.parse(cm.data[DASHBOARD_FILE]);
+    expect(dashboard).toEqual(grafanaDashboard());
+    expect(JSON.stringify(dashboard)).toContain('"legendFormat":"{{namespace}}/{{name}}"');
+
+    // Every metric the rendered rule and dashboard query is one the runner or the controller exports.
+    const exported = await exportedMetrics();
+    const exprs = [...rules.map((r) => r.expr), ...dashboardQueries(dashboard)];
+    const names = new Set(exprs.flatMap((e) => metricRefs(e).map((r) => r.name)));
+    for (const n of names) expect(exported.has(n), `${n} is not exported by the runner or the controller`).toBe(true);
+    expect(names).toContain("chbackup_controller_definition_healthy");
+    expect(names).toContain("chbackup_controller_definition_last_success_timestamp_seconds");
   });
 
   it("grants exactly CONTROLLER_PERMISSIONS, as the base does", async () => {
@@ -189,6 +245,12 @@ describe("install manifests on a real kube-apiserver", () => {
       expect(objs.filter((o) => o["kind"] === "CustomResourceDefinition").length).toBe(2);
       for (const o of objs) expect(((await dryRun(o)) as any).metadata.name, key(o)).toBe((o as any).metadata.name);
     }
+  });
+
+  it("accepts the Grafana dashboard ConfigMap (the PodMonitor and PrometheusRule CRDs of the Prometheus Operator are not on this server)", async () => {
+    const [cm] = (await helmTemplate("apps", { grafanaDashboard: { enabled: true } })).filter((o) => o["kind"] === "ConfigMap");
+    const stored = (await dryRun(cm!)) as any;
+    expect(JSON.parse(stored.data[DASHBOARD_FILE])).toEqual(grafanaDashboard());
   });
 
   it("accepts every example, and the dry run is not vacuous", async () => {

@@ -63,7 +63,28 @@ export function helmSource(): ValueSource {
       ]);
     },
     packagingLabels: () => ({ "(helm labels)": new HelmBlock(true, (ind) => [`${ind}{{- include "chbackup.labels" . | nindent ${ind.length} }}`]) }),
+    entries: (p) => {
+      valueAt(DEFAULT_VALUES, p);
+      return { [`(helm ${p})`]: new HelmBlock(true, (ind) => [`${ind}{{- with ${dot(p)} }}`, `${ind}{{- toYaml . | nindent ${ind.length} }}`, `${ind}{{- end }}`]) };
+    },
+    inline: (p) => {
+      valueAt(DEFAULT_VALUES, p);
+      return `${INLINE_OPEN}${p}${INLINE_CLOSE}`;
+    },
   };
+}
+
+/** Brackets an inline value's path in the YAML text until helmYaml turns it into `{{ .Values.path }}`. */
+const INLINE_OPEN = "@@VALUES.";
+const INLINE_CLOSE = "@@";
+const INLINE_RE = /@@VALUES\.([A-Za-z0-9_.]+)@@/g;
+
+/**
+ * Text that Helm must print as it is: every `{{` and `}}` becomes a template action printing it
+ * (PromQL annotations say `{{ $labels.name }}`, Grafana legends `{{name}}`).
+ */
+export function escapeTemplateText(text: string): string {
+  return text.replace(/\{\{|\}\}/g, (m) => (m === "{{" ? '{{ "{{" }}' : '{{ "}}" }}'));
 }
 
 /** YAML of objects holding HelmExpr/HelmBlock markers, with the markers turned into template text. */
@@ -95,11 +116,13 @@ export function helmYaml(obj: Obj): string {
       out.push(...(nodes[Number(keyed[3])] as HelmBlock).lines(keyed[1]!, keyed[2]!));
     } else {
       out.push(
-        line.replace(/__HELM(\d+)__/g, (_, i: string) => {
-          const n = nodes[Number(i)];
-          if (!(n instanceof HelmExpr)) throw new Error(`a block value can only stand alone on a "key:" line: ${line}`);
-          return n.text;
-        }),
+        escapeTemplateText(line)
+          .replace(INLINE_RE, (_, p: string) => (typeof valueAt(DEFAULT_VALUES, p) === "number" ? `{{ ${dot(p)} | int }}` : `{{ ${dot(p)} }}`))
+          .replace(/__HELM(\d+)__/g, (_, i: string) => {
+            const n = nodes[Number(i)];
+            if (!(n instanceof HelmExpr)) throw new Error(`a block value can only stand alone on a "key:" line: ${line}`);
+            return n.text;
+          }),
       );
     }
   }
@@ -240,7 +263,9 @@ helm install chbackup deploy/helm/chbackup -n chbackup-system --create-namespace
   --set runner.image.repository=registry.example.com/chbackup/backup-runner
 \`\`\`
 
-The same objects, without Helm's labels, are in the kustomize base \`deploy/base\` (namespace \`chbackup-system\`). Helm installs the CRDs from \`crds/\` on the first install only; on upgrades apply \`deploy/crds/\` yourself.
+Off by default, for the Prometheus Operator and Grafana: \`podMonitor.enabled\` scrapes the controller and every runner, \`prometheusRule.enabled\` adds the alerts (ChbackupBackupUnhealthy, ChbackupBackupTooOld, ChbackupControllerAbsent, ChbackupRunnerFailing, ChbackupVerifyFailed, ChbackupRestoreFailed), and \`grafanaDashboard.enabled\` ships the dashboard as a ConfigMap for the Grafana sidecar (label \`grafana_dashboard: "1"\`).
+
+The same objects, without Helm's labels, are in the kustomize base \`deploy/base\` (namespace \`chbackup-system\`), and the monitoring objects in \`deploy/monitoring\`. Helm installs the CRDs from \`crds/\` on the first install only; on upgrades apply \`deploy/crds/\` yourself.
 
 ## Values
 

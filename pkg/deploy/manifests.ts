@@ -4,6 +4,7 @@
 // the Helm source in helm.ts puts `{{ .Values.x }}` expressions in the same
 // places (the chart's templates). So the chart and the base cannot drift.
 import { CONTROLLER_CONTAINER, CONTROLLER_ENV, CONTROLLER_PERMISSIONS, type PolicyRule } from "../controller/contract.ts";
+import { monitoringFiles } from "./monitoring.ts";
 import { canonicalJson, CONTROLLER_NAME, runnerDefaults, type ChartValues } from "./values.ts";
 
 export type Obj = Record<string, unknown>;
@@ -28,6 +29,10 @@ export interface ValueSource {
   nameList(path: string): unknown;
   /** Labels added by the packaging (Helm's chart and release labels); spread into metadata.labels. */
   packagingLabels(): Obj;
+  /** The entries of a map value (extra labels or annotations), spread into a map. */
+  entries(path: string): Obj;
+  /** A scalar value as text inside a longer string (a threshold inside a PromQL expression). */
+  inline(path: string): string;
 }
 
 export interface RenderedFile {
@@ -154,6 +159,7 @@ export function renderControllerFiles(s: ValueSource): RenderedFile[] {
         },
       ],
     },
+    ...monitoringFiles(s, { ...CONTROLLER_LABELS, ...s.packagingLabels() }),
   ];
 }
 
@@ -182,6 +188,8 @@ export function concreteSource(values: ChartValues, releaseNamespace: string): V
     optional: (p) => (isEmpty(at(p)) ? undefined : structuredClone(at(p))),
     nameList: (p) => (isEmpty(at(p)) ? undefined : (at(p) as string[]).map((name) => ({ name }))),
     packagingLabels: () => ({}),
+    entries: (p) => structuredClone(at(p) as Obj),
+    inline: (p) => String(at(p)),
   };
 }
 

@@ -25,6 +25,9 @@ const controllerResources = z
 // BackupDefinition's own schema: quantities as strings.
 const runnerResources = runnerSpec.shape.resources.unwrap().default({ requests: { cpu: "250m", memory: "256Mi" }, limits: { memory: "512Mi" } });
 
+/** Labels or annotations added to an object: string keys and values. */
+const labelMap = z.record(z.string().min(1), z.string());
+
 const image = (repository: string, what: string) =>
   z
     .strictObject({
@@ -77,6 +80,43 @@ export const chartValues = z
       })
       .prefault({})
       .describe("What the controller puts into each runner StatefulSet"),
+    podMonitor: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Render two PodMonitors (Prometheus Operator, monitoring.coreos.com/v1): the controller's /metrics with honorLabels (its per-definition series keep namespace and name of the BackupDefinition), and every runner's /metrics with namespace and name relabelled to its BackupDefinition's",
+          ),
+        labels: labelMap.default({}).describe("Labels on the PodMonitors, e.g. the one your Prometheus' podMonitorSelector matches (kube-prometheus-stack: release: <its release>)"),
+        interval: z.string().regex(/^[0-9]+(ms|s|m|h)$/, "a Prometheus duration such as 30s").default("30s").describe("Scrape interval"),
+      })
+      .prefault({})
+      .describe("Scraping of the controller and the runners"),
+    prometheusRule: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe("Render a PrometheusRule (Prometheus Operator, monitoring.coreos.com/v1) with the chbackup alerts; needs the metrics scraped (podMonitor.enabled or your own scrape config)"),
+        labels: labelMap.default({}).describe("Labels on the PrometheusRule, e.g. the one your Prometheus' ruleSelector matches (kube-prometheus-stack: release: <its release>)"),
+        alertLabels: labelMap.default({}).describe("Labels added to every alert, e.g. for routing (team: platform); severity is set per alert"),
+        maxBackupAgeHours: z
+          .int()
+          .min(1)
+          .default(192)
+          .describe("ChbackupBackupTooOld fires when a definition's newest successful backup is older than this, whatever its schedule and BackupHealthy say; keep it above your longest schedule interval"),
+      })
+      .prefault({})
+      .describe("Alerts on the controller and runner metrics"),
+    grafanaDashboard: z
+      .strictObject({
+        enabled: z.boolean().default(false).describe("Render the Grafana dashboard as a ConfigMap for the Grafana dashboard sidecar (in the controller namespace)"),
+        labels: labelMap.default({ grafana_dashboard: "1" }).describe("Labels on the ConfigMap; the sidecar loads ConfigMaps with its label (kube-prometheus-stack: grafana_dashboard: \"1\")"),
+        annotations: labelMap.default({}).describe("Annotations on the ConfigMap, e.g. grafana_folder for sidecars that sort dashboards into folders"),
+      })
+      .prefault({})
+      .describe("The Grafana dashboard"),
     podAnnotations: z.record(z.string(), z.string()).default({}).describe("Annotations on the controller pod"),
     nodeSelector: z.record(z.string(), z.string()).default({}).describe("Node selector of the controller pod"),
     tolerations: z.array(z.record(z.string(), z.unknown())).default([]).describe("Tolerations of the controller pod"),
