@@ -9,6 +9,7 @@ import { describeError } from "../../pkg/runner/errors.ts";
 import { formatVerifyReport } from "../../pkg/runner/report.ts";
 import type { Operation } from "../../pkg/runner/runner.ts";
 import type { VerifyResult } from "../../pkg/backupengine/types.ts";
+import { AgeIdentities } from "../../pkg/encryption/identity.ts";
 
 const GRACE_MS = Number(process.env["RUNNER_SHUTDOWN_GRACE_MS"] ?? 25_000);
 
@@ -97,13 +98,22 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  let identities: AgeIdentities | undefined;
+  if ((command.cmd === "restore" || command.cmd === "verify") && command.identity !== undefined) {
+    try {
+      identities = await AgeIdentities.fromFile(command.identity);
+    } catch (err: unknown) {
+      process.stderr.write(`backup-runner: ${describeError(err)}\n`);
+      return 2;
+    }
+  }
   let started: { operation: Operation; finished: Promise<Operation> };
   if (command.cmd === "verify") {
     if (command.from) {
-      started = runner.startTargetVerify(command.from, "cli");
+      started = runner.startTargetVerify(command.from, "cli", identities);
     } else {
       await runner.catalog.rebuild(abort.signal);
-      started = runner.startVerify(command.backup!, "cli");
+      started = runner.startVerify(command.backup!, "cli", identities);
     }
   } else if (command.cmd === "backup") {
     const target = command.target ?? config.definition.singleBackup?.target;
@@ -121,10 +131,10 @@ async function main(argv: string[]): Promise<number> {
       ...(command.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
     };
     if (command.from) {
-      started = runner.startTargetRestore(command.from, opts);
+      started = runner.startTargetRestore(command.from, opts, "cli", identities);
     } else {
       await runner.catalog.rebuild(abort.signal);
-      started = runner.startRestore({ backup: command.backup!, ...opts }, "cli");
+      started = runner.startRestore({ backup: command.backup!, ...opts, identities }, "cli");
     }
   }
   // Ctrl-C cancels the operation, SIGTERM aborts it (shutdown); either way it stops cleanly and ends with its state.
@@ -156,7 +166,8 @@ function reportVerify(op: Operation): number {
   const r = op.result as (Partial<VerifyResult> & { backupId?: string }) | undefined;
   if (r?.tables && r.otherObjects) process.stdout.write(formatVerifyReport(op.backupId ?? r.backupId ?? "?", { tables: r.tables, otherObjects: r.otherObjects }));
   if (op.state === "succeeded") {
-    process.stdout.write(`backup ${op.backupId} is whole\n`);
+    if (r?.contentChecked === false) process.stdout.write(`backup ${op.backupId}: every stored object is whole (size and SHA-256); it is encrypted, so its content needs --identity to be checked\n`);
+    else process.stdout.write(`backup ${op.backupId} is whole\n`);
     return 0;
   }
   const what = op.state === "failed" ? "verify failed" : `verify ${op.state}`;

@@ -163,6 +163,8 @@ export interface VerifiedTable {
   ok: boolean;
   /** Why not, when not ok. */
   error?: string | undefined;
+  /** false when only the stored bytes were checked (size and SHA-256: an encrypted backup verified without an identity). */
+  contentChecked?: boolean | undefined;
 }
 
 export interface VerifyResult {
@@ -170,6 +172,8 @@ export interface VerifyResult {
   tables: VerifiedTable[];
   /** Objects of the backup that hold no table's data (checked for size and SHA-256 only). */
   otherObjects: { name: string; ok: boolean; error?: string | undefined }[];
+  /** false when no table's content was checked, only the stored bytes (an encrypted backup verified without an identity). */
+  contentChecked?: boolean | undefined;
 }
 
 /** What an engine found and did about objects an interrupted restore left behind. */

@@ -237,13 +237,13 @@ class AgeDecryptTransform extends Transform {
     const plain = d.update(this.#sealed.subarray(0, n - TAG));
     try {
       d.final();
-    } catch (err: unknown) {
+    } catch {
+      // (OpenSSL's "unable to authenticate data" adds nothing to this)
       throw new AgeError(
         "damaged",
         last
           ? `chunk ${this.#counter} of the age payload fails authentication: the data was changed, or cut short`
           : `chunk ${this.#counter} of the age payload fails authentication: the data was changed`,
-        { cause: err },
       );
     }
     this.#counter++;

@@ -15,8 +15,9 @@ export type Command =
       rename: Record<string, string>;
       existing: ExistingTablePolicy;
       allowUnstagedDrop: boolean;
+      identity?: string | undefined;
     }
-  | { cmd: "verify"; config: string | undefined; from: string | undefined; backup: string | undefined }
+  | { cmd: "verify"; config: string | undefined; from: string | undefined; backup: string | undefined; identity?: string | undefined }
   | { cmd: "list"; config: string | undefined }
   | { cmd: "help" };
 
@@ -30,17 +31,22 @@ export const USAGE = `Usage:
   backup-runner restore [--config FILE] (--from PATH | --backup ID|latest)
                         [--database DB]... [--table DB.TABLE]...
                         [--rename FROM=TO]... [--existing fail|drop|append]
-                        [--allow-unstaged-drop]
+                        [--allow-unstaged-drop] [--identity FILE]
       Restore a one-off export (--from) or a catalog backup (--backup).
+      An encrypted backup needs --identity: an age identity file
+      (AGE-SECRET-KEY-1… lines, as age-keygen writes) of one of its
+      recipients; without one the restore is refused before anything changes.
       Each table is restored into a staging table and swapped in once its
       data is proven; --allow-unstaged-drop lets --existing drop replace the
       objects that cannot be staged (for example replicated tables) by
       dropping them first.
-  backup-runner verify [--config FILE] (--from PATH | --backup ID|latest)
+  backup-runner verify [--config FILE] (--from PATH | --backup ID|latest) [--identity FILE]
       Prove a backup whole from storage alone (no database needed): read
       every object, check its SHA-256, decompress it and count its rows
       against the manifest. Prints a table per table; exits 0 when the
-      backup is whole, 1 naming every table that is not.
+      backup is whole, 1 naming every table that is not. An encrypted
+      backup without --identity is checked for integrity only (sizes and
+      SHA-256 of the stored bytes); with it, its content too.
   backup-runner list [--config FILE]
       Print the catalog as JSON lines.
 
@@ -78,6 +84,7 @@ export function parseCommand(argv: readonly string[]): Command {
         rename: { type: "string", multiple: true },
         existing: { type: "string" },
         "allow-unstaged-drop": { type: "boolean" },
+        identity: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -94,6 +101,7 @@ export function parseCommand(argv: readonly string[]): Command {
       return { cmd: "list", config };
     case "backup":
       if (!v.once) throw new UsageError("backup needs --once (scheduled backups run under `serve`)");
+      if (v.identity !== undefined) throw new UsageError("backup takes no --identity: backups are encrypted to the recipients of the config (public keys)");
       return { cmd: "backup", config, target: v.target };
     case "restore": {
       if (!!v.from === !!v.backup) throw new UsageError("restore needs exactly one of --from PATH or --backup ID|latest");
@@ -115,13 +123,14 @@ export function parseCommand(argv: readonly string[]): Command {
         rename,
         existing,
         allowUnstagedDrop: v["allow-unstaged-drop"] ?? false,
+        ...(v.identity !== undefined ? { identity: v.identity } : {}),
       };
     }
     case "verify": {
       if (!!v.from === !!v.backup) throw new UsageError("verify needs exactly one of --from PATH or --backup ID|latest");
       const restoreOnly = (["database", "table", "rename", "existing", "allow-unstaged-drop", "once", "target"] as const).filter((k) => v[k] !== undefined);
       if (restoreOnly.length) throw new UsageError(`verify takes no ${restoreOnly.map((k) => `--${k}`).join(", ")}`);
-      return { cmd: "verify", config, from: v.from, backup: v.backup };
+      return { cmd: "verify", config, from: v.from, backup: v.backup, ...(v.identity !== undefined ? { identity: v.identity } : {}) };
     }
     default:
       throw new UsageError(`unknown command "${sub}"`);

@@ -52,6 +52,17 @@ export const manifestSchema = z.object({
   details: z.record(z.string(), z.unknown()),
   /** Absent in manifests written before ownership was recorded (treated as the reading runner's own). */
   owner: ownerSchema.optional(),
+  /**
+   * Present when the data objects are age files (`….age`): the fingerprints
+   * (first 16 hex digits of the SHA-256 of the recipient string) of the
+   * recipients whose identities open them. Never a key.
+   */
+  encryption: z
+    .object({
+      format: z.literal("age"),
+      recipients: z.array(z.object({ fingerprint: z.string().regex(/^[0-9a-f]{16}$/) })).min(1),
+    })
+    .optional(),
 });
 export type Manifest = z.infer<typeof manifestSchema>;
 

@@ -9,6 +9,8 @@ import type { BackupEngine, EngineBackupResult, InterruptedCleanup, Progress, Re
 import type { ObjectStore } from "../storage/index.ts";
 import { Catalog, readInProgressAt, readManifestAt, writeInProgressAt, writeManifestAt, type CatalogEntry, type IncompleteBackup, type ReadRetry } from "./catalog.ts";
 import { StoreSink, StoreSource } from "./bridge.ts";
+import { DecryptingSource, EncryptingSink, manifestEncryption, requireIdentity, verifyIntegrityOnly } from "./encryption.ts";
+import type { AgeIdentities } from "../encryption/identity.ts";
 import {
   BackupNotFoundError,
   BackupNotWholeError,
@@ -66,6 +68,8 @@ export interface LastVerified {
 export interface RestoreRequest extends RestoreOptions {
   /** Backup id or "latest". */
   backup: string;
+  /** Identities that open an encrypted backup (never stored, logged or shown). */
+  identities?: AgeIdentities | undefined;
 }
 
 /** Hooks for metrics; every method optional. */
@@ -639,7 +643,7 @@ export class Runner {
   }
 
   /** Restores the backup written by single-backup mode at `target`. */
-  startTargetRestore(target: string, opts: RestoreOptions, trigger = "cli"): { operation: Operation; finished: Promise<Operation> } {
+  startTargetRestore(target: string, opts: RestoreOptions, trigger = "cli", identities?: AgeIdentities): { operation: Operation; finished: Promise<Operation> } {
     const dir = normalizeTarget(target);
     const { op, abort } = this.#begin("restore", trigger);
     op.target = dir;
@@ -649,7 +653,7 @@ export class Runner {
       async (signal) => {
         const manifest = await readManifestAt(this.#store, dir, signal);
         op.backupId = manifest.id;
-        const r = await this.restoreFrom(manifest, dir, opts, signal, op);
+        const r = await this.restoreFrom(manifest, dir, opts, signal, op, identities);
         return restoreResultView(manifest.id, r, dir);
       },
       { store: this.#store, key: remoteJournalKey(dir, op.id) },
@@ -658,14 +662,14 @@ export class Runner {
   }
 
   /** Verifies the backup written by single-backup mode at `target` (see startVerify). */
-  startTargetVerify(target: string, trigger = "cli"): { operation: Operation; finished: Promise<Operation> } {
+  startTargetVerify(target: string, trigger = "cli", identities?: AgeIdentities): { operation: Operation; finished: Promise<Operation> } {
     const dir = normalizeTarget(target);
     const { op, abort } = this.#begin("verify", trigger);
     op.target = dir;
     const finished = this.#run(op, abort, async (signal) => {
       const manifest = await readManifestAt(this.#store, dir, signal);
       op.backupId = manifest.id;
-      return this.#verify(op, manifest, dir, signal);
+      return this.#verify(op, manifest, dir, signal, identities);
     });
     return { operation: op, finished };
   }
@@ -677,19 +681,41 @@ export class Runner {
    * fails with a message naming every damaged table. Either way its result
    * holds the engine's VerifyResult, table by table.
    */
-  startVerify(ref: string, trigger = "api"): { operation: Operation; finished: Promise<Operation> } {
+  startVerify(ref: string, trigger = "api", identities?: AgeIdentities): { operation: Operation; finished: Promise<Operation> } {
     const entry = this.resolveBackup(ref);
     const { op, abort } = this.#begin("verify", trigger);
     op.backupId = entry.manifest.id;
-    const finished = this.#run(op, abort, (signal) => this.#verify(op, entry.manifest, this.catalog.dir(entry.manifest.id), signal));
+    const finished = this.#run(op, abort, (signal) => this.#verify(op, entry.manifest, this.catalog.dir(entry.manifest.id), signal, identities));
     return { operation: op, finished };
   }
 
-  async #verify(op: Operation, manifest: Manifest, dir: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+  async #verify(op: Operation, manifest: Manifest, dir: string, signal: AbortSignal, identities?: AgeIdentities): Promise<Record<string, unknown>> {
     const engine = this.#engine;
     if (!engine.verify) throw new Error(`the ${engine.name} engine cannot verify backups`);
-    const source = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage, (n) => this.#observer.bytes?.("verify", n));
+    const stored = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage, (n) => this.#observer.bytes?.("verify", n));
     let r: VerifyResult;
+    if (manifest.encryption && !identities) {
+      // No key: the stored bytes are proven (size and SHA-256 of every object); the rows need an identity.
+      const progress = this.#progress(op, "verify");
+      r = await verifyIntegrityOnly(manifest, stored, signal, (done, total) =>
+        progress({ phase: "verify (integrity only: encrypted, no identity)", tablesDone: done, tablesTotal: total, bytes: op.progress.bytes, rows: 0 }),
+      ).catch((err: unknown) => {
+        throw new Error(`verify ${manifest.id}`, { cause: err });
+      });
+      const result: Record<string, unknown> = {
+        backupId: manifest.id,
+        ...(op.target ? { target: op.target } : {}),
+        ok: r.ok,
+        contentChecked: false,
+        encrypted: true,
+        tables: r.tables,
+        otherObjects: r.otherObjects,
+      };
+      if (!r.ok) throw new OperationResultError(new BackupNotWholeError(manifest.id, damagedParts(r)), result);
+      return result;
+    }
+    if (manifest.encryption) requireIdentity(manifest, identities, "verify");
+    const source = manifest.encryption && identities ? new DecryptingSource(stored, identities, manifest) : stored;
     try {
       r = await engine.verify({
         signal,
@@ -701,7 +727,14 @@ export class Runner {
     } catch (err: unknown) {
       throw new Error(`verify ${manifest.id}`, { cause: err });
     }
-    const result: Record<string, unknown> = { backupId: manifest.id, ...(op.target ? { target: op.target } : {}), ok: r.ok, tables: r.tables, otherObjects: r.otherObjects };
+    const result: Record<string, unknown> = {
+      backupId: manifest.id,
+      ...(op.target ? { target: op.target } : {}),
+      ok: r.ok,
+      ...(manifest.encryption ? { encrypted: true, contentChecked: true } : {}),
+      tables: r.tables,
+      otherObjects: r.otherObjects,
+    };
     if (!r.ok) throw new OperationResultError(new BackupNotWholeError(manifest.id, damagedParts(r)), result);
     return result;
   }
@@ -727,10 +760,13 @@ export class Runner {
       await this.#discard(dir, log);
       throw new Error(`backup ${id}: write in-progress marker`, { cause: err });
     }
-    const sink = new StoreSink(this.#store, dir, this.#cfg.storage, (n) => {
+    const stored = new StoreSink(this.#store, dir, this.#cfg.storage, (n) => {
       op.progress.bytes += n;
       this.#observer.bytes?.("backup", n);
     });
+    // With encryption every object the engine writes becomes an age file; the runner holds no identity.
+    const recipients = def.encryption?.recipients;
+    const sink = recipients ? new EncryptingSink(stored, recipients) : stored;
     const base = singleTarget === undefined ? this.#chooseBase(started) : undefined;
     let result: EngineBackupResult;
     try {
@@ -769,13 +805,14 @@ export class Runner {
       durationMs: ended.getTime() - started.getTime(),
       databases: result.databases,
       tables: result.tables,
-      objects: mergeObjects(sink.written, result.objects),
+      objects: mergeObjects(stored.written, result.objects),
       totalBytes: 0,
       totalRows: result.tables.reduce((s, t) => s + t.rows, 0),
       baseBackupId: result.baseBackupId,
       labels: [],
       details: result.details,
       owner: this.#owner,
+      ...(recipients ? { encryption: manifestEncryption(recipients) } : {}),
     };
     manifest.totalBytes = manifest.objects.reduce((s, o) => s + o.size, 0) + (result.storedBytes ?? 0);
     if (singleTarget !== undefined) {
@@ -892,7 +929,8 @@ export class Runner {
       op,
       abort,
       async (signal) => {
-        const r = await this.restoreFrom(entry.manifest, dir, req, signal, op);
+        const { identities, backup: _backup, ...opts } = req;
+        const r = await this.restoreFrom(entry.manifest, dir, opts, signal, op, identities);
         return restoreResultView(entry.manifest.id, r);
       },
       { store: this.#store, key: remoteJournalKey(dir, op.id) },
@@ -900,8 +938,15 @@ export class Runner {
     return { operation: op, finished };
   }
 
-  async restoreFrom(manifest: Manifest, dir: string, opts: RestoreOptions, signal: AbortSignal, op?: Operation): Promise<RestoreResult> {
-    const source = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage, (n) => this.#observer.bytes?.("restore", n));
+  async restoreFrom(manifest: Manifest, dir: string, opts: RestoreOptions, signal: AbortSignal, op?: Operation, identities?: AgeIdentities): Promise<RestoreResult> {
+    // An encrypted backup without an identity of one of its recipients is refused before anything is read or changed.
+    try {
+      requireIdentity(manifest, identities, "restore");
+    } catch (err: unknown) {
+      throw new Error(`restore ${manifest.id}`, { cause: err });
+    }
+    const stored = new StoreSource(this.#store, dir, manifest.objects, this.#cfg.storage, (n) => this.#observer.bytes?.("restore", n));
+    const source = manifest.encryption && identities ? new DecryptingSource(stored, identities, manifest) : stored;
     const progress = op ? this.#progress(op, "restore") : undefined;
     try {
       return await this.#engine.restore({

@@ -3,6 +3,8 @@
 // operation that was started.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
+import type { RunnerConfig } from "../../apis/index.ts";
+import { AgeIdentities, IdentityError } from "../../encryption/identity.ts";
 import { isBackupId } from "../ids.ts";
 import type { Operation } from "../runner.ts";
 import { ApiError, readOptionalJsonBody, sendJson } from "./http.ts";
@@ -35,4 +37,24 @@ export function backupIdParam(params: Record<string, string>): string {
 /** 202 with the operation and where to follow it. */
 export function sendOperationAccepted(res: ServerResponse, op: Operation, location: string, redact: Redact): void {
   sendJson(res, 202, { operation: operationView(op, redact) }, { Location: location });
+}
+
+/**
+ * The identities of a request's identityFile, read from the runner's identity
+ * directory (definition.encryption.identityDir). 400 when the runner has no
+ * such directory or the file is missing or not an identity file; the answer
+ * never holds the file's content.
+ */
+export async function requestIdentities(config: RunnerConfig, identityFile: string | undefined): Promise<AgeIdentities | undefined> {
+  if (identityFile === undefined) return undefined;
+  const dir = config.definition.encryption?.identityDir;
+  if (!dir) {
+    throw new ApiError(400, "no_identity_dir", "this runner reads no identity files: its config has no definition.encryption.identityDir", { field: "identityFile" });
+  }
+  try {
+    return await AgeIdentities.fromDir(dir, identityFile);
+  } catch (err: unknown) {
+    if (err instanceof IdentityError) throw new ApiError(400, "invalid_identity", err.message, { field: "identityFile" });
+    throw err;
+  }
 }

@@ -3,6 +3,7 @@
 // picks the members it uses (see handlers/), so its dependencies show in its
 // signature.
 import type { RunnerConfig } from "../../apis/index.ts";
+import type { AgeIdentities } from "../../encryption/identity.ts";
 import type { CatalogEntry, UnreadableBackup } from "../catalog.ts";
 import type { Owner } from "../manifest.ts";
 import type { RetentionDecision } from "../retention.ts";
@@ -27,7 +28,7 @@ export interface ApiRunner {
   retentionDecision(): RetentionDecision;
   startBackup(trigger: BackupTrigger): { operation: Operation; finished: Promise<Operation> };
   startRestore(req: RestoreRequest, trigger?: string): { operation: Operation; finished: Promise<Operation> };
-  startVerify(ref: string, trigger?: string): { operation: Operation; finished: Promise<Operation> };
+  startVerify(ref: string, trigger?: string, identities?: AgeIdentities): { operation: Operation; finished: Promise<Operation> };
 }
 
 /** What the API uses of the RunnerService. */

@@ -25,6 +25,17 @@ const tableName = z
   .regex(/^[^.]+\.[\s\S]+$/, 'must be "database.table"')
   .refine((s) => !CONTROL.test(s), "must not contain control characters");
 
+/**
+ * An age identity file the runner reads, relative to definition.encryption.identityDir
+ * (a key of the mounted identity Secret). Never the key itself.
+ */
+const identityFile = z
+  .string()
+  .min(1, "must not be empty")
+  .max(1024, "is too long")
+  .refine((s) => !CONTROL.test(s) && !s.startsWith("/") && !s.split("/").some((p) => p === "" || p === "." || p === ".."), "must be a relative path inside the identity directory (a key of the runner's identity Secret, such as key.txt)")
+  .refine((s) => !/AGE-SECRET-KEY-/i.test(s), "must name an identity file, not hold the key: put the key into the runner's identity Secret");
+
 /** POST /api/v1/restores. Strict: unknown fields are errors, not ignored. */
 export const restoreBody = z.strictObject({
   backup: z
@@ -38,8 +49,12 @@ export const restoreBody = z.strictObject({
     .optional(),
   existingTables: z.enum(["fail", "drop", "append"]).default("fail"),
   allowUnstagedDrop: z.boolean().default(false),
+  identityFile: identityFile.optional(),
 });
 export type RestoreBody = z.infer<typeof restoreBody>;
+
+/** POST /api/v1/backups/{id}/verify: no body, `{}`, or the identity file that opens an encrypted backup's content. */
+export const verifyBody = z.strictObject({ identityFile: identityFile.optional() });
 
 /** POST /api/v1/backups and POST /api/v1/backups/{id}/verify: no body, an empty one, or `{}`; any field is unknown. */
 export const emptyBody = z.strictObject({});
@@ -125,6 +140,8 @@ export interface BackupSummary {
   owner: Owner | null;
   /** Written by another runner: never labelled or deleted by this one. */
   foreign: boolean;
+  /** Present when the data is encrypted with age: the fingerprints of the recipients that can open it. */
+  encryption?: { format: "age"; recipients: { fingerprint: string }[] } | undefined;
 }
 
 /** A backup whose manifest exists but could not be read: kept, never deleted, not restorable. */
@@ -160,6 +177,7 @@ export function backupSummary(e: CatalogEntry, labels: readonly string[], self: 
     baseBackupId: m.baseBackupId ?? null,
     owner: m.owner ?? null,
     foreign: !isOwnedBy(m.owner, self),
+    ...(m.encryption ? { encryption: { format: m.encryption.format, recipients: m.encryption.recipients.map((r) => ({ fingerprint: r.fingerprint })) } } : {}),
   };
 }
 

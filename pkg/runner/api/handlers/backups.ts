@@ -2,11 +2,11 @@
 // start an on-demand backup, pin and unpin, and start a verify.
 import type { RetentionDecision } from "../../retention.ts";
 import type { Gate } from "../gate.ts";
-import { ApiError, sendJson } from "../http.ts";
-import { backupIdParam, requireNoBody, sendOperationAccepted } from "../requests.ts";
+import { ApiError, readOptionalJsonBody, sendJson } from "../http.ts";
+import { backupIdParam, invalidRequest, requestIdentities, requireNoBody, sendOperationAccepted } from "../requests.ts";
 import type { Ctx, Route } from "../router.ts";
 import type { ApiRunner, Redact } from "../types.ts";
-import { backupSummary, unreadableSummary } from "../views.ts";
+import { backupSummary, unreadableSummary, verifyBody } from "../views.ts";
 
 export interface BackupDeps {
   runner: Pick<ApiRunner, "config" | "owner" | "catalog" | "retentionDecision" | "startBackup" | "startVerify">;
@@ -60,8 +60,10 @@ async function startVerify({ runner, gate, redact, maxBodyBytes }: BackupDeps, {
   const ref = params["id"] ?? "";
   if (ref !== "latest") backupIdParam(params);
   gate.requireCatalog();
-  await requireNoBody(req, maxBodyBytes);
-  const { operation } = runner.startVerify(ref, "api");
+  const body = verifyBody.safeParse((await readOptionalJsonBody(req, maxBodyBytes)) ?? {});
+  if (!body.success) throw invalidRequest(body.error);
+  const identities = await requestIdentities(runner.config, body.data.identityFile);
+  const { operation } = runner.startVerify(ref, "api", identities);
   sendOperationAccepted(res, operation, `/api/v1/operations/${operation.id}`, redact);
 }
 

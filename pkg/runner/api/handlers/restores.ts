@@ -3,13 +3,13 @@
 import type { RestoreRequest } from "../../runner.ts";
 import type { Gate } from "../gate.ts";
 import { ApiError, readJsonBody, sendJson } from "../http.ts";
-import { NOT_FOUND_OPERATION, invalidRequest, sendOperationAccepted } from "../requests.ts";
+import { NOT_FOUND_OPERATION, invalidRequest, requestIdentities, sendOperationAccepted } from "../requests.ts";
 import type { Ctx, Route } from "../router.ts";
 import type { ApiRunner, Redact } from "../types.ts";
 import { operationView, restoreBody, type RestoreBody } from "../views.ts";
 
 export interface RestoreDeps {
-  runner: Pick<ApiRunner, "startRestore" | "operation">;
+  runner: Pick<ApiRunner, "startRestore" | "operation" | "config">;
   gate: Pick<Gate, "requireReady">;
   redact: Redact;
   maxBodyBytes: number;
@@ -32,7 +32,8 @@ async function startRestore({ runner, gate, redact, maxBodyBytes }: RestoreDeps,
   const body = await readJsonBody(req, maxBodyBytes);
   const parsed = restoreBody.safeParse(body);
   if (!parsed.success) throw invalidRequest(parsed.error);
-  const { operation } = runner.startRestore(toRestoreRequest(parsed.data), "api");
+  const identities = await requestIdentities(runner.config, parsed.data.identityFile);
+  const { operation } = runner.startRestore({ ...toRestoreRequest(parsed.data), ...(identities ? { identities } : {}) }, "api");
   sendOperationAccepted(res, operation, `/api/v1/restores/${operation.id}`, redact);
 }
 
