@@ -40,6 +40,32 @@ const clickhouseBase = z.strictObject({
     })
     .prefault({})
     .describe("Settings of the native method"),
+  cluster: z
+    .strictObject({
+      name: z.string().min(1).describe("The cluster's name in system.clusters (remote_servers), e.g. the Altinity operator's installation name"),
+      httpPort: z
+        .int()
+        .min(1)
+        .max(65535)
+        .optional()
+        .describe("HTTP port of the cluster's hosts; default: the port of url (the hosts are reached by the host names system.clusters gives)"),
+      hosts: z
+        .record(z.string().min(1), z.string().regex(/^https?:\/\/[^\s/]+(:\d+)?\/?$/, "must be an http(s) URL like http://host:8123"))
+        .optional()
+        .describe(
+          'For tests and unusual networks: the URL of a host by its "host:port" in system.clusters (the TCP port listed there), when host name and httpPort do not reach it',
+        ),
+      concurrency: z.int().min(1).max(16).default(2).describe("Shards (and hosts) backed up or restored at once"),
+      replicationTimeoutSeconds: z
+        .int()
+        .min(1)
+        .default(600)
+        .describe("How long a restore waits for the replicas of a shard to catch up before it counts their rows"),
+    })
+    .optional()
+    .describe(
+      "Back up a sharded, replicated cluster: the topology from system.clusters, the schema once, replicated tables once per shard from its healthiest replica, other tables from every host (dump method only)",
+    ),
   requestTimeoutSeconds: z.int().min(1).default(3600).describe("Timeout of one ClickHouse request"),
   idleTimeoutSeconds: z
     .int()
@@ -51,15 +77,28 @@ const clickhouseBase = z.strictObject({
     ),
 });
 
+export const CLUSTER_NATIVE_MESSAGE =
+  "cluster backups use the dump method: the native method would need BACKUP ... ON CLUSTER (ClickHouse 22.8+), which this runner does not drive";
+
+/** A cluster is backed up with the dump method only. */
+const clusterRules = (c: { method?: string; cluster?: unknown }, ctx: z.RefinementCtx) => {
+  if (c.cluster !== undefined && c.method === "native") ctx.addIssue({ code: "custom", path: ["cluster"], message: CLUSTER_NATIVE_MESSAGE });
+};
+const always = { when: (p: { value: unknown }) => typeof p.value === "object" && p.value !== null };
+
 /** As written in a BackupDefinition: the password comes from a Secret in the definition's namespace. */
-export const clickhouseSpec = clickhouseBase.extend({
-  passwordSecretRef: secretKeyRef.optional().describe("Secret key holding the ClickHouse password"),
-});
+export const clickhouseSpec = clickhouseBase
+  .extend({
+    passwordSecretRef: secretKeyRef.optional().describe("Secret key holding the ClickHouse password"),
+  })
+  .superRefine(clusterRules, always);
 export type ClickHouseSpec = z.infer<typeof clickhouseSpec>;
 
 /** As the runner gets it: the password resolved. */
-export const clickhouseRunnerConfig = clickhouseBase.extend({
-  password: z.string().default("").describe("ClickHouse password (resolved from passwordSecretRef)"),
-});
+export const clickhouseRunnerConfig = clickhouseBase
+  .extend({
+    password: z.string().default("").describe("ClickHouse password (resolved from passwordSecretRef)"),
+  })
+  .superRefine(clusterRules, always);
 export type ClickHouseRunnerConfig = z.infer<typeof clickhouseRunnerConfig>;
 export type ClickHouseRunnerConfigInput = z.input<typeof clickhouseRunnerConfig>;

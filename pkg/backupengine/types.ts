@@ -79,6 +79,9 @@ export interface TableEntry {
   dataObject?: string | undefined;
   /** Every piece of the table's data in order, when it was stored as more than one object. */
   dataObjects?: string[] | undefined;
+  /** Cluster backups: the host ("host:port" in system.clusters) the data came from, and its shard. */
+  host?: string | undefined;
+  shard?: number | undefined;
 }
 
 /** What an engine reports about a finished backup; stored in the manifest. */
@@ -115,6 +118,12 @@ export interface RestoreOptions {
   tables?: string[] | undefined;
   /** Restore database `from` into database `to`. */
   renameDatabases?: Record<string, string> | undefined;
+  /**
+   * Cluster backups: restore every shard into the one server the engine is
+   * configured for (replicated tables become their plain MergeTree engine,
+   * Distributed tables a Merge table over their local table).
+   */
+  mergeShards?: boolean | undefined;
   existingTables: ExistingTablePolicy;
   /**
    * Allows "drop" for objects that cannot be restored through a staging

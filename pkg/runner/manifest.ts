@@ -41,6 +41,9 @@ export const manifestSchema = z.object({
       dataObject: z.string().optional(),
       /** Every piece of the data in order, when the storage capped the size of one object. */
       dataObjects: z.array(z.string()).optional(),
+      /** Cluster backups: the host the data came from ("host:port" in system.clusters) and its shard. */
+      host: z.string().optional(),
+      shard: z.number().optional(),
     }),
   ),
   objects: z.array(writtenObject),

@@ -97,6 +97,17 @@ export class DirSink implements BackupSink, BackupSource {
     return file.pipe(verify);
   }
 
+  /** The pieces of one logical object as one stream, each piece verified. */
+  async getObjects(names: readonly string[], signal: AbortSignal): Promise<Readable> {
+    for (const n of names) await stat(this.#path(n));
+    const self = this;
+    return Readable.from(
+      (async function* () {
+        for (const n of names) yield* await self.getObject(n, signal);
+      })(),
+    );
+  }
+
   nativeS3Target(name: string): NativeS3Target | undefined {
     if (!this.native) return undefined;
     const n = this.native;

@@ -79,6 +79,8 @@ export interface DumpContext {
   concurrency?: number | undefined;
   /** Tests: the dump's buffer pools poison released blocks and check their use (BufferPoolOptions.poisonOnRelease). */
   debugPoolPoison?: boolean | undefined;
+  /** Which tables' data this dump holds (default all); the others keep their DDL only (a cluster dumps replicated tables once per shard). */
+  dataFilter?: ((t: TableInfo) => boolean) | undefined;
 }
 
 export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: BackupRequest): Promise<EngineBackupResult> {
@@ -86,7 +88,7 @@ export async function dumpBackup(ctx: DumpContext, info: ServerInfo, req: Backup
   const log = req.logger;
   const signal = req.signal;
   const catalog = await readCatalog(conn, info, { databases: config.databases, tables: config.tables }, signal);
-  const withData = catalog.tables.filter((t) => t.kind !== "schema");
+  const withData = catalog.tables.filter((t) => t.kind !== "schema" && (ctx.dataFilter?.(t) ?? true));
   log.info("clickhouse dump: starting", {
     databases: catalog.databases.map((d) => d.name),
     tables: catalog.tables.length,

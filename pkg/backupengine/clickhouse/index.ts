@@ -13,6 +13,8 @@ import { dumpBackup } from "./dump.ts";
 import { cleanupInterrupted, dumpRestore } from "./restore.ts";
 import { verifyDump } from "./verify.ts";
 import { nativeBackup, nativeRestore, requireNativeVersion } from "./native.ts";
+import { clusterBackup, clusterRestore, clusterVerify, isClusterDetails, type HostConnector } from "./cluster.ts";
+import { CLUSTER_NATIVE_MESSAGE } from "../../apis/clickhouse.ts";
 
 export { redact } from "./sql.ts";
 export { DUMP_CONCURRENCY, dataObjectName } from "./dump.ts";
@@ -73,8 +75,30 @@ class ClickHouseEngine implements BackupEngine {
     this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : [], http, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
   }
 
+  /** Connections to the other hosts of a cluster, with the same credentials and settings. */
+  readonly #connector: HostConnector = {
+    connect: (url: string) => {
+      if (!this.#ownsClient) throw new EngineError("cluster backups need the engine's own HTTP client (an injected client reaches one server)", { retryable: false });
+      const config = this.#config;
+      const client = createClient({
+        url,
+        username: config.username,
+        password: config.password,
+        request_timeout: config.requestTimeoutSeconds * 1000,
+        compression: { request: false, response: false },
+        log: { level: ClickHouseLogLevel.OFF },
+        max_open_connections: 8,
+        application: "clickhouse-k8s-backup",
+      });
+      const http = { url, username: config.username, password: config.password, timeoutMs: config.requestTimeoutSeconds * 1000, userAgent: "clickhouse-k8s-backup" };
+      const conn = new Conn(client, config.username, config.password ? [config.password] : [], http, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
+      return { conn, close: () => client.close() };
+    },
+  };
+
   async check(signal: AbortSignal): Promise<{ version: string }> {
     const info = await this.#conn.info(signal);
+    if (this.#config.method === "native" && this.#config.cluster) throw new EngineError(CLUSTER_NATIVE_MESSAGE, { retryable: false });
     if (this.#config.method === "native") requireNativeVersion(info);
     return { version: info.version };
   }
@@ -82,12 +106,18 @@ class ClickHouseEngine implements BackupEngine {
   async backup(req: BackupRequest): Promise<EngineBackupResult> {
     const info = await this.#conn.info(req.signal);
     const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, pollMs: this.#pollMs, concurrency: this.#concurrency, debugPoolPoison: this.#debugPoolPoison };
+    if (this.#config.cluster) {
+      if (this.#config.method === "native") throw new EngineError(CLUSTER_NATIVE_MESSAGE, { retryable: false });
+      return clusterBackup({ ...ctx, connector: this.#connector }, info, req);
+    }
     return this.#config.method === "native" ? nativeBackup(ctx, info, req) : dumpBackup(ctx, info, req);
   }
 
   async restore(req: RestoreRequest): Promise<RestoreResult> {
     const info = await this.#conn.info(req.signal);
     const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, pollMs: this.#pollMs, concurrency: this.#concurrency };
+    if (req.backup.method === "dump" && isClusterDetails(req.backup.details)) return clusterRestore({ ...ctx, connector: this.#connector }, info, req);
+    if (req.options.mergeShards) throw new EngineError("mergeShards applies to backups of a cluster; this backup is of one server", { retryable: false });
     switch (req.backup.method) {
       case "dump":
         return dumpRestore(ctx, info, req);
@@ -102,6 +132,7 @@ class ClickHouseEngine implements BackupEngine {
     if (req.backup.method !== "dump") {
       throw new EngineError(`verify reads the data of dump backups; a "${req.backup.method}" backup is written by ClickHouse itself (restore it to check it)`, { retryable: false });
     }
+    if (isClusterDetails(req.backup.details)) return clusterVerify(req, { idleTimeoutMs: this.#config.idleTimeoutSeconds * 1000 });
     return verifyDump(req, { idleTimeoutMs: this.#config.idleTimeoutSeconds * 1000 });
   }
 

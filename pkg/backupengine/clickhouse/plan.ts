@@ -12,6 +12,8 @@ export interface BackupTable {
   name: string;
   engine: string;
   ddl: string;
+  /** "schema": the backup holds no data for it (a cluster replica whose replicated tables' data comes through replication). */
+  kind?: TableKind | undefined;
 }
 
 export interface PlannedDatabase extends DatabaseInfo {
@@ -68,7 +70,7 @@ export function planRestore<T extends BackupTable>(databases: readonly DatabaseI
     const clash = seen.get(targetKey);
     if (clash) throw new EngineError(`tables ${clash} and ${key} would both be restored as ${targetKey}`, { retryable: false });
     seen.set(targetKey, key);
-    planned.push({ source: t, kind: tableKind(t.engine, t.ddl), target, key: targetKey, ddl: renameDatabasesInDdl(t.ddl, renames, tableKeys) });
+    planned.push({ source: t, kind: t.kind === "schema" ? "schema" : tableKind(t.engine, t.ddl), target, key: targetKey, ddl: renameDatabasesInDdl(t.ddl, renames, tableKeys) });
   }
   return {
     databases: databases.filter((d) => dbNames.has(d.name)).map((d) => ({ ...d, target: renames[d.name] ?? d.name })),

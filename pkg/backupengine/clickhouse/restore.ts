@@ -157,6 +157,8 @@ function insertSettings(info: ServerInfo): Record<string, number> {
   const s: Record<string, number> = { insert_deduplicate: 0 };
   // 18.x refuses LowCardinality columns without this, also on INSERT when views are involved
   if (!versionAtLeast(info.v, 19, 0)) s["allow_experimental_low_cardinality_type"] = 1;
+  // newer servers fold rows of one inserted block in Replacing/Summing/... tables (optimize_on_insert): the restore's count must see every row sent
+  if (versionAtLeast(info.v, 21, 0)) s["optimize_on_insert"] = 0;
   return s;
 }
 

@@ -1,0 +1,258 @@
+// Cluster-aware dump backups against a real 2 shards x 2 replicas ClickHouse
+// 18.16 cluster with ZooKeeper (test/env/cluster.ts): a ReplicatedMergeTree,
+// a non-replicated MergeTree per host, a Distributed table and a
+// materialized view. Backup (data once per shard, per-host tables from every
+// host), verify, a renamed restore next to the live tables (rewritten
+// ZooKeeper paths, a path in use refused), drop everything and restore,
+// replicas stopped during backup, and mergeShards into chDB. One cluster for
+// the whole file.
+import { join } from "node:path";
+import winston from "winston";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clickhouseRunnerConfig, type ClickHouseRunnerConfigInput } from "../pkg/apis/clickhouse.ts";
+import { createClickHouseEngine } from "../pkg/backupengine/clickhouse/index.ts";
+import type { ClusterDetails } from "../pkg/backupengine/clickhouse/cluster.ts";
+import { EngineError, type EngineBackupResult, type RestoreOptions } from "../pkg/backupengine/types.ts";
+import { makeTempDir, removeDir, startChdb, startClickHouseCluster, type ClickHouseCluster, type ChdbEngine } from "./env/index.ts";
+import { DirSink } from "./helpers/sink.ts";
+
+const logger = winston.createLogger({ silent: true });
+
+describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)", () => {
+  let cluster: ClickHouseCluster;
+  let tmp: string;
+  let n = 0;
+  const newSink = () => new DirSink(join(tmp, `b${++n}`));
+  const engine = (over: Partial<ClickHouseRunnerConfigInput> = {}) =>
+    createClickHouseEngine(
+      clickhouseRunnerConfig.parse({
+        url: cluster.host(1, 1).url,
+        username: cluster.username,
+        password: cluster.password,
+        databases: { include: ["shop*"] },
+        cluster: { name: cluster.name, hosts: cluster.hostUrls, replicationTimeoutSeconds: 60 },
+        ...over,
+      }),
+      { logger },
+    );
+  const backupWith = async (over: Partial<ClickHouseRunnerConfigInput> = {}) => {
+    const sink = newSink();
+    const e = engine(over);
+    try {
+      const result = await e.backup({ backupId: `b${n}`, signal: AbortSignal.timeout(120_000), sink, logger });
+      return { result, sink };
+    } finally {
+      await e.close();
+    }
+  };
+  const restoreWith = async (b: { result: EngineBackupResult; sink: DirSink }, options: Partial<RestoreOptions> = {}) => {
+    const e = engine();
+    try {
+      return await e.restore({ signal: AbortSignal.timeout(180_000), source: b.sink, backup: b.result, options: { existingTables: "fail", ...options }, logger });
+    } finally {
+      await e.close();
+    }
+  };
+  /** count and an order-independent checksum of a table on one host */
+  const sum = async (s: number, r: number, table: string) => {
+    const [row] = await cluster.host(s, r).query<{ n_rows: string; digest: string }>(`SELECT toString(count()) AS n_rows, toString(sum(cityHash64(*))) AS digest FROM ${table}`);
+    return { rows: Number(row?.n_rows), sha: row?.digest };
+  };
+  const everyHost = async (table: string) => {
+    const out: Record<string, { rows: number; sha: string | undefined }> = {};
+    for (const h of cluster.hosts) out[`${h.shard}/${h.replica}`] = await sum(h.shard, h.replica, table);
+    return out;
+  };
+  const createShop = async (db: string) => {
+    await cluster.execAll(`CREATE DATABASE IF NOT EXISTS ${db}`);
+    await cluster.execAll(
+      `CREATE TABLE ${db}.events (id UInt64, s String, v Float64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${db}/events', '{replica}') ORDER BY id`,
+    );
+    await cluster.execAll(
+      `CREATE TABLE ${db}.counts (s String, c UInt64) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${db}/counts', '{replica}') ORDER BY s`,
+    );
+    await cluster.execAll(`CREATE MATERIALIZED VIEW ${db}.counts_mv TO ${db}.counts AS SELECT s, count() AS c FROM ${db}.events GROUP BY s`);
+    await cluster.execAll(`CREATE TABLE ${db}.host_log (id UInt64, msg String) ENGINE = MergeTree ORDER BY id`);
+    await cluster.execAll(`CREATE TABLE ${db}.events_all AS ${db}.events ENGINE = Distributed(${cluster.name}, ${db}, events, id)`);
+  };
+
+  let before: { events: Record<string, unknown>; hostLog: Record<string, unknown>; counts: Record<string, unknown> };
+  let main: { result: EngineBackupResult; sink: DirSink };
+
+  beforeAll(async () => {
+    tmp = await makeTempDir("cluster-backup");
+    cluster = await startClickHouseCluster({ shards: 2, replicas: 2 });
+    await createShop("shop");
+    // shard 1 gets 3000 rows through replica 1, shard 2 gets 2000 through replica 2
+    await cluster.host(1, 1).exec("INSERT INTO shop.events SELECT number, toString(number % 7), number / 3 FROM system.numbers LIMIT 3000");
+    await cluster.host(2, 2).exec("INSERT INTO shop.events SELECT number + 100000, toString(number % 5), number / 7 FROM system.numbers LIMIT 2000");
+    // every host's own table holds different rows
+    for (const h of cluster.hosts) {
+      const k = h.shard * 10 + h.replica;
+      await h.server.exec(`INSERT INTO shop.host_log SELECT number + ${k * 1000}, 'host ${k}' FROM system.numbers LIMIT ${k * 10}`);
+    }
+    await cluster.syncReplicas();
+    before = { events: await everyHost("shop.events"), hostLog: await everyHost("shop.host_log"), counts: await everyHost("shop.counts") };
+  }, 240_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (tmp) await removeDir(tmp);
+  }, 60_000);
+
+  it("backs up the schema once, each shard's replicated data once, and every host's own tables", async () => {
+    main = await backupWith();
+    const d = main.result.details as ClusterDetails;
+    expect(d.format).toBe("clickhouse-cluster-dump/1");
+    expect(d.cluster.shards.map((s) => [s.shard, s.replicas.length])).toEqual([
+      [1, 2],
+      [2, 2],
+    ]);
+    expect(d.schema.tables.map((t) => t.name).sort()).toEqual(["counts", "counts_mv", "events", "events_all", "host_log"]);
+    const rowsOf = (name: string) =>
+      main.result.tables
+        .filter((t) => t.name === name && t.host)
+        .map((t) => [t.shard, t.rows])
+        .sort((a, b) => Number(a[0]) - Number(b[0]));
+    // replicated: once per shard
+    expect(rowsOf("events")).toEqual([
+      [1, 3000],
+      [2, 2000],
+    ]);
+    // non-replicated: from every host
+    expect(main.result.tables.filter((t) => t.name === "host_log").map((t) => t.rows).sort((a, b) => a - b)).toEqual([110, 120, 210, 220]);
+    // the ZooKeeper path and macros as written
+    expect(d.schema.tables.find((t) => t.name === "events")?.ddl).toContain("/clickhouse/tables/{shard}/shop/events");
+    expect(d.hosts.filter((h) => h.role === "source")).toHaveLength(2);
+    // Distributed and the view keep their DDL only
+    expect(main.result.tables.filter((t) => t.name === "events_all" || t.name === "counts_mv").every((t) => t.rows === 0 && !t.dataObject)).toBe(true);
+  });
+
+  it("verifies the backup from storage alone, host by host", async () => {
+    const e = engine();
+    try {
+      const r = await e.verify!({ signal: AbortSignal.timeout(60_000), source: main.sink, backup: main.result, logger });
+      expect(r.ok).toBe(true);
+      expect(r.tables.filter((t) => t.name === "events").map((t) => t.rows).sort()).toEqual([2000, 3000]);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it("restores into a renamed database next to the live tables, on its own ZooKeeper paths", async () => {
+    const r = await restoreWith(main, { renameDatabases: { shop: "shop_copy" } });
+    expect(r.tables.find((t) => t.name === "events")?.rows).toBe(5000);
+    expect(await everyHost("shop_copy.events")).toEqual(before.events);
+    expect(await everyHost("shop_copy.host_log")).toEqual(before.hostLog);
+    expect(await everyHost("shop_copy.counts")).toEqual(before.counts);
+    const paths = await cluster.host(1, 2).query<{ database: string; zookeeper_path: string }>(
+      "SELECT database, zookeeper_path FROM system.replicas WHERE table = 'events' ORDER BY database",
+    );
+    expect(paths).toEqual([
+      { database: "shop", zookeeper_path: "/clickhouse/tables/1/shop/events" },
+      { database: "shop_copy", zookeeper_path: "/clickhouse/tables/1/shop_copy/events" },
+    ]);
+    // the Distributed copy reads the copy
+    const ddl = (await cluster.host(2, 1).query<{ statement: string }>("SHOW CREATE TABLE shop_copy.events_all"))[0]?.statement ?? "";
+    expect(ddl).toContain("shop_copy");
+    expect(Number((await cluster.host(2, 1).query<{ c: string }>("SELECT count() AS c FROM shop_copy.events_all"))[0]?.c)).toBe(5000);
+    // writes to one never appear in the other
+    await cluster.host(1, 1).exec("INSERT INTO shop_copy.events VALUES (999999, 'copy', 1)");
+    await cluster.host(2, 1).exec("INSERT INTO shop.events VALUES (888888, 'live', 1)");
+    await cluster.syncReplicas();
+    expect((await sum(1, 2, "shop_copy.events")).rows).toBe(3001);
+    expect((await sum(1, 2, "shop.events")).rows).toBe(3000);
+    expect((await sum(2, 2, "shop.events")).rows).toBe(2001);
+    expect((await sum(2, 2, "shop_copy.events")).rows).toBe(2000);
+    await cluster.host(2, 1).exec("ALTER TABLE shop.events DELETE WHERE id = 888888");
+    await cluster.syncReplicas();
+  });
+
+  it("refuses, before changing anything, a restore whose ZooKeeper path is in use", async () => {
+    // a table elsewhere holds the path a restore into shop_taken would get
+    await cluster.execAll("CREATE DATABASE IF NOT EXISTS other");
+    await cluster.execAll("CREATE TABLE other.squatter (x UInt8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop_taken/events', '{replica}') ORDER BY x");
+    const err = await restoreWith(main, { renameDatabases: { shop: "shop_taken" } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect((err as Error).message).toMatch(/ZooKeeper path \/clickhouse\/tables\/1\/shop_taken\/events.*in use.*nothing was changed/);
+    for (const h of cluster.hosts) expect(await h.server.query("SELECT name FROM system.databases WHERE name = 'shop_taken'")).toEqual([]);
+    // and a second restore into the existing copy is refused as well
+    const again = await restoreWith(main, { renameDatabases: { shop: "shop_copy" } }).catch((e: unknown) => e);
+    expect((again as Error).message).toMatch(/restore refused/);
+    await cluster.execAll("DROP DATABASE other");
+  });
+
+  it("restores the whole cluster after everything was dropped", async () => {
+    await cluster.execAll("DROP DATABASE shop");
+    await cluster.execAll("DROP DATABASE shop_copy");
+    const r = await restoreWith(main);
+    expect(r.tables.find((t) => t.name === "host_log")?.rows).toBe(660);
+    expect(await everyHost("shop.events")).toEqual(before.events);
+    expect(await everyHost("shop.host_log")).toEqual(before.hostLog);
+    expect(await everyHost("shop.counts")).toEqual(before.counts);
+    for (const h of cluster.hosts) expect(Number((await h.server.query<{ c: string }>("SELECT count() AS c FROM shop.events_all"))[0]?.c)).toBe(5000);
+    // the materialized view works again and replication too
+    await cluster.host(2, 1).exec("INSERT INTO shop.events VALUES (777777, 'after', 1)");
+    await cluster.syncReplicas();
+    expect(await cluster.host(2, 2).query("SELECT s, c FROM shop.counts WHERE s = 'after'")).toEqual([{ s: "after", c: "1" }]);
+  });
+
+  it("uses the other replica when one replica of each shard is stopped", async () => {
+    await cluster.host(1, 1).kill();
+    await cluster.host(2, 2).kill();
+    try {
+      const b = await backupWith({ url: cluster.host(1, 2).url });
+      const d = b.result.details as ClusterDetails;
+      const ids = Object.fromEntries(cluster.hosts.map((h) => [`${h.shard}/${h.replica}`, h.id]));
+      expect(d.cluster.shards.map((s) => s.source)).toEqual([ids["1/2"], ids["2/1"]]);
+      expect(d.hosts.filter((h) => h.role === "unreachable").map((h) => h.id).sort()).toEqual([ids["1/1"], ids["2/2"]].sort());
+      expect(b.result.tables.filter((t) => t.name === "events").map((t) => t.rows).sort()).toEqual([2001, 3000]);
+    } finally {
+      await cluster.host(1, 1).start();
+      await cluster.host(2, 2).start();
+    }
+  });
+
+  it("fails, naming the shard, when no replica of a shard is healthy", async () => {
+    await cluster.host(2, 1).kill();
+    await cluster.host(2, 2).kill();
+    try {
+      const err = await backupWith().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EngineError);
+      expect((err as Error).message).toMatch(/shard 2 has no healthy replica/);
+      expect((err as Error).message).not.toMatch(/shard 1 has/);
+    } finally {
+      await cluster.host(2, 1).start();
+      await cluster.host(2, 2).start();
+    }
+  });
+
+  it("refuses a restore onto another number of shards, and merges every shard into chDB with mergeShards", async () => {
+    // the backup as if it came from a cluster with one more shard
+    const d = structuredClone(main.result.details) as ClusterDetails;
+    d.cluster.shards.push({ shard: 3, source: "x:1", replicas: ["x:1"] });
+    const err = await restoreWith({ result: { ...main.result, details: d }, sink: main.sink }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/3 shard\(s\).*has 2.*mergeShards/);
+
+    let chdb: ChdbEngine | undefined;
+    try {
+      chdb = await startChdb();
+      const e = createClickHouseEngine(clickhouseRunnerConfig.parse({ url: "http://chdb:8123" }), { logger, client: chdb.engineClient() });
+      const r = await e.restore({ signal: AbortSignal.timeout(120_000), source: main.sink, backup: main.result, options: { existingTables: "fail", mergeShards: true }, logger });
+      await e.close();
+      expect(r.tables.find((t) => t.name === "events")?.rows).toBe(5000);
+      expect(r.tables.find((t) => t.name === "host_log")?.rows).toBe(660);
+      const q = async (sql: string) => (await chdb!.query<{ c: string }>(sql))[0]?.c;
+      expect(Number(await q("SELECT count() AS c FROM shop.events"))).toBe(5000);
+      expect(Number(await q("SELECT count() AS c FROM shop.events_all"))).toBe(5000);
+      expect(Number(await q("SELECT count() AS c FROM shop.host_log"))).toBe(660);
+      expect(await q("SELECT engine AS c FROM system.tables WHERE database = 'shop' AND name = 'events'")).toBe("MergeTree");
+      // the same rows: chDB's checksum is the sum of both shards' checksums before the backup
+      const merged = (await chdb.query<{ digest: string }>("SELECT toString(sum(cityHash64(*))) AS digest FROM shop.events"))[0]?.digest;
+      const ev = before.events as Record<string, { sha: string }>;
+      expect(BigInt(merged ?? "0")).toBe((BigInt(ev["1/1"]!.sha) + BigInt(ev["2/1"]!.sha)) % 2n ** 64n);
+    } finally {
+      await chdb?.stop();
+    }
+  });
+});
