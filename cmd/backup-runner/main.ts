@@ -129,6 +129,7 @@ async function main(argv: string[]): Promise<number> {
       renameDatabases: Object.keys(command.rename).length ? command.rename : undefined,
       existingTables: command.existing,
       ...(command.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
+      ...(command.mergeShards ? { mergeShards: true } : {}),
     };
     if (command.from) {
       started = runner.startTargetRestore(command.from, opts, "cli", identities);

@@ -44,6 +44,13 @@ export const RUNNER_CONTAINER = {
   scratchDir: "/var/lib/backup-runner",
   /** The runner's operation journal (definition.stateDir): on the scratch volume, so it survives a restart of the pod. */
   stateDir: "/var/lib/backup-runner/state",
+  /**
+   * Encrypted backups: where the optional Secret `<runner name>-identity` (controller namespace) is mounted,
+   * definition.encryption.identityDir. The controller never reads that Secret; a platform engineer creates it to
+   * restore (a restore request's identityFile names one of its keys) and deletes it afterwards.
+   */
+  identityDir: "/etc/backup-runner-identity",
+  identitySecretSuffix: "-identity",
   port: 8080,
   portName: "http",
   /** UID/GID of the non-root user in the runner image. */
@@ -96,6 +103,9 @@ export const CONTROLLER_PERMISSIONS: { cluster: PolicyRule[]; namespaced: Policy
   cluster: [
     { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions"], verbs: ["list", "watch", "patch"] },
     { apiGroups: ["chbackup.dev"], resources: ["backupdefinitions/status"], verbs: ["patch"] },
+    // Restore objects: read, and their status written; nothing else (no finalizer, no spec change).
+    { apiGroups: ["chbackup.dev"], resources: ["restores"], verbs: ["list", "watch"] },
+    { apiGroups: ["chbackup.dev"], resources: ["restores/status"], verbs: ["patch"] },
     // get: a Secret cached without its data (nothing referred to it) is read once something does.
     { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] },
     { apiGroups: [""], resources: ["events"], verbs: ["create"] },

@@ -1,7 +1,18 @@
 // From a BackupDefinition, its StorageLocation and the Secrets they reference
 // to the runner's resolved configuration: a pure function. Failures are
 // reasons for the Ready condition, never exceptions, and never hold a secret value.
-import { backupDefinitionSpec, storageLocationSpec, runnerConfig, formatIssues, type BackupDefinitionSpec, type RunnerConfig, type RunnerConfigInput, type StorageLocationSpec } from "../apis/index.ts";
+import {
+  backupDefinitionSpec,
+  storageLocationSpec,
+  runnerConfig,
+  formatIssues,
+  parseRecipientsText,
+  recipientProblem,
+  type BackupDefinitionSpec,
+  type RunnerConfig,
+  type RunnerConfigInput,
+  type StorageLocationSpec,
+} from "../apis/index.ts";
 import type { AllowedNamespaces, LabelSelector } from "../apis/storagelocation.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
 import type { BackupDefinitionObject, SecretObject, StorageLocationObject } from "./types.ts";
@@ -74,6 +85,8 @@ export function referencedSecrets(def: BackupDefinitionObject, location: Storage
   const refs: { namespace: string; name: string }[] = [];
   const pw = def.spec?.clickhouse?.passwordSecretRef?.name;
   if (pw) refs.push({ namespace: def.metadata.namespace ?? "", name: pw });
+  const rcp = (def.spec as { encryption?: { recipientsSecretRef?: { name?: string } } } | undefined)?.encryption?.recipientsSecretRef?.name;
+  if (rcp) refs.push({ namespace: def.metadata.namespace ?? "", name: rcp });
   const cred = location?.spec?.s3?.credentialsSecretRef?.name;
   if (cred) refs.push({ namespace: controllerNamespace, name: cred });
   return refs;
@@ -154,6 +167,19 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
     password = v.value;
   }
 
+  // Encryption: only recipients (public keys) reach the runner; an identity never passes through the controller.
+  let recipients: string[] | undefined = spec.encryption?.recipients;
+  const rref = spec.encryption?.recipientsSecretRef;
+  if (rref) {
+    const v = secretValue(input, ns, rref.name, rref.key, "encryption.recipientsSecretRef");
+    if (!v.ok) return v;
+    recipients = parseRecipientsText(v.value);
+    const where = `Secret ${ns}/${rref.name} key "${rref.key}" (encryption.recipientsSecretRef)`;
+    if (recipients.length === 0) return { ok: false, reason: "InvalidSpec", message: `${where} holds no recipient (age1…, one per line)` };
+    const bad = recipients.map((r, i) => ({ i, p: recipientProblem(r) })).filter((x) => x.p !== undefined);
+    if (bad.length) return { ok: false, reason: "InvalidSpec", message: `${where}: ${bad.map((b) => `recipient ${b.i + 1} ${b.p}`).join("; ")}` };
+  }
+
   let storage: RunnerConfigInput["storage"];
   if (location.s3) {
     const { credentialsSecretRef, ...s3 } = location.s3;
@@ -185,6 +211,7 @@ export function planRunnerConfig(input: PlanInput): PlanSuccess | PlanFailure {
       suspend: spec.suspend,
       incompleteCleanupAfterHours: spec.incompleteCleanupAfterHours,
       stateDir: RUNNER_CONTAINER.stateDir,
+      ...(recipients ? { encryption: { recipients, identityDir: RUNNER_CONTAINER.identityDir } } : {}),
     },
     storage,
     api: { token: input.token, port: RUNNER_CONTAINER.port, host: "0.0.0.0" },

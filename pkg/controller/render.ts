@@ -68,6 +68,11 @@ export function renderRunnerObjects(plan: PlanSuccess, settings: ControllerSetti
     { name: "config", secret: { secretName: name, defaultMode: 0o440 } },
     { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
   ];
+  if (plan.config.definition.encryption) {
+    // The identity that opens encrypted backups is not in the runner: a platform engineer creates this Secret to restore.
+    volumes.push({ name: "identity", secret: { secretName: `${name}${RUNNER_CONTAINER.identitySecretSuffix}`, optional: true, defaultMode: 0o440 } });
+    mounts.push({ name: "identity", mountPath: RUNNER_CONTAINER.identityDir, readOnly: true });
+  }
   const fs = plan.location.filesystem;
   // S3 backups never touch the runner's disk: its scratch volume holds only the operation journal (stateDir), so it is an
   // emptyDir (kept across container restarts, not across pod deletion) and the runner gets no volume claim.

@@ -23,6 +23,9 @@ describe("backup-runner command line", () => {
       allowUnstagedDrop: false,
     });
     expect(parseCommand(["restore", "--from", "x", "--existing", "drop", "--allow-unstaged-drop"])).toMatchObject({ existing: "drop", allowUnstagedDrop: true });
+    expect(parseCommand(["restore", "--backup", "latest", "--merge-shards"])).toMatchObject({ cmd: "restore", mergeShards: true });
+    expect(parseCommand(["restore", "--backup", "latest"])).not.toHaveProperty("mergeShards");
+    expect(() => parseCommand(["verify", "--backup", "latest", "--merge-shards"])).toThrow(/verify takes no --merge-shards/);
     expect(() => parseCommand(["restore"])).toThrow(/exactly one of/);
     expect(() => parseCommand(["restore", "--from", "x", "--existing", "merge"])).toThrow(/--existing/);
     expect(() => parseCommand(["restore", "--from", "x", "--rename", "ab"])).toThrow(/FROM=TO/);

@@ -15,6 +15,8 @@ export type Command =
       rename: Record<string, string>;
       existing: ExistingTablePolicy;
       allowUnstagedDrop: boolean;
+      /** A cluster backup restored into the one server of the config. */
+      mergeShards?: boolean | undefined;
       identity?: string | undefined;
     }
   | { cmd: "verify"; config: string | undefined; from: string | undefined; backup: string | undefined; identity?: string | undefined }
@@ -31,7 +33,7 @@ export const USAGE = `Usage:
   backup-runner restore [--config FILE] (--from PATH | --backup ID|latest)
                         [--database DB]... [--table DB.TABLE]...
                         [--rename FROM=TO]... [--existing fail|drop|append]
-                        [--allow-unstaged-drop] [--identity FILE]
+                        [--allow-unstaged-drop] [--merge-shards] [--identity FILE]
       Restore a one-off export (--from) or a catalog backup (--backup).
       An encrypted backup needs --identity: an age identity file
       (AGE-SECRET-KEY-1… lines, as age-keygen writes) of one of its
@@ -39,7 +41,10 @@ export const USAGE = `Usage:
       Each table is restored into a staging table and swapped in once its
       data is proven; --allow-unstaged-drop lets --existing drop replace the
       objects that cannot be staged (for example replicated tables) by
-      dropping them first.
+      dropping them first. A backup of a cluster is restored onto the cluster
+      of the config (the same number of shards); --merge-shards restores
+      every shard into the one server of the config instead (replicated
+      tables become plain MergeTree tables).
   backup-runner verify [--config FILE] (--from PATH | --backup ID|latest) [--identity FILE]
       Prove a backup whole from storage alone (no database needed): read
       every object, check its SHA-256, decompress it and count its rows
@@ -84,6 +89,7 @@ export function parseCommand(argv: readonly string[]): Command {
         rename: { type: "string", multiple: true },
         existing: { type: "string" },
         "allow-unstaged-drop": { type: "boolean" },
+        "merge-shards": { type: "boolean" },
         identity: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -123,12 +129,13 @@ export function parseCommand(argv: readonly string[]): Command {
         rename,
         existing,
         allowUnstagedDrop: v["allow-unstaged-drop"] ?? false,
+        ...(v["merge-shards"] ? { mergeShards: true } : {}),
         ...(v.identity !== undefined ? { identity: v.identity } : {}),
       };
     }
     case "verify": {
       if (!!v.from === !!v.backup) throw new UsageError("verify needs exactly one of --from PATH or --backup ID|latest");
-      const restoreOnly = (["database", "table", "rename", "existing", "allow-unstaged-drop", "once", "target"] as const).filter((k) => v[k] !== undefined);
+      const restoreOnly = (["database", "table", "rename", "existing", "allow-unstaged-drop", "merge-shards", "once", "target"] as const).filter((k) => v[k] !== undefined);
       if (restoreOnly.length) throw new UsageError(`verify takes no ${restoreOnly.map((k) => `--${k}`).join(", ")}`);
       return { cmd: "verify", config, from: v.from, backup: v.backup, ...(v.identity !== undefined ? { identity: v.identity } : {}) };
     }

@@ -494,6 +494,17 @@ describe("API server: operations, verify, cancel (fake engine)", () => {
     expect(bad.json.error.field).toBe("allowUnstagedDrop");
   });
 
+  it("mergeShards reaches the engine; a non-boolean is 400", async () => {
+    const before = s.fr.engine.restores.length;
+    const r = await s.api.post("/api/v1/restores", { backup: "latest", mergeShards: true });
+    expect(r.status).toBe(202);
+    await waitOp(s, r.json.operation.id);
+    expect(s.fr.engine.restores[before]).toMatchObject({ mergeShards: true });
+    const bad = await s.api.post("/api/v1/restores", { backup: "latest", mergeShards: 1 });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe("mergeShards");
+  });
+
   it("POST /api/v1/backups/{id|latest}/verify runs a verify operation; its result holds the per-table report", async () => {
     const id = s.fr.runner.latest()!.manifest.id;
     for (const ref of ["latest", id]) {

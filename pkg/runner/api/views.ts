@@ -49,6 +49,8 @@ export const restoreBody = z.strictObject({
     .optional(),
   existingTables: z.enum(["fail", "drop", "append"]).default("fail"),
   allowUnstagedDrop: z.boolean().default(false),
+  /** A cluster backup restored into the one server the runner is configured for (replicated tables become plain ones). */
+  mergeShards: z.boolean().default(false),
   identityFile: identityFile.optional(),
 });
 export type RestoreBody = z.infer<typeof restoreBody>;

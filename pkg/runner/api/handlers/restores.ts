@@ -20,6 +20,7 @@ function toRestoreRequest(b: RestoreBody): RestoreRequest {
     backup: b.backup,
     existingTables: b.existingTables,
     ...(b.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
+    ...(b.mergeShards ? { mergeShards: true } : {}),
     ...(b.databases ? { databases: b.databases } : {}),
     ...(b.tables ? { tables: b.tables } : {}),
     // a prototype-less copy: database names like "constructor" must not resolve to Object's members
