@@ -1,8 +1,8 @@
 // The controller's RBAC is exactly what it uses: the deploy base's
 // ServiceAccount, ClusterRole, Role and bindings are applied to a real
 // kube-apiserver, the controller runs with that ServiceAccount's token
-// through a lifecycle (create, rotate a Secret, delete, leader Lease,
-// Events), no request is refused, and every granted verb is used.
+// through a lifecycle (create, rotate a Secret, a Restore, delete, leader
+// Lease, Events), no request is refused, and every granted verb is used.
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +66,9 @@ describe("controller RBAC", () => {
     await must(kube, "POST", `/apis/${GV}/namespaces/shop/backupdefinitions`, def("orders"));
     await waitReady(kube, "shop", "orders");
     await must(kube, "PUT", "/api/v1/namespaces/shop/secrets/ch", secretBody("shop", "ch", { password: "p2" }));
+    // A Restore of a definition that does not exist: its status says so (restores/status patch).
+    await must(kube, "POST", `/apis/${GV}/namespaces/shop/restores`, { apiVersion: GV, kind: "Restore", metadata: { name: "r1" }, spec: { backupDefinition: "nope" } });
+    await waitFor("restore pending", async () => ((await must<{ status?: { reason?: string } }>(kube, "GET", `/apis/${GV}/namespaces/shop/restores/r1`)).status?.reason === "DefinitionNotFound" ? true : undefined));
     await must(kube, "DELETE", `/apis/${GV}/namespaces/shop/backupdefinitions/orders`);
     await waitFor("definition gone", async () => (await kube.request("GET", `/apis/${GV}/namespaces/shop/backupdefinitions/orders`)).status === 404);
     await app!.stop(); // releases the Lease (update)

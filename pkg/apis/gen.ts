@@ -41,7 +41,7 @@ export function referenceDoc(): string {
   ];
   for (const def of CRDS) {
     const schema = (crdManifest(def) as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: Schema } } } }[] } }).spec.versions[0]!.schema.openAPIV3Schema.properties.spec;
-    parts.push(fieldTable(`${def.kind} \`.spec\``, schema, def.kind === "StorageLocation" ? "Lives in the controller's namespace. Where backups go." : "Lives in the application's namespace. What to back up, when, and how long to keep it."));
+    parts.push(fieldTable(`${def.kind} \`.spec\``, schema, def.reference ?? (def.kind === "StorageLocation" ? "Lives in the controller's namespace. Where backups go." : "Lives in the application's namespace. What to back up, when, and how long to keep it.")));
   }
   parts.push(
     fieldTable(

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { API_GROUP, API_VERSION } from "./common.ts";
 import { storageLocationSpec, storageLocationValidations } from "./storagelocation.ts";
 import { backupDefinitionSpec, definitionValidations } from "./backupdefinition.ts";
+import { restorePrinterColumns, restoreSpec, restoreStatus, restoreValidations } from "./restore.ts";
 
 export const condition = z.object({
   type: z.string(),
@@ -52,6 +53,8 @@ export interface CrdDefinition {
   status: z.ZodType;
   validations: { rule: string; message: string; fieldPath?: string }[];
   printerColumns: { name: string; type: string; jsonPath: string; description?: string; priority?: number }[];
+  /** What docs/reference.md says of the kind (default: the BackupDefinition's sentence). */
+  reference?: string;
 }
 
 export const CRDS: CrdDefinition[] = [
@@ -92,6 +95,19 @@ export const CRDS: CrdDefinition[] = [
       { name: "Last Backup", type: "date", jsonPath: ".status.lastBackup.time" },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
+  },
+  {
+    kind: "Restore",
+    plural: "restores",
+    singular: "restore",
+    shortNames: ["chrestore"],
+    scope: "Namespaced",
+    spec: restoreSpec,
+    status: restoreStatus,
+    validations: restoreValidations,
+    printerColumns: restorePrinterColumns,
+    reference:
+      "Lives in the application's namespace, next to its BackupDefinition. One restore of one backup: the controller sends it to the definition's runner once and mirrors the runner's operation into `status`. The spec cannot change once created.",
   },
 ];
 

@@ -7,6 +7,7 @@ import type { Logger } from "winston";
 import { Controller, type ControllerHooks } from "./controller.ts";
 import { KubeClient, type RequestRecord } from "./kube.ts";
 import { LeaderElector } from "./leader.ts";
+import { RestoreController, httpRunnerRestoreClient } from "./restores.ts";
 import { ControllerMetrics } from "./metrics.ts";
 import { runnerLastBackupFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
@@ -29,6 +30,8 @@ export interface ControllerApp {
   readonly client: KubeClient;
   /** The controller while leading, else undefined. */
   controller(): Controller | undefined;
+  /** The Restore controller while leading, else undefined. */
+  restores(): RestoreController | undefined;
   isLeader(): boolean;
   /** Port the probe server listens on (the one chosen by the kernel when settings.probePort is 0). */
   readonly probePort: number;
@@ -52,6 +55,7 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     runnerLastBackup: runnerLastBackupFetcher(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)),
   };
   let controller: Controller | undefined;
+  let restores: RestoreController | undefined;
   let starting: Promise<void> | undefined;
   const abort = new AbortController();
 
@@ -61,7 +65,9 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     metrics.leader.set(1);
     controller = new Controller({ client, settings, logger, hooks });
     const c = controller;
-    starting = c.start().catch((err: unknown) => {
+    // Restore objects, on the definition controller's caches (definitions, runner Secrets).
+    const r = (restores = new RestoreController({ client, settings, logger, metrics, definitions: c.defs, secrets: c.secrets, cachesReady: () => c.ready, runner: httpRunnerRestoreClient(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)) }));
+    starting = Promise.all([c.start(), r.start()]).then(() => undefined, (err: unknown) => {
       logger.error("controller start failed", { error: describeError(err) });
     });
     await starting;
@@ -70,7 +76,9 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     metrics.leader.set(0);
     const c = controller;
     controller = undefined;
-    await c?.stop();
+    const r = restores;
+    restores = undefined;
+    await Promise.all([c?.stop(), r?.stop()]);
     await starting;
   };
 
@@ -160,6 +168,7 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     metrics,
     client,
     controller: () => controller,
+    restores: () => restores,
     isLeader: () => controller !== undefined,
     probePort,
     done: finished,
