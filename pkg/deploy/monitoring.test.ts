@@ -7,8 +7,7 @@ import { LABELS, RUNNER_CONTAINER } from "../controller/contract.ts";
 import { escapeTemplateText, helmYaml } from "./helm.ts";
 import { renderControllerObjects, type Obj } from "./manifests.ts";
 import { alertRules, dashboardQueries, DASHBOARD_FILE, grafanaDashboard } from "./monitoring.ts";
-import { exportedMetrics } from "../../test/exported-metrics.ts";
-import { metricRefs } from "./promql.ts";
+import { exportedMetrics, metricRefs } from "../../test/exported-metrics.ts";
 import { mergeValues } from "./values.ts";
 
 /** Labels every scraped series has besides its own: the definition's namespace and name (PodMonitor relabelling) and the pod. */
@@ -33,7 +32,7 @@ async function checkNames(exprs: string[]): Promise<Set<string>> {
 }
 
 describe("metricRefs", () => {
-  it("finds metric names, not functions, keywords, labels, strings or ranges", () => {
+  it("finds the selected series with Prometheus' grammar, not functions, keywords or grouping labels, and refuses what does not parse", () => {
     expect(metricRefs('sum by (namespace, name, result) (increase(a_total{kind="backup", name=~"$name"}[$__rate_interval])) / on(name) group_left(x) b')).toEqual([
       { name: "a_total", matchers: ["kind", "name"] },
       { name: "b", matchers: [] },
@@ -44,6 +43,7 @@ describe("metricRefs", () => {
     ]);
     expect(metricRefs("absent(leader == 1)").map((r) => r.name)).toEqual(["leader"]);
     expect(() => metricRefs('{__name__="x"}')).toThrow(/without a metric name/);
+    expect(() => metricRefs("sum(rate(x[5m]) by")).toThrow(/does not parse/);
   });
 });
 
