@@ -21,7 +21,7 @@ const secretKeys = (ns: string, name: string): string[] | undefined => {
 
 describe("examples", () => {
   it("are the expected set", () => {
-    expect(files).toEqual(["backupdefinition.yaml", "export-single.yaml", "storagelocation-aws-s3.yaml", "storagelocation-minio.yaml"]);
+    expect(files).toEqual(["backupdefinition-altinity-cluster.yaml", "backupdefinition.yaml", "export-single.yaml", "storagelocation-aws-s3.yaml", "storagelocation-minio.yaml"]);
     for (const { file, obj } of docs) {
       expect(obj.metadata?.name, file).toBeTruthy();
       expect(obj.metadata?.namespace, `${file}: every example names its namespace`).toBeTruthy();
@@ -61,6 +61,9 @@ describe("examples", () => {
     const scheduled = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "orders").spec);
     expect(scheduled.mode).toBe("scheduled");
     expect(scheduled.retention).toEqual({ hourly: 24, daily: 7, weekly: 4, monthly: 12 });
+    const cluster = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "events-cluster").spec);
+    expect(cluster.clickhouse.cluster).toMatchObject({ name: "main", httpPort: 8123 });
+    expect(cluster.runner?.databaseAffinity?.podLabels).toEqual({ "clickhouse.altinity.com/chi": "events", "clickhouse.altinity.com/cluster": "main" });
     const single = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "shop-export").spec);
     expect(single).toMatchObject({ mode: "single", singleBackup: { target: "exports/shop-2026-11" } });
   });
