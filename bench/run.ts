@@ -24,7 +24,11 @@
 // same run, and the rows "vs baseline" give this runner's speed against that
 // one: how much row counting and staged restores cost, for example.
 //
-// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin] [--baseline REF]
+// With --encryption each compression is also measured with client-side encryption (age, one
+// X25519 recipient; the restore with --identity), right after the unencrypted steps, and the
+// rows "age backup" / "age restore" give its speed against the unencrypted runner of the same run.
+//
+// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin] [--baseline REF] [--encryption]
 //   --repeat N  measure everything N times per size (one data load), to see the spread
 //   --pin       a cluster-like split of the 2 cores: ClickHouse and MinIO on CPU 0, the client
 //               side (the runner, and this process for the raw baselines) on CPU 1 (taskset)
@@ -35,6 +39,7 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
 import { parseArgs } from "node:util";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { execa } from "execa";
 import { startClickHouse, startMinio, makeTempDir, removeDir, repoRoot, type ClickHouseServer } from "../test/env/index.ts";
 
@@ -51,6 +56,7 @@ const { values } = parseArgs({
     repeat: { type: "string", default: "1" },
     pin: { type: "boolean", default: false },
     baseline: { type: "string" },
+    encryption: { type: "boolean", default: false },
   },
 });
 const sizes = values.sizes.split(",").map(Number);
@@ -285,6 +291,30 @@ async function benchSize(gib: number): Promise<void> {
         out(`-- dump, compression ${codec}: ${(b.bytes / MiB).toFixed(0)} MiB stored (${(bytes / b.bytes).toFixed(1)}:1)`);
         row("runner backup", b.opMs, exp.value.ms, ` (${(nodeExp.value.ms / b.opMs).toFixed(2)}x node export)   wall ${(b.ms / 1000).toFixed(2)} s, peak RSS ${(b.maxRssKiB / 1024).toFixed(0)} MiB${cpu(backup, b.cpuMs)}`);
         row("runner restore", r.opMs, ins.value.ms, `   wall ${(r.ms / 1000).toFixed(2)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB${cpu(restore, r.cpuMs)}`);
+        if (values.encryption) {
+          // the same two steps with the backup encrypted to one age recipient, restored with its identity
+          const identity = await generateX25519Identity();
+          const keyFile = join(dir, "age-identity.txt");
+          await writeFile(keyFile, `${identity}\n`, { mode: 0o600 });
+          const encTarget = `${target}-age`;
+          const encConfig = join(dir, `config-${codec}-${rep}-age.json`);
+          await writeFile(
+            encConfig,
+            JSON.stringify({ ...config, definition: { ...config.definition, singleBackup: { target: encTarget }, encryption: { recipients: [await identityToRecipient(identity)] } } }),
+          );
+          await settle(ch);
+          const eb = await serverCpu(pids, () => runRunner(["backup", "--once"], encConfig));
+          await ch.exec("RENAME TABLE bench.t TO bench.keep");
+          await settle(ch);
+          const er = await serverCpu(pids, () => runRunner(["restore", "--from", encTarget, "--identity", keyFile], encConfig));
+          const [echeck] = await ch.query<{ c: string }>("SELECT toString(count()) AS c FROM bench.t");
+          if (Number(echeck?.c) !== rows) throw new Error(`encrypted restore check: ${echeck?.c} rows, expected ${rows}`);
+          await ch.exec("DROP TABLE bench.t");
+          await ch.exec("RENAME TABLE bench.keep TO bench.t");
+          out(`-- dump, compression ${codec}, encrypted (age): ${(eb.value.bytes / MiB).toFixed(0)} MiB stored`);
+          row("age backup", eb.value.opMs, exp.value.ms, `   ${(b.opMs / eb.value.opMs).toFixed(2)}x unencrypted speed, peak RSS ${(eb.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(eb, eb.value.cpuMs)}`);
+          row("age restore", er.value.opMs, ins.value.ms, `   ${(r.opMs / er.value.opMs).toFixed(2)}x unencrypted speed, peak RSS ${(er.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(er, er.value.cpuMs)}`);
+        }
         if (baselineRoot) {
           // the same two steps with the baseline runner (its own backup, into its own target)
           const baseTarget = `${target}-baseline`;
