@@ -94,6 +94,7 @@ describe("Grafana dashboard", () => {
       "chbackup_runner_operation_duration_seconds_sum",
       "chbackup_runner_bytes_total",
       "chbackup_runner_current_operation",
+      "chbackup_controller_restores",
     ]) {
       expect(used, m).toContain(m);
     }

@@ -268,13 +268,19 @@ function panelRows(): PanelSpec[][] {
         interval: "1h",
         bars: true,
         targets: [{ expr: perHour("chbackup_runner_operations_total", "verify", "namespace, name, result"), legend: `${LEGEND} {{result}}` }],
-        w: 12,
+        w: 8,
+      },
+      {
+        title: "Restore objects by phase",
+        description: "Restore custom resources in the cluster by status.phase (Pending, Running, Succeeded, Failed), as the leading controller sees them.",
+        targets: [{ expr: "sum by (phase) (chbackup_controller_restores)", legend: "{{phase}}" }],
+        w: 8,
       },
       {
         title: "Controller leader",
         description: "Controller instances that lead (should be 1).",
         targets: [{ expr: "sum(chbackup_controller_leader)", legend: "leaders" }],
-        w: 12,
+        w: 8,
       },
     ],
   ];
