@@ -38,7 +38,7 @@ describe("spec.clickhouse.cluster", () => {
     const labels = { "clickhouse.altinity.com/chi": "events", "clickhouse.altinity.com/cluster": "main" };
     const p = ok(planRunnerConfig(input(def({ cluster: { name: "main" } }, { databaseAffinity: { podLabels: labels, weight: 50 } }))));
     const sts = renderRunnerObjects(p, settings).statefulSet;
-    const term = sts.spec.template.spec.affinity?.podAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0];
+    const term = sts.spec?.template.spec?.affinity?.podAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0];
     expect(term).toMatchObject({ weight: 50, podAffinityTerm: { labelSelector: { matchLabels: labels }, namespaces: ["analytics"], topologyKey: "kubernetes.io/hostname" } });
   });
 
