@@ -19,7 +19,14 @@
 // and against the reference `age` CLI (pkg/encryption/age.test.ts).
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
-import { Decrypter, Encrypter, type Recipient } from "age-encryption";
+import type { Recipient } from "age-encryption";
+
+/**
+ * The library, loaded on first use: its modules (with the post-quantum ones it
+ * also carries) add about 23 MiB to a process's RSS, which a runner without
+ * encryption should not pay.
+ */
+const ageLibrary = () => import("age-encryption");
 
 export const AGE_CHUNK = 64 * 1024;
 const TAG = 16;
@@ -65,6 +72,7 @@ function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
  */
 export async function newAgeHeader(recipients: readonly string[]): Promise<{ header: Buffer; fileKey: Uint8Array }> {
   if (recipients.length === 0) throw new Error("age: no recipients to encrypt to");
+  const { Encrypter } = await ageLibrary();
   const e = new Encrypter();
   for (const r of recipients) e.addRecipient(r);
   let fileKey: Uint8Array | undefined;
@@ -178,9 +186,14 @@ export type HeaderOpener = (header: Uint8Array) => Promise<Uint8Array>;
 
 /** A HeaderOpener over the library's Decrypter (identities as AGE-SECRET-KEY-1… strings). */
 export function identityOpener(identities: readonly string[]): HeaderOpener {
-  const d = new Decrypter();
-  for (const i of identities) d.addIdentity(i);
+  let decrypter: Promise<{ decryptHeader(h: Uint8Array): Promise<Uint8Array> }> | undefined;
   return async (header) => {
+    decrypter ??= ageLibrary().then(({ Decrypter }) => {
+      const d = new Decrypter();
+      for (const i of identities) d.addIdentity(i);
+      return d;
+    });
+    const d = await decrypter;
     try {
       return await d.decryptHeader(header);
     } catch (err: unknown) {

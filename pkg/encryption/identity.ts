@@ -6,7 +6,6 @@
 import { readFile, realpath } from "node:fs/promises";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { inspect } from "node:util";
-import { identityToRecipient } from "age-encryption";
 import { recipientFingerprint } from "../apis/encryption.ts";
 import { identityOpener, type HeaderOpener } from "./age.ts";
 
@@ -47,6 +46,8 @@ export class AgeIdentities {
     }
     if (keys.length === 0) throw new IdentityError(`identity file ${source} holds no identity (AGE-SECRET-KEY-1… lines)`);
     const fingerprints: string[] = [];
+    // (loaded here, not at start: see age.ts)
+    const { identityToRecipient } = await import("age-encryption");
     for (const [n, k] of keys.entries()) {
       let r: string;
       try {
