@@ -27,6 +27,8 @@ const tableName = z
   .max(2 * MAX_NAME + 1)
   .regex(new RegExp(`^[^.\\x00-\\x1f\\x7f]+\\.${NO_CONTROL}+$`), 'must be "database.table" without control characters');
 
+/** A path segment that is not empty, "." or "..", without "/" or control characters. */
+const SEGMENT = "(?:[^/.\\x00-\\x1f\\x7f][^/\\x00-\\x1f\\x7f]*|[.][^/.\\x00-\\x1f\\x7f][^/\\x00-\\x1f\\x7f]*|[.][.][^/\\x00-\\x1f\\x7f]+)";
 const systemList = SYSTEM_DATABASES.map((d) => `'${d}'`).join(", ");
 
 export const EXISTING_TABLES = ["fail", "drop", "append"] as const;
@@ -43,6 +45,7 @@ export const restoreSpec = z
     tables: z.array(tableName).min(1).max(10_000).optional().describe('Tables to restore, as "database.table" (default: every table of the selected databases)'),
     renameDatabases: z
       .record(
+        z.string(),
         z
           .string()
           .min(1)
@@ -70,6 +73,15 @@ export const restoreSpec = z
       .boolean()
       .default(false)
       .describe("Native (BACKUP/RESTORE) backups only: allow existingTables drop, which drops the target before the restore (it cannot be staged)"),
+    mergeShards: z.boolean().default(false).describe("A cluster backup restored into one server: every shard's rows into one table (replicated engines made plain, Distributed as Merge)"),
+    identityFile: z
+      .string()
+      .min(1)
+      .max(1024)
+      .regex(new RegExp(`^${SEGMENT}(/${SEGMENT})*$`), "must be a relative path inside the runner's identity directory, without empty, . or .. segments or control characters")
+      .refine((f) => !/AGE-SECRET-KEY-/i.test(f), "must name an identity file, not hold the key")
+      .optional()
+      .describe("An encrypted backup: the age identity file that opens it, relative to the runner's identity directory (a key of its identity Secret, such as key.txt); never the key itself"),
   })
   .describe("What to restore. Immutable: create a new Restore to restore again");
 export type RestoreSpec = z.infer<typeof restoreSpec>;
@@ -81,6 +93,11 @@ export const restoreValidations: { rule: string; message: string; fieldPath?: st
     rule: `!has(self.renameDatabases) || self.renameDatabases.all(k, size(k) >= 1 && size(k) <= ${MAX_NAME} && !k.matches('[\\\\x00-\\\\x1f\\\\x7f]'))`,
     message: `renameDatabases: a source database name must be 1 to ${MAX_NAME} characters without control characters`,
     fieldPath: ".renameDatabases",
+  },
+  {
+    rule: "!has(self.identityFile) || !self.identityFile.lowerAscii().contains('age-secret-key-')",
+    message: "identityFile must name an identity file, not hold the key: put the key into the runner's identity Secret",
+    fieldPath: ".identityFile",
   },
 ];
 

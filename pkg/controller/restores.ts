@@ -152,6 +152,8 @@ export function requestBody(spec: RestoreSpec): Record<string, unknown> {
     backup: spec.backup,
     existingTables: spec.existingTables,
     ...(spec.allowUnstagedDrop ? { allowUnstagedDrop: true } : {}),
+    ...(spec.mergeShards ? { mergeShards: true } : {}),
+    ...(spec.identityFile !== undefined ? { identityFile: spec.identityFile } : {}),
     ...(spec.databases ? { databases: spec.databases } : {}),
     ...(spec.tables ? { tables: spec.tables } : {}),
     ...(spec.renameDatabases ? { renameDatabases: spec.renameDatabases } : {}),

@@ -47,6 +47,7 @@ export const journalOperationSchema = z.object({
   error: z.string().optional(),
   retryable: z.boolean().optional(),
   result: z.record(z.string(), z.unknown()).optional(),
+  idempotencyKey: z.string().optional(),
 });
 
 export const journalEntrySchema = z.object({
@@ -84,6 +85,7 @@ export function operationRecord(op: Operation): Operation {
   if (op.error !== undefined) rec.error = op.error;
   if (op.retryable !== undefined) rec.retryable = op.retryable;
   if (op.result !== undefined) rec.result = op.result;
+  if (op.idempotencyKey !== undefined) rec.idempotencyKey = op.idempotencyKey;
   return rec;
 }
 

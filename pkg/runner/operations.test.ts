@@ -100,6 +100,26 @@ describe("runner operations (fake engine)", () => {
     g.open();
   });
 
+  it("idempotency key: journaled with the restore, so a restarted runner answers a repeated key with it and starts nothing", async () => {
+    const first = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    await first.runner.startBackup("api").finished;
+    const a = first.runner.startRestore({ backup: "latest", existingTables: "fail" }, "api", "restore-uid-1");
+    expect(a.replayed).toBeUndefined();
+    const b = first.runner.startRestore({ backup: "latest", existingTables: "fail" }, "api", "restore-uid-1");
+    expect(b.replayed).toBe(true);
+    expect(b.operation).toBe(a.operation);
+    expect((await b.finished).state).toBe("succeeded");
+    await first.runner.journal.flush();
+    const second = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    const c = second.runner.startRestore({ backup: "latest", existingTables: "fail" }, "api", "restore-uid-1");
+    expect(c.replayed).toBe(true);
+    expect(c.operation).toMatchObject({ id: a.operation.id, state: "succeeded", idempotencyKey: "restore-uid-1" });
+    expect(second.engine.restores).toHaveLength(0);
+    const d = second.runner.startRestore({ backup: "latest", existingTables: "fail" }, "api", "restore-uid-2");
+    expect(d.replayed).toBeUndefined();
+    expect((await d.finished).state).toBe("succeeded");
+  });
+
   it("verify: a whole backup succeeds; a damaged one fails naming each table, keeps the report, and sets lastVerified", async () => {
     const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: storage });
     const b = await fr.runner.startBackup("api").finished;

@@ -55,6 +55,8 @@ export interface Operation {
   error?: string | undefined;
   retryable?: boolean | undefined;
   result?: Record<string, unknown> | undefined;
+  /** The client's Idempotency-Key (restores): a repeated key never starts a second operation. */
+  idempotencyKey?: string | undefined;
 }
 
 /** The newest verify: which backup, when it ended, whether it was whole. */
@@ -920,10 +922,24 @@ export class Runner {
     return e;
   }
 
-  startRestore(req: RestoreRequest, trigger = "api"): { operation: Operation; finished: Promise<Operation> } {
+  /**
+   * Starts a restore. With an idempotency key that a remembered restore (running, finished or
+   * journaled before a restart) already carries, nothing starts: that operation is returned with
+   * `replayed: true`, whatever the runner is doing now. The check and the start happen in one
+   * synchronous step, so two requests with one key never both start.
+   */
+  startRestore(req: RestoreRequest, trigger = "api", idempotencyKey?: string): { operation: Operation; finished: Promise<Operation>; replayed?: true } {
+    if (idempotencyKey !== undefined) {
+      const seen = this.operations().find((o) => o.kind === "restore" && o.idempotencyKey === idempotencyKey);
+      if (seen) {
+        const cur = this.#current;
+        return { operation: seen, finished: cur && cur.op === seen ? cur.done.then(() => seen) : Promise.resolve(seen), replayed: true };
+      }
+    }
     const entry = this.resolveBackup(req.backup);
     const { op, abort } = this.#begin("restore", trigger);
     op.backupId = entry.manifest.id;
+    if (idempotencyKey !== undefined) op.idempotencyKey = idempotencyKey;
     const dir = this.catalog.dir(entry.manifest.id);
     const finished = this.#run(
       op,

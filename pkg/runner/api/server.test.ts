@@ -552,6 +552,39 @@ describe("API server: operations, verify, cancel (fake engine)", () => {
     expect((await s.api.post("/api/v1/restores", { backup: "latest" })).status).toBe(503);
   });
 
+  it("Idempotency-Key: a repeated key starts nothing and answers 200 with the same restore, also while another operation runs; a malformed key is 400", async () => {
+    const post = (key: string) => s.api.raw({ method: "POST", path: "/api/v1/restores", token: TOKEN, body: JSON.stringify({ backup: "latest" }), headers: { "Content-Type": "application/json", "Idempotency-Key": key } });
+    const before = s.fr.engine.restores.length;
+    const first = await post("restore-3f0c9a52-uid");
+    expect(first.status).toBe(202);
+    const id = (first.json as { operation: { id: string; idempotencyKey: string } }).operation.id;
+    expect((first.json as { operation: { idempotencyKey: string } }).operation.idempotencyKey).toBe("restore-3f0c9a52-uid");
+    const again = await post("restore-3f0c9a52-uid");
+    expect(again.status).toBe(200);
+    expect(again.headers["location"]).toBe(`/api/v1/restores/${id}`);
+    expect((again.json as { operation: { id: string } }).operation.id).toBe(id);
+    await waitOp(s, id);
+    // Ended, and a backup running now: still the same answer, not 409 busy.
+    const g = gate();
+    s.fr.engine.gate = g.promise;
+    const backup = await s.api.post("/api/v1/backups");
+    const late = await post("restore-3f0c9a52-uid");
+    expect(late.status).toBe(200);
+    expect((late.json as { operation: { id: string; state: string } }).operation).toMatchObject({ id, state: "succeeded" });
+    const other = await post("restore-other-uid");
+    expect(other.status).toBe(409);
+    g.open();
+    await waitOp(s, backup.json.operation.id);
+    expect(s.fr.engine.restores.length).toBe(before + 1);
+    const listed = (await s.api.get("/api/v1/operations")).json.operations as { id: string; idempotencyKey: string | null }[];
+    expect(listed.filter((o) => o.idempotencyKey === "restore-3f0c9a52-uid").map((o) => o.id)).toEqual([id]);
+    for (const bad of ["", "has space", "x".repeat(129), "a/b"]) {
+      const r = await post(bad);
+      expect(r.status, bad).toBe(400);
+      expect((r.json as { error: { code: string } }).error.code).toBe("invalid_idempotency_key");
+    }
+  });
+
   it("GET /api/v1/operations lists every remembered operation, newest first", async () => {
     const r = await s.api.get("/api/v1/operations");
     expect(r.status).toBe(200);

@@ -27,7 +27,7 @@ export interface ApiRunner {
   cancel(id: string, by: string): Operation;
   retentionDecision(): RetentionDecision;
   startBackup(trigger: BackupTrigger): { operation: Operation; finished: Promise<Operation> };
-  startRestore(req: RestoreRequest, trigger?: string): { operation: Operation; finished: Promise<Operation> };
+  startRestore(req: RestoreRequest, trigger?: string, idempotencyKey?: string): { operation: Operation; finished: Promise<Operation>; replayed?: true };
   startVerify(ref: string, trigger?: string, identities?: AgeIdentities): { operation: Operation; finished: Promise<Operation> };
 }
 

@@ -99,6 +99,8 @@ export interface OperationView {
   error: string | null;
   retryable: boolean | null;
   result: Record<string, unknown> | null;
+  /** The Idempotency-Key the restore was requested with (null: none). */
+  idempotencyKey: string | null;
 }
 
 export function operationView(op: Operation, redact: (s: string) => string): OperationView {
@@ -117,6 +119,7 @@ export function operationView(op: Operation, redact: (s: string) => string): Ope
     error: op.error === undefined ? null : redact(op.error),
     retryable: op.retryable ?? null,
     result: op.result ?? null,
+    idempotencyKey: op.idempotencyKey ?? null,
   };
 }
 
