@@ -16,7 +16,7 @@ import { EngineError, type EngineBackupResult, type RestoreOptions } from "../pk
 import { makeTempDir, removeDir, startChdb, startClickHouseCluster, type ClickHouseCluster, type ChdbEngine } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
 
-const logger = winston.createLogger({ silent: true });
+const logger = process.env["TEST_LOG"] ? winston.createLogger({ level: "debug", format: winston.format.combine(winston.format.timestamp(), winston.format.json()), transports: [new winston.transports.Console()] }) : winston.createLogger({ silent: true });
 
 describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)", () => {
   let cluster: ClickHouseCluster;

@@ -517,7 +517,9 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
           const exact = /^ReplicatedMergeTree$/.test(t.source.engine) && !/\bTTL\b/i.test(t.ddl);
           for (const other of inShard) {
             if (other === src) continue;
+            const t0 = Date.now();
             const rows = await waitForRows(other.h.conn!, t.target.database, t.target.name, sent, exact, timeoutMs, signal);
+            log.debug("clickhouse cluster restore: replica caught up", { table: t.key, host: other.h.id, rows, waitedMs: Date.now() - t0 });
             if (exact && rows !== sent) short.push(`${t.key} on ${other.h.id} (shard ${s}) holds ${rows} rows after ${c.replicationTimeoutSeconds} s, ${sent} were restored on ${src.h.id}`);
           }
         }
