@@ -70,7 +70,7 @@ const CUSTOM: ChartValuesInput = {
 const MONITORING: ChartValuesInput = {
   podMonitor: { enabled: true, labels: { release: "kube-prometheus-stack" }, interval: "1m" },
   prometheusRule: { enabled: true, labels: { release: "kube-prometheus-stack" }, alertLabels: { team: "platform" }, maxBackupAgeHours: 30 },
-  grafanaDashboard: { enabled: true, labels: { grafana_dashboard: "1", team: "platform" }, annotations: { grafana_folder: "Backups" } },
+  grafanaDashboard: { enabled: true, namespace: "monitoring", labels: { grafana_dashboard: "1", team: "platform" }, annotations: { grafana_folder: "Backups" } },
 };
 const MONITORING_KINDS = ["PodMonitor", "PrometheusRule", "ConfigMap"];
 
@@ -127,7 +127,7 @@ describe("helm chart", () => {
     const rendered = (await helmTemplate("apps", values)).map(withoutHelmLabels);
     expect(byKey(rendered)).toEqual(byKey([...crdsOf(base()), ...renderControllerObjects(mergeValues(values), "apps")]));
     expect(rendered.filter((o) => MONITORING_KINDS.includes(String(o["kind"]))).map(key).sort()).toEqual([
-      "ConfigMap apps/chbackup-grafana-dashboard",
+      "ConfigMap monitoring/chbackup-grafana-dashboard",
       "PodMonitor apps/chbackup-controller",
       "PodMonitor apps/chbackup-runners",
       "PrometheusRule apps/chbackup",

@@ -32,6 +32,10 @@ export function helmSource(): ValueSource {
   const kind = (p: string) => typeof valueAt(DEFAULT_VALUES, p);
   return {
     namespace: () => new HelmExpr(`{{ include "chbackup.namespace" . | quote }}`),
+    namespaceOr: (p) => {
+      valueAt(DEFAULT_VALUES, p);
+      return new HelmExpr(`{{ default (include "chbackup.namespace" .) ${dot(p)} | quote }}`);
+    },
     value: (p) => {
       const k = kind(p);
       if (k === "number") return new HelmExpr(`{{ ${dot(p)} | int }}`);
@@ -263,7 +267,7 @@ helm install chbackup deploy/helm/chbackup -n chbackup-system --create-namespace
   --set runner.image.repository=registry.example.com/chbackup/backup-runner
 \`\`\`
 
-Off by default, for the Prometheus Operator and Grafana: \`podMonitor.enabled\` scrapes the controller and every runner, \`prometheusRule.enabled\` adds the alerts (ChbackupBackupUnhealthy, ChbackupBackupTooOld, ChbackupControllerAbsent, ChbackupRunnerFailing, ChbackupVerifyFailed, ChbackupRestoreFailed), and \`grafanaDashboard.enabled\` ships the dashboard as a ConfigMap for the Grafana sidecar (label \`grafana_dashboard: "1"\`).
+Off by default, for the Prometheus Operator and Grafana: \`podMonitor.enabled\` scrapes the controller and every runner, \`prometheusRule.enabled\` adds the alerts (ChbackupBackupUnhealthy, ChbackupBackupTooOld, ChbackupControllerAbsent, ChbackupRunnerFailing, ChbackupVerifyFailed, ChbackupRestoreFailed), and \`grafanaDashboard.enabled\` ships the dashboard as a ConfigMap for the Grafana sidecar (label \`grafana_dashboard: "1"\`; \`grafanaDashboard.namespace\` puts it where the sidecar looks).
 
 The same objects, without Helm's labels, are in the kustomize base \`deploy/base\` (namespace \`chbackup-system\`), and the monitoring objects in \`deploy/monitoring\`. Helm installs the CRDs from \`crds/\` on the first install only; on upgrades apply \`deploy/crds/\` yourself.
 

@@ -13,6 +13,8 @@ export type Obj = Record<string, unknown>;
 export interface ValueSource {
   /** The namespace the controller lives in. */
   namespace(): unknown;
+  /** The namespace a value names; when it is empty, the controller's. */
+  namespaceOr(path: string): unknown;
   /** A scalar value as it is (string, number or boolean). */
   value(path: string): unknown;
   /** A scalar value as a string (environment variables). */
@@ -180,6 +182,7 @@ export function concreteSource(values: ChartValues, releaseNamespace: string): V
   const at = (p: string) => valueAt(values, p);
   return {
     namespace: () => values.namespace || releaseNamespace,
+    namespaceOr: (p) => (at(p) as string) || values.namespace || releaseNamespace,
     value: at,
     text: (p) => String(at(p)),
     imageRef: (p) => `${String(at(`${p}.repository`))}:${String(at(`${p}.tag`))}`,

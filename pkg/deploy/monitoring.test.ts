@@ -119,6 +119,9 @@ describe("Grafana dashboard", () => {
     expect(cm.metadata.labels.grafana_dashboard).toBe("1");
     expect(cm.metadata.annotations).toEqual({ grafana_folder: "Backups" });
     expect(JSON.parse(cm.data[DASHBOARD_FILE])).toEqual(grafanaDashboard());
+    expect(cm.metadata.namespace).toBe("mon");
+    const [elsewhere] = find(renderControllerObjects(mergeValues({ grafanaDashboard: { enabled: true, namespace: "grafana" } }), "mon"), "ConfigMap");
+    expect(elsewhere.metadata.namespace).toBe("grafana");
   });
 });
 

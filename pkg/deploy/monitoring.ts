@@ -356,6 +356,7 @@ export function dashboardQueries(dashboard: Obj = grafanaDashboard()): string[] 
 export function monitoringFiles(s: ValueSource, labels: Obj): RenderedFile[] {
   const ns = s.namespace();
   const meta = (name: string, extra: Obj, more: Obj = {}) => ({ name, namespace: ns, ...more, labels: { ...labels, "app.kubernetes.io/component": "monitoring", ...extra } });
+  const dashboardMeta = { ...meta(`${MONITORING_NAME}-grafana-dashboard`, s.entries("grafanaDashboard.labels"), { annotations: s.optional("grafanaDashboard.annotations") }), namespace: s.namespaceOr("grafanaDashboard.namespace") };
   return [
     {
       name: "podmonitor.yaml",
@@ -413,7 +414,7 @@ export function monitoringFiles(s: ValueSource, labels: Obj): RenderedFile[] {
         {
           apiVersion: "v1",
           kind: "ConfigMap",
-          metadata: meta(`${MONITORING_NAME}-grafana-dashboard`, s.entries("grafanaDashboard.labels"), { annotations: s.optional("grafanaDashboard.annotations") }),
+          metadata: dashboardMeta,
           data: { [DASHBOARD_FILE]: `${JSON.stringify(grafanaDashboard(), null, 2)}\n` },
         },
       ],

@@ -111,7 +111,13 @@ export const chartValues = z
       .describe("Alerts on the controller and runner metrics"),
     grafanaDashboard: z
       .strictObject({
-        enabled: z.boolean().default(false).describe("Render the Grafana dashboard as a ConfigMap for the Grafana dashboard sidecar (in the controller namespace)"),
+        enabled: z.boolean().default(false).describe("Render the Grafana dashboard as a ConfigMap for the Grafana dashboard sidecar"),
+        namespace: z
+          .string()
+          .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, "must be empty or a lowercase RFC 1123 label")
+          .max(63)
+          .default("")
+          .describe("Namespace of the ConfigMap, e.g. Grafana's own when its sidecar watches only that one; empty: the controller namespace"),
         labels: labelMap.default({ grafana_dashboard: "1" }).describe("Labels on the ConfigMap; the sidecar loads ConfigMaps with its label (kube-prometheus-stack: grafana_dashboard: \"1\")"),
         annotations: labelMap.default({}).describe("Annotations on the ConfigMap, e.g. grafana_folder for sidecars that sort dashboards into folders"),
       })
