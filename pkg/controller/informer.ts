@@ -2,7 +2,7 @@
 // restarted with backoff whenever the watch fails (e.g. the apiserver is away),
 // plus what this controller itself just wrote, so a reconcile that follows its
 // own write does not see the older cached object and write again.
-import { ListWatch, Watch, type KubernetesObject } from "@kubernetes/client-node";
+import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "winston";
 import { resourcePath, type KubeClient, type ListResult, type ResourceType } from "./kube.ts";
 import type { KubeObject } from "./types.ts";
@@ -106,6 +106,35 @@ function withoutManagedFields<T extends KubeObject>(o: T): T {
   return { ...o, metadata };
 }
 
+/**
+ * client-node's Watch, with each event's object transformed before ListWatch caches it (to drop
+ * what the cache need not hold). A watch that cannot even be started reports through `done` like
+ * one that failed: ListWatch restarts its watch from inside that callback and never handles a
+ * rejection there.
+ */
+export class TransformingWatch extends Watch {
+  readonly #transform: (phase: string, obj: unknown) => unknown;
+
+  constructor(config: KubeConfig, transform: (phase: string, obj: unknown) => unknown) {
+    super(config);
+    this.#transform = transform;
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    try {
+      return await super.watch(path, queryParams, (phase, obj, w) => callback(phase, this.#transform(phase, obj), w), done);
+    } catch (err: unknown) {
+      setImmediate(() => done(err));
+      return new AbortController();
+    }
+  }
+}
+
 function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
@@ -164,20 +193,7 @@ export class Informer<T extends KubeObject> {
         throw err;
       }
     };
-    const real = new Watch(client.kubeConfig);
-    // The same Watch, with each event's object transformed before ListWatch caches it. A watch that
-    // cannot even be started reports through `done` like one that failed: ListWatch restarts its
-    // watch from inside that callback and never handles a rejection there.
-    const watch = {
-      watch: async (path: string, params: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, w?: unknown) => void, done: (err: unknown) => void) => {
-        try {
-          return await real.watch(path, params, (phase, obj, w) => cb(phase, phase === "ERROR" || phase === "BOOKMARK" ? obj : transform(obj as T), w), done);
-        } catch (err: unknown) {
-          setImmediate(() => done(err));
-          return new AbortController();
-        }
-      },
-    } as unknown as Watch;
+    const watch = new TransformingWatch(client.kubeConfig, (phase, obj) => (phase === "ERROR" || phase === "BOOKMARK" ? obj : transform(obj as T)));
     const lw = new ListWatch<KubernetesObject>(resourcePath(resource, namespace), watch, listFn, false, labelSelector);
     this.#lw = lw;
     const emit = (kind: "add" | "update" | "delete") => (o: KubernetesObject) => {

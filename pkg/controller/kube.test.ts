@@ -1,6 +1,7 @@
 // Status objects (the apiserver's error answers) become sentences, never raw bodies.
 import { describe, expect, it } from "vitest";
-import { KubeApiError, causeSentence, statusSentence } from "./kube.ts";
+import { ApiException } from "@kubernetes/client-node";
+import { KubeApiError, causeSentence, requestRecordOf, statusSentence, toKubeApiError } from "./kube.ts";
 import { replacingMessage } from "./controller.ts";
 
 // As kube-apiserver 1.37 answers a server-side apply that changes a StatefulSet's volume claim template.
@@ -46,5 +47,48 @@ describe("replacingMessage", () => {
     expect(m).toContain("volume claim (spec.runner.storageSize, storageClassName, or filesystem vs S3)");
     expect(m).toContain("its pod and volume claims are kept");
     expect(replacingMessage(["Service"], "n", "x")).toBe("Service n/x is being replaced: a field that cannot change in place changed, so the old object is deleted and the new one is created as soon as it is gone.");
+  });
+});
+
+describe("requests as the observer sees them", () => {
+  const base = "https://127.0.0.1:6443";
+  it("name verb, group, resource and namespace from the URL", () => {
+    expect(requestRecordOf("GET", `${base}/api/v1/namespaces/ns/secrets?limit=500`)).toEqual({ verb: "list", group: "", resource: "secrets", namespace: "ns" });
+    expect(requestRecordOf("GET", `${base}/api/v1/secrets?limit=500`)).toEqual({ verb: "list", group: "", resource: "secrets" });
+    expect(requestRecordOf("GET", `${base}/api/v1/namespaces/team-a`)).toEqual({ verb: "get", group: "", resource: "namespaces" });
+    expect(requestRecordOf("PATCH", `${base}/apis/chbackup.dev/v1alpha1/namespaces/a/backupdefinitions/x/status?fieldManager=m`)).toEqual({
+      verb: "patch",
+      group: "chbackup.dev",
+      resource: "backupdefinitions/status",
+      namespace: "a",
+    });
+    expect(requestRecordOf("POST", `${base}/apis/apps/v1/namespaces/s/statefulsets`)).toEqual({ verb: "create", group: "apps", resource: "statefulsets", namespace: "s" });
+    expect(requestRecordOf("PUT", `${base}/apis/coordination.k8s.io/v1/namespaces/s/leases/l`).verb).toBe("update");
+    expect(requestRecordOf("DELETE", `${base}/api/v1/namespaces/s/services/x`).verb).toBe("delete");
+    expect(requestRecordOf("GET", `${base}/apis/chbackup.dev/v1alpha1`)).toEqual({ verb: "discovery", group: "chbackup.dev", resource: "" });
+  });
+});
+
+describe("failures of client-node calls", () => {
+  it("an ApiException with a Status body becomes a typed error with a sentence", () => {
+    const e = toKubeApiError("apply StatefulSet s/x", new ApiException(422, "Unsuccessful HTTP Request", IMMUTABLE, {}));
+    expect(e.status).toBe(422);
+    expect(e.reason).toBe("Invalid");
+    expect(e.immutableField).toBe(true); // "field is immutable" in the cause
+    expect(e.message).not.toContain('"Spec"');
+    expect(e.retryable).toBe(false);
+  });
+  it("a body that is not a Status (a proxy's page) is not repeated", () => {
+    const e = toKubeApiError("get Secret a/b", new ApiException(502, "Unsuccessful HTTP Request", "<html>bad gateway</html>", {}));
+    expect(e.status).toBe(502);
+    expect(e.message).not.toContain("html");
+    expect(e.retryable).toBe(true);
+  });
+  it("a network failure is status 0 and retryable; an undiscovered kind is 404", () => {
+    const net = toKubeApiError("list secrets", new TypeError("fetch failed", { cause: new Error("connect ECONNREFUSED 127.0.0.1:1") }));
+    expect(net.status).toBe(0);
+    expect(net.retryable).toBe(true);
+    expect(net.message).toContain("ECONNREFUSED");
+    expect(toKubeApiError("list x", new Error("Unrecognized API version and kind: chbackup.dev/v1alpha1 Restore")).status).toBe(404);
   });
 });

@@ -1,10 +1,32 @@
-// A small JSON client for the Kubernetes API over @kubernetes/client-node's
-// KubeConfig (which supplies the server, TLS and credentials). Every request
-// is reported to an observer (metrics, write counting in benchmarks, the RBAC
-// test), and failures are typed: status, reason, retryable or not.
-import { Agent, request } from "node:https";
-import { request as httpRequest, Agent as HttpAgent, STATUS_CODES } from "node:http";
-import type { KubeConfig } from "@kubernetes/client-node";
+// The controller's Kubernetes API client: @kubernetes/client-node's
+// KubernetesObjectApi (get, list, create, replace, server-side apply, delete)
+// over its own HTTP layer and the KubeConfig's server, TLS and credentials.
+// Around it, what client-node does not do for us:
+//   - every request is reported to an observer (metrics, write counting in
+//     benchmarks, the RBAC test), from one HttpLibrary wrapper;
+//   - failures are typed: status, reason, a sentence, retryable or not;
+//   - answers are the API's JSON as sent (see PlainObjectApi);
+//   - lists come in pages, optionally as metadata only;
+//   - status subresource patches, which KubernetesObjectApi cannot address,
+//     go through the same configuration's HTTP layer.
+import { AsyncLocalStorage } from "node:async_hooks";
+import { STATUS_CODES } from "node:http";
+import {
+  ApiException,
+  HttpMethod,
+  IsomorphicFetchHttpLibrary,
+  KubernetesObjectApi,
+  Observable,
+  PatchStrategy,
+  ServerConfiguration,
+  createConfiguration,
+  type Configuration,
+  type HttpLibrary,
+  type KubeConfig,
+  type KubernetesObject,
+  type RequestContext,
+  type ResponseContext,
+} from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "./contract.ts";
 
 export interface ResourceType {
@@ -134,95 +156,154 @@ export interface ListResult<T> {
   metadata: { resourceVersion?: string };
 }
 
-type PatchType = "merge" | "json" | "apply";
-const PATCH_CONTENT: Record<PatchType, string> = {
-  merge: "application/merge-patch+json",
-  json: "application/json-patch+json",
-  apply: "application/apply-patch+yaml",
-};
+const METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+/**
+ * KubernetesObjectApi, answering with the API's JSON. client-node turns answers about built-in
+ * kinds into its model classes: timestamps become Dates, some keys are renamed (`continue` →
+ * `_continue`) and fields its models do not know are dropped. The controller compares, hashes and
+ * caches what the apiserver and the watch send, so it keeps the JSON (protected extension point).
+ */
+class PlainObjectApi extends KubernetesObjectApi {
+  /**
+   * Tells it a kind's plural name and scope, which it would otherwise ask the discovery endpoint
+   * for: the controller knows every kind it uses, and so makes no discovery requests.
+   */
+  know(rt: ResourceType): void {
+    const gv = apiVersionOf(rt);
+    const list = (this.apiVersionResourceCache[gv] ??= { groupVersion: gv, resources: [] } as unknown as (typeof this.apiVersionResourceCache)[string]);
+    if (!list.resources.some((r) => r.kind === rt.kind)) list.resources.push({ name: rt.resource, kind: rt.kind, namespaced: rt.namespaced, singularName: "", verbs: [] });
+  }
+
+  protected override async processResponse<T extends KubernetesObject>(response: ResponseContext, type?: string): Promise<T> {
+    if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) {
+      const text = await response.body.text();
+      return (text ? JSON.parse(text) : {}) as T;
+    }
+    return super.processResponse<T>(response, type);
+  }
+}
+
+/** What one call asks of its requests beyond what KubernetesObjectApi lets it say. */
+interface CallContext {
+  accept?: string;
+  signal?: AbortSignal;
+}
+
+/** Where a request went, from its URL: `/api/v1/namespaces/ns/secrets/name/status`, `/apis/g/v/...`. */
+export function requestRecordOf(method: string, url: string): Omit<RequestRecord, "status"> {
+  const path = new URL(url).pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  const [root, ...rest] = path;
+  const group = root === "apis" ? (rest.shift() ?? "") : "";
+  rest.shift(); // version
+  let namespace: string | undefined;
+  if (rest[0] === "namespaces" && rest.length >= 3) {
+    namespace = rest[1];
+    rest.splice(0, 2);
+  }
+  const [resource, name, sub] = rest;
+  if (!resource) return { verb: "discovery", group, resource: "" };
+  const verb =
+    method === "GET" ? (name === undefined ? "list" : "get") : method === "POST" ? "create" : method === "PUT" ? "update" : method === "PATCH" ? "patch" : method === "DELETE" ? "delete" : method.toLowerCase();
+  return { verb, group, resource: sub ? `${resource}/${sub}` : resource, ...(namespace !== undefined ? { namespace } : {}) };
+}
+
+/**
+ * client-node's fetch-based HTTP layer with a deadline on every request, the call's own abort
+ * signal and Accept header, and each request reported to the observer.
+ */
+class ObservedHttp implements HttpLibrary {
+  readonly #inner = new IsomorphicFetchHttpLibrary();
+  readonly calls: AsyncLocalStorage<CallContext>;
+  readonly timeoutMs: number;
+  readonly observe: ((r: RequestRecord) => void) | undefined;
+  constructor(calls: AsyncLocalStorage<CallContext>, timeoutMs: number, observe: ((r: RequestRecord) => void) | undefined) {
+    this.calls = calls;
+    this.timeoutMs = timeoutMs;
+    this.observe = observe;
+  }
+
+  send(ctx: RequestContext): Observable<ResponseContext> {
+    const call = this.calls.getStore();
+    const record = requestRecordOf(ctx.getHttpMethod(), ctx.getUrl());
+    // Only the call's own request takes its Accept header, not the discovery request before it.
+    if (call?.accept && record.verb !== "discovery") ctx.setHeaderParam("Accept", call.accept);
+    // A deadline for the answer's head, cleared as soon as it arrives: AbortSignal.timeout would keep
+    // each request (and what hangs on it) alive for the whole timeout.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
+    ctx.setSignal(call?.signal ? AbortSignal.any([call.signal, deadline.signal]) : deadline.signal);
+    const sent = this.#inner
+      .send(ctx)
+      .toPromise()
+      .then(
+        (res) => {
+          clearTimeout(timer);
+          this.observe?.({ ...record, status: res.httpStatusCode });
+          return res;
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          this.observe?.({ ...record, status: 0 });
+          throw deadline.signal.aborted && !call?.signal?.aborted ? new Error(`no answer in ${this.timeoutMs} ms`, { cause: err }) : err;
+        },
+      );
+    return new Observable(sent);
+  }
+}
+
+/** Any failure of a call as a KubeApiError: the apiserver's Status as a sentence, else a network error. */
+export function toKubeApiError(what: string, err: unknown): KubeApiError {
+  if (err instanceof KubeApiError) return err;
+  if (err instanceof ApiException) {
+    const status = err.code;
+    const body: unknown = typeof err.body === "string" ? safeJson(err.body) : err.body;
+    // A Status object gives its sentence; any other body (a proxy's HTML page) is not repeated.
+    const st = (body !== null && typeof body === "object" && (body as { kind?: string }).kind === "Status" ? body : undefined) as
+      | { reason?: string; message?: string; details?: { causes?: StatusCause[] } }
+      | undefined;
+    return new KubeApiError(what, status, st?.reason ?? STATUS_CODES[status] ?? "Unknown", statusSentence(st), { causes: st?.details?.causes ?? [] });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  // KubernetesObjectApi's own refusal when discovery does not list the kind (a CRD not installed).
+  if (/^Unrecognized API version and kind/.test(message)) return new KubeApiError(what, 404, "NotFound", message, { cause: err });
+  return new KubeApiError(what, 0, "NetworkError", err instanceof Error && err.cause instanceof Error ? `${message}: ${err.cause.message}` : message, { cause: err });
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
   readonly fieldManager: string;
-  readonly #timeoutMs: number;
-  readonly #observe: ((r: RequestRecord) => void) | undefined;
-  readonly #agents = new Map<string, Agent | HttpAgent>();
+  readonly #calls = new AsyncLocalStorage<CallContext>();
+  readonly #config: Configuration;
+  readonly #api: PlainObjectApi;
 
   constructor(opts: KubeClientOptions) {
     this.kubeConfig = opts.kubeConfig;
     this.fieldManager = opts.fieldManager ?? FIELD_MANAGER;
-    this.#timeoutMs = opts.timeoutMs ?? 30_000;
-    this.#observe = opts.observe;
+    const cluster = opts.kubeConfig.getCurrentCluster();
+    if (!cluster) throw new KubeApiError("connect", 0, "NoCluster", "the kubeconfig has no current cluster");
+    this.#config = createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: opts.kubeConfig },
+      httpApi: new ObservedHttp(this.#calls, opts.timeoutMs ?? 30_000, opts.observe),
+    });
+    this.#api = new PlainObjectApi(this.#config);
   }
 
-  /** One JSON request. Throws KubeApiError on a non-2xx answer or a network failure. */
-  async request<T = unknown>(
-    verb: string,
-    method: string,
-    rt: ResourceType,
-    path: string,
-    opts: { body?: unknown; contentType?: string; accept?: string; namespace?: string; name?: string; subresource?: string; signal?: AbortSignal } = {},
-  ): Promise<T> {
-    const cluster = this.kubeConfig.getCurrentCluster();
-    if (!cluster) throw new KubeApiError(`${method} ${path}`, 0, "NoCluster", "the kubeconfig has no current cluster");
-    const url = new URL(cluster.server + path);
-    const httpsOpts: import("node:https").RequestOptions = { method, headers: { accept: opts.accept ?? "application/json" }, timeout: this.#timeoutMs };
-    await this.kubeConfig.applyToHTTPSOptions(httpsOpts);
-    const isHttps = url.protocol === "https:";
-    const key = `${url.protocol}//${url.host}`;
-    let agent = this.#agents.get(key);
-    if (!agent) {
-      const agentOpts = { keepAlive: true, maxSockets: 16, ...(isHttps ? { ca: httpsOpts.ca, cert: httpsOpts.cert, key: httpsOpts.key, rejectUnauthorized: httpsOpts.rejectUnauthorized } : {}) };
-      agent = isHttps ? new Agent(agentOpts) : new HttpAgent(agentOpts);
-      this.#agents.set(key, agent);
-    }
-    httpsOpts.agent = agent;
-    const data = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
-    if (data) {
-      // Node sends a DELETE body neither chunked nor with a length unless told the length.
-      (httpsOpts.headers as Record<string, string>)["content-type"] = opts.contentType ?? "application/json";
-      (httpsOpts.headers as Record<string, string>)["content-length"] = String(data.length);
-    }
-    const what = opts.name ? `${verb} ${rt.kind} ${opts.namespace ? `${opts.namespace}/` : ""}${opts.name}` : `${verb} ${rt.resource}${opts.namespace ? ` in ${opts.namespace}` : ""}`;
-    let status = 0;
+  async #call<T>(rt: ResourceType, what: string, ctx: CallContext, fn: () => Promise<T>): Promise<T> {
+    this.#api.know(rt);
     try {
-      const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const req = (isHttps ? request : httpRequest)(url, { ...httpsOpts, ...(opts.signal ? { signal: opts.signal } : {}) }, (r) => {
-          const chunks: Buffer[] = [];
-          r.on("data", (c: Buffer) => chunks.push(c));
-          r.on("end", () => {
-            try {
-              resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
-            } catch (err: unknown) {
-              reject(err); // an answer too large for one string
-            }
-          });
-          r.on("error", reject);
-        });
-        req.on("timeout", () => req.destroy(new Error(`no answer in ${this.#timeoutMs} ms`)));
-        req.on("error", reject);
-        req.end(data);
-      });
-      status = res.status;
-      let body: unknown;
-      try {
-        body = res.text ? JSON.parse(res.text) : undefined;
-      } catch {
-        body = undefined;
-      }
-      if (status < 200 || status >= 300) {
-        // A Status object gives its sentence; any other body (a proxy's HTML page) is not repeated.
-        const st = (body !== null && typeof body === "object" && (body as { kind?: string }).kind === "Status" ? body : undefined) as
-          | { reason?: string; message?: string; details?: { causes?: StatusCause[] } }
-          | undefined;
-        throw new KubeApiError(what, status, st?.reason ?? STATUS_CODES[status] ?? "Unknown", statusSentence(st), { causes: st?.details?.causes ?? [] });
-      }
-      return body as T;
+      return await this.#calls.run(ctx, fn);
     } catch (err: unknown) {
-      if (err instanceof KubeApiError) throw err;
-      throw new KubeApiError(what, 0, "NetworkError", err instanceof Error ? err.message : String(err), { cause: err });
-    } finally {
-      this.#observe?.({ verb, group: rt.group, resource: opts.subresource ? `${rt.resource}/${opts.subresource}` : rt.resource, ...(opts.namespace ? { namespace: opts.namespace } : {}), status });
+      throw toKubeApiError(what, err);
     }
   }
 
@@ -239,20 +320,17 @@ export class KubeClient {
     opts: { pageSize?: number; metadataOnly?: boolean; page?: (items: T[]) => T[] } = {},
   ): Promise<ListResult<T>> {
     const pageSize = opts.pageSize ?? 500;
-    const accept = opts.metadataOnly ? "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1" : undefined;
+    const what = `list ${rt.resource}${namespace ? ` in ${namespace}` : ""}`;
     for (let attempt = 0; ; attempt++) {
       const items: T[] = [];
       let cont: string | undefined;
       let metadata: ListResult<T>["metadata"] = {};
       try {
         do {
-          const q = new URLSearchParams({ limit: String(pageSize) });
-          if (labelSelector) q.set("labelSelector", labelSelector);
-          if (cont) q.set("continue", cont);
-          const r = await this.request<ListResult<T> & { metadata?: { continue?: string } }>("list", "GET", rt, `${resourcePath(rt, namespace)}?${q}`, {
-            ...(namespace ? { namespace } : {}),
-            ...(accept ? { accept } : {}),
-          });
+          const token = cont;
+          const r = (await this.#call(rt, what, opts.metadataOnly ? { accept: METADATA_LIST } : {}, () =>
+            this.#api.list(apiVersionOf(rt), rt.kind, namespace, undefined, undefined, undefined, undefined, labelSelector, pageSize, token),
+          )) as unknown as { items?: T[]; metadata?: { continue?: string; resourceVersion?: string } };
           // List items carry no kind/apiVersion; watch events do. Make them alike.
           const page = r.items ?? [];
           for (const item of page) Object.assign(item as object, { apiVersion: apiVersionOf(rt), kind: rt.kind });
@@ -270,7 +348,9 @@ export class KubeClient {
 
   async get<T>(rt: ResourceType, namespace: string, name: string, opts: { signal?: AbortSignal } = {}): Promise<T | undefined> {
     try {
-      return await this.request<T>("get", "GET", rt, resourcePath(rt, namespace, name), { namespace, name, ...opts });
+      return (await this.#call(rt, `get ${rt.kind} ${namespace}/${name}`, opts, () =>
+        this.#api.read({ apiVersion: apiVersionOf(rt), kind: rt.kind, metadata: { name, ...(rt.namespaced ? { namespace } : {}) } }),
+      )) as T;
     } catch (err: unknown) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -279,22 +359,54 @@ export class KubeClient {
 
   /** Creates; with dryRun the apiserver validates and admits the object but stores nothing. */
   async create<T>(rt: ResourceType, namespace: string, obj: unknown, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<T> {
-    return this.request<T>("create", "POST", rt, resourcePath(rt, namespace) + (opts.dryRun ? "?dryRun=All" : ""), { body: obj, namespace, ...(opts.signal ? { signal: opts.signal } : {}) });
+    const spec = withType(rt, namespace, obj);
+    return (await this.#call(rt, `create ${rt.kind} ${namespace ? `${namespace}/` : ""}${spec.metadata?.name ?? ""}`, opts.signal ? { signal: opts.signal } : {}, () =>
+      this.#api.create(spec, undefined, opts.dryRun ? "All" : undefined),
+    )) as T;
   }
 
+  /** Replaces (PUT); the object's resourceVersion makes it a compare-and-swap. */
   async update<T>(rt: ResourceType, namespace: string, name: string, obj: unknown, opts: { signal?: AbortSignal } = {}): Promise<T> {
-    return this.request<T>("update", "PUT", rt, resourcePath(rt, namespace, name), { body: obj, namespace, name, ...opts });
+    const spec = withType(rt, namespace, obj, name);
+    return (await this.#call(rt, `update ${rt.kind} ${namespace}/${name}`, opts, () => this.#api.replace(spec))) as T;
   }
 
   /** Server-side apply under the controller's field manager, taking over conflicting fields. */
   async apply<T>(rt: ResourceType, namespace: string, name: string, obj: unknown, subresource?: string): Promise<T> {
-    const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}&force=true`;
-    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body: obj, contentType: PATCH_CONTENT.apply, namespace, name, ...(subresource ? { subresource } : {}) });
+    if (subresource) return this.#subresourcePatch<T>(rt, namespace, name, subresource, obj, PatchStrategy.ServerSideApply, true);
+    const spec = withType(rt, namespace, obj, name);
+    return (await this.#call(rt, `apply ${rt.kind} ${namespace}/${name}`, {}, () =>
+      this.#api.patch(spec, undefined, undefined, this.fieldManager, true, PatchStrategy.ServerSideApply),
+    )) as T;
   }
 
-  async patch<T>(rt: ResourceType, namespace: string, name: string, body: unknown, type: "merge" | "json", subresource?: string): Promise<T> {
-    const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}`;
-    return this.request<T>("patch", "PATCH", rt, resourcePath(rt, namespace, name, subresource) + q, { body, contentType: PATCH_CONTENT[type], namespace, name, ...(subresource ? { subresource } : {}) });
+  /** A JSON merge patch of the object, or of its status subresource. */
+  async patch<T>(rt: ResourceType, namespace: string, name: string, body: Record<string, unknown>, _type: "merge", subresource?: string): Promise<T> {
+    if (subresource) return this.#subresourcePatch<T>(rt, namespace, name, subresource, body, PatchStrategy.MergePatch, false);
+    const spec = withType(rt, namespace, body, name);
+    return (await this.#call(rt, `patch ${rt.kind} ${namespace}/${name}`, {}, () =>
+      this.#api.patch(spec, undefined, undefined, this.fieldManager, undefined, PatchStrategy.MergePatch),
+    )) as T;
+  }
+
+  /**
+   * KubernetesObjectApi cannot address a subresource (`/status`): this one request is built on the
+   * same configuration (server, credentials, HTTP layer, observer) by hand.
+   */
+  async #subresourcePatch<T>(rt: ResourceType, namespace: string, name: string, subresource: string, body: unknown, contentType: string, force: boolean): Promise<T> {
+    return this.#call(rt, `patch ${rt.kind} ${namespace}/${name}/${subresource}`, {}, async () => {
+      const ctx = this.#config.baseServer.makeRequestContext(resourcePath(rt, namespace, name, subresource), HttpMethod.PATCH);
+      ctx.setQueryParam("fieldManager", this.fieldManager);
+      if (force) ctx.setQueryParam("force", "true");
+      ctx.setHeaderParam("Content-Type", contentType);
+      ctx.setHeaderParam("Accept", "application/json");
+      ctx.setBody(JSON.stringify(body));
+      await this.kubeConfig.applySecurityAuthentication(ctx);
+      const res = await this.#config.httpApi.send(ctx).toPromise();
+      const text = await res.body.text();
+      if (res.httpStatusCode < 200 || res.httpStatusCode > 299) throw new ApiException(res.httpStatusCode, "Unsuccessful HTTP Request", safeJson(text) ?? text, res.headers);
+      return JSON.parse(text) as T;
+    });
   }
 
   /**
@@ -309,11 +421,14 @@ export class KubeClient {
   ): Promise<boolean> {
     const propagationPolicy = opts.propagationPolicy ?? "Background";
     try {
-      await this.request("delete", "DELETE", rt, resourcePath(rt, namespace, name), {
-        namespace,
-        name,
-        body: { apiVersion: "meta.k8s.io/v1", kind: "DeleteOptions", propagationPolicy, ...(opts.uid ? { preconditions: { uid: opts.uid } } : {}) },
-      });
+      await this.#call(rt, `delete ${rt.kind} ${namespace}/${name}`, {}, () =>
+        this.#api.delete(withType(rt, namespace, {}, name), undefined, undefined, undefined, undefined, propagationPolicy, {
+          apiVersion: "meta.k8s.io/v1",
+          kind: "DeleteOptions",
+          propagationPolicy,
+          ...(opts.uid ? { preconditions: { uid: opts.uid } } : {}),
+        }),
+      );
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;
@@ -322,8 +437,13 @@ export class KubeClient {
     }
   }
 
-  close(): void {
-    for (const a of this.#agents.values()) a.destroy();
-    this.#agents.clear();
-  }
+  /** Nothing to release: client-node's fetch layer keeps no sockets of ours. */
+  close(): void {}
+}
+
+/** The object with its apiVersion, kind, namespace (for namespaced kinds) and name, as KubernetesObjectApi addresses it. */
+function withType(rt: ResourceType, namespace: string, obj: unknown, name?: string): KubernetesObject {
+  const o = (obj ?? {}) as KubernetesObject;
+  const metadata = { ...(o.metadata ?? {}), ...(name !== undefined ? { name } : {}), ...(rt.namespaced && namespace ? { namespace } : {}) };
+  return { ...o, apiVersion: apiVersionOf(rt), kind: rt.kind, metadata };
 }

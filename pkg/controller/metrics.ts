@@ -34,7 +34,7 @@ export class ControllerMetrics {
 
   observeRequest = (r: RequestRecord): void => {
     this.requests.inc({ verb: r.verb, resource: r.resource, code: String(r.status) });
-    if (r.verb !== "get" && r.verb !== "list" && r.verb !== "watch") {
+    if (r.verb !== "get" && r.verb !== "list" && r.verb !== "watch" && r.verb !== "discovery") {
       this.writes.total++;
       this.writes.byVerb.set(r.verb, (this.writes.byVerb.get(r.verb) ?? 0) + 1);
     }
