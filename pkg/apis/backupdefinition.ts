@@ -243,6 +243,14 @@ export const backupDefinitionSpec = z
     ...definitionShared,
     runner: runnerSpec.optional(),
     encryption: encryptionSpec.optional(),
+    staleAfter: z
+      .string()
+      .regex(/^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$/, 'a duration such as "26h", "90m" or "1d12h" (units d, h, m, s)')
+      .refine((v) => /[1-9]/.test(v), "must be longer than zero")
+      .optional()
+      .describe(
+        "How old the newest backup may be before the BackupHealthy condition turns False (reason NoRecentBackup or BackupsFailing). Default: 2 × the longest gap between two runs of the schedule",
+      ),
   })
   .superRefine(modeRules, alwaysCheck)
   .superRefine(specRules, alwaysCheck)

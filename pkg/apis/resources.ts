@@ -33,10 +33,43 @@ export const backupDefinitionStatus = z.object({
     .object({
       id: z.string(),
       time: z.string().describe("End time of the newest backup the runner reports"),
+      durationSeconds: z.int().optional(),
+      bytes: z.number().optional().describe("Bytes stored"),
+      rows: z.number().optional().describe("Rows backed up, counted in the data stream"),
       checkedAt: z.string().optional(),
     })
     .optional()
-    .describe("Newest backup, as reported by the runner's API"),
+    .describe("Newest complete backup of this definition's runner, as its API reports it"),
+  lastFailure: z
+    .object({ time: z.string(), message: z.string(), retryable: z.boolean().optional() })
+    .optional()
+    .describe("Newest failed (or cancelled, aborted, interrupted) backup attempt"),
+  consecutiveFailures: z.int().optional().describe("Operations that failed in a row since the last success"),
+  nextRun: z.string().optional().describe("Next scheduled backup"),
+  backups: z
+    .object({
+      count: z.int(),
+      oldest: z.string().optional(),
+      newest: z.string().optional(),
+      totalBytes: z.number(),
+      size: z.string().describe("totalBytes for people, e.g. 1.5 GiB"),
+    })
+    .optional()
+    .describe("The runner's own complete backups"),
+  lastVerified: z.object({ backupId: z.string(), time: z.string(), ok: z.boolean() }).optional().describe("The newest verify operation"),
+  currentOperation: z
+    .object({
+      id: z.string(),
+      kind: z.string(),
+      startedAt: z.string(),
+      phase: z.string(),
+      tablesDone: z.int(),
+      tablesTotal: z.int(),
+      bytes: z.number(),
+      rows: z.number(),
+    })
+    .optional()
+    .describe("The operation running on the runner now, with its progress"),
 });
 export const storageLocationStatus = z.object({
   observedGeneration: z.int().optional(),
@@ -86,13 +119,19 @@ export const CRDS: CrdDefinition[] = [
     status: backupDefinitionStatus,
     validations: definitionValidations,
     printerColumns: [
-      { name: "Engine", type: "string", jsonPath: ".spec.engine" },
-      { name: "Storage", type: "string", jsonPath: ".spec.storageLocation" },
-      { name: "Schedule", type: "string", jsonPath: ".spec.schedule.cron" },
-      { name: "Mode", type: "string", jsonPath: ".spec.mode", priority: 1 },
       { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
+      { name: "Runner", type: "string", jsonPath: '.status.conditions[?(@.type=="RunnerReady")].status', description: "RunnerReady: the runner pod is ready and its API answers" },
+      { name: "Healthy", type: "string", jsonPath: '.status.conditions[?(@.type=="BackupHealthy")].status', description: "BackupHealthy: the newest backup is recent enough" },
       { name: "Last Backup", type: "date", jsonPath: ".status.lastBackup.time" },
+      { name: "Backups", type: "integer", jsonPath: ".status.backups.count" },
+      { name: "Next Run", type: "string", jsonPath: ".status.nextRun" },
+      { name: "Failures", type: "integer", jsonPath: ".status.consecutiveFailures" },
+      { name: "Size", type: "string", jsonPath: ".status.backups.size", priority: 1 },
+      { name: "Mode", type: "string", jsonPath: ".spec.mode", priority: 1 },
+      { name: "Storage", type: "string", jsonPath: ".spec.storageLocation", priority: 1 },
+      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="BackupHealthy")].reason', priority: 1 },
+      { name: "Runner Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="RunnerReady")].reason', priority: 1 },
+      { name: "Ready Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
   },

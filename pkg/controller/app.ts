@@ -9,7 +9,7 @@ import { KubeClient, type RequestRecord } from "./kube.ts";
 import { LeaderElector } from "./leader.ts";
 import { RestoreController, httpRunnerRestoreClient } from "./restores.ts";
 import { ControllerMetrics } from "./metrics.ts";
-import { runnerLastBackupFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
+import { runnerSnapshotFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
 import type { ControllerSettings } from "./settings.ts";
 import { describeError } from "../common/errors.ts";
@@ -52,7 +52,16 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
   });
   const hooks: ControllerHooks = {
     reconciled: metrics.observeReconcile,
-    runnerLastBackup: runnerLastBackupFetcher(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)),
+    runnerSnapshot: runnerSnapshotFetcher(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)),
+    health: (namespace, name, h) => {
+      if (!h) {
+        metrics.definitionLastSuccess.remove({ namespace, name });
+        metrics.definitionHealthy.remove({ namespace, name });
+        return;
+      }
+      if (h.lastSuccessSeconds !== undefined) metrics.definitionLastSuccess.set({ namespace, name }, h.lastSuccessSeconds);
+      if (h.healthy !== undefined) metrics.definitionHealthy.set({ namespace, name }, h.healthy ? 1 : 0);
+    },
   };
   let controller: Controller | undefined;
   let restores: RestoreController | undefined;

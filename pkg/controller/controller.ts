@@ -4,7 +4,6 @@
 // A reconcile that finds everything as desired makes no API write.
 import { randomBytes } from "node:crypto";
 import type { Logger } from "winston";
-import { runPool } from "../concurrency/pool.ts";
 import { describeError } from "../common/errors.ts";
 import type { Condition } from "../apis/resources.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, MANAGED_BY, RUNNER_CONTAINER } from "./contract.ts";
@@ -15,6 +14,8 @@ import { defKey, runnerName, splitKey } from "./names.ts";
 import { checkStorageLocation, planRunnerConfig, referencedSecrets, type FailureReason } from "./plan.ts";
 import { renderRunnerObjects } from "./render.ts";
 import { WorkQueue } from "./queue.ts";
+import { RunnerPoller, setCondition, type HealthReport } from "./poller.ts";
+import type { RunnerSnapshotFetcher } from "./runnerstatus.ts";
 import type { ControllerSettings } from "./settings.ts";
 import type { BackupDefinitionObject, BackupDefinitionStatus, KubeObject, SecretObject, StorageLocationObject } from "./types.ts";
 
@@ -55,8 +56,10 @@ const REPLACE_RECHECK_MS = 10_000;
 export interface ControllerHooks {
   /** After every reconcile (metrics). */
   reconciled?: (key: string, result: ReconcileResult, seconds: number) => void;
-  /** The newest backup a runner reports (status.lastBackup); undefined when unknown. */
-  runnerLastBackup?: (service: { name: string; namespace: string }, token: string, signal: AbortSignal) => Promise<{ id: string; time: string } | undefined>;
+  /** Reads a runner's readiness, status and catalog (mirrored into the definition's status; see poller.ts). */
+  runnerSnapshot?: RunnerSnapshotFetcher;
+  /** Each definition's newest success and BackupHealthy, after every poll (metrics). */
+  health?: HealthReport;
 }
 
 export interface ControllerDeps {
@@ -90,7 +93,7 @@ export class Controller {
   #resyncTimer: NodeJS.Timeout | undefined;
   #statusTimer: NodeJS.Timeout | undefined;
   #started = false;
-  #polling = false;
+  readonly #poller: RunnerPoller | undefined;
   #abort = new AbortController();
   #startedAt: number | undefined;
   #refIndex: Map<string, Set<string>> | undefined;
@@ -120,6 +123,21 @@ export class Controller {
     this.statefulSets = new Informer({ ...base, resource: RESOURCES.statefulSets, namespace: ns });
     this.services = new Informer({ ...base, resource: RESOURCES.services, namespace: ns });
     this.#informers = [this.defs, this.locations, this.namespaces, this.secrets, this.statefulSets, this.services] as Informer<KubeObject>[];
+    const fetchSnapshot = this.#hooks.runnerSnapshot;
+    this.#poller = fetchSnapshot
+      ? new RunnerPoller({
+          client: this.#client,
+          logger: this.#log,
+          now: this.#now,
+          defs: this.defs,
+          statefulSets: this.statefulSets,
+          token: (secretName) => this.#existingToken(secretName),
+          fetch: fetchSnapshot,
+          event: (def, type, reason, message, log) => this.#event(def, type, reason, message, log),
+          tolerance: this.#s.backupHealthTolerance,
+          ...(this.#hooks.health ? { health: this.#hooks.health } : {}),
+        })
+      : undefined;
     // StorageLocation status: one at a time, apart from the definitions.
     this.locationQueue = new WorkQueue({
       workers: 1,
@@ -306,7 +324,7 @@ export class Controller {
     this.resync();
     this.#resyncTimer = setInterval(() => this.resync(), this.#s.resyncSeconds * 1000);
     this.#resyncTimer.unref();
-    if (this.#s.runnerStatusSeconds > 0 && this.#hooks.runnerLastBackup) {
+    if (this.#s.runnerStatusSeconds > 0 && this.#poller) {
       this.#statusTimer = setInterval(() => {
         this.pollRunners().catch((err: unknown) => this.#log.warn("reading the runners' status failed", { error: describeError(err) }));
       }, this.#s.runnerStatusSeconds * 1000);
@@ -578,7 +596,7 @@ export class Controller {
     const next: BackupDefinitionStatus = {
       ...old,
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
-      conditions: [...(old.conditions ?? []).filter((c) => c.type !== "Ready"), cond],
+      conditions: setCondition(old.conditions, cond),
       ...(runner ? { runner } : {}),
     };
     if (JSON.stringify(comparable(old)) === JSON.stringify(comparable(next))) return;
@@ -681,47 +699,11 @@ export class Controller {
   }
 
   /**
-   * Reads each ready runner's newest backup into status.lastBackup (writes only on change).
-   * Eight runners at a time, 5 s each at most; a poll still running skips the next one.
+   * Mirrors every runner whose objects are in place into its definition's status (figures,
+   * RunnerReady, BackupHealthy; see poller.ts). Writes only on change.
    */
   async pollRunners(): Promise<void> {
-    const fetchLast = this.#hooks.runnerLastBackup;
-    if (!fetchLast || this.#polling) return;
-    this.#polling = true;
-    const defs = this.defs.list().filter((d) => {
-      const ready = d.status?.conditions?.find((c) => c.type === "Ready");
-      return d.status?.runner && ready?.status === "True" && !d.metadata.deletionTimestamp;
-    });
-    try {
-      // pollOne never throws: one unreachable runner does not stop the others.
-      await runPool(defs, 8, this.#abort.signal, (def, signal) => this.#pollOne(def, fetchLast, signal));
-    } catch (err: unknown) {
-      if (!this.#abort.signal.aborted) throw err;
-    } finally {
-      this.#polling = false;
-    }
-  }
-
-  async #pollOne(def: BackupDefinitionObject, fetchLast: NonNullable<ControllerHooks["runnerLastBackup"]>, signal: AbortSignal): Promise<void> {
-    const runner = def.status!.runner!;
-    const token = this.#existingToken(runner.secret);
-    if (!token) return;
-    try {
-      const last = await fetchLast({ name: runner.service, namespace: runner.namespace }, token, AbortSignal.any([signal, AbortSignal.timeout(5000)]));
-      const current = this.defs.get(def.metadata.namespace ?? "", def.metadata.name) ?? def;
-      if (!last || (current.status?.lastBackup?.id === last.id && current.status.lastBackup.time === last.time)) return;
-      const updated = await this.#client.patch<BackupDefinitionObject>(
-        RESOURCES.backupDefinitions,
-        def.metadata.namespace ?? "",
-        def.metadata.name,
-        { status: { lastBackup: { id: last.id, time: last.time } } },
-        "merge",
-        "status",
-      );
-      this.defs.wrote(updated);
-    } catch (err: unknown) {
-      this.#log.debug("runner status not available", { definition: defKey(def.metadata.namespace ?? "", def.metadata.name), error: describeError(err) });
-    }
+    await this.#poller?.pollAll(this.#abort.signal);
   }
 }
 

@@ -36,6 +36,11 @@ export const controllerSettings = z.object({
   runnerDefaults: runnerDefaults.prefault({}),
   /** How often the runners' status is read for status.lastBackup (0 = never). */
   runnerStatusSeconds: z.int().min(0).default(60),
+  backupHealthTolerance: z
+    .number()
+    .min(1)
+    .default(2)
+    .describe("BackupHealthy turns False when the newest backup is older than this many times the schedule's longest interval (a definition's spec.staleAfter overrides it)"),
   cacheSyncTimeoutSeconds: z
     .int()
     .min(1)

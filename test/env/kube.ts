@@ -23,7 +23,8 @@ export interface KubeApiServer {
    * A raw JSON request as admin. Useful for objects whose fields the typed
    * client's serializer would drop (it silently drops `x-kubernetes-*` keys of CRD schemas).
    */
-  request(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; body: unknown }>;
+  /** `accept` other than JSON, e.g. the Table form kubectl asks for. */
+  request(method: string, path: string, body?: unknown, contentType?: string, accept?: string): Promise<{ status: number; body: unknown }>;
   /** Server-side applies a raw object (JSON) with the given field manager. */
   apply(path: string, obj: unknown, fieldManager: string): Promise<unknown>;
   /** A KubeConfig (admin, system:masters) for @kubernetes/client-node. */
@@ -120,7 +121,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       return kc;
     };
     // Node's fetch takes no custom CA: https.request with the generated certificate.
-    const rawRequest = (method: string, path: string, body?: unknown, contentType = "application/json") =>
+    const rawRequest = (method: string, path: string, body?: unknown, contentType = "application/json", accept = "application/json") =>
       new Promise<{ status: number; body: unknown }>((resolve, reject) => {
         const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
         const req = request(
@@ -129,7 +130,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
             method,
             ca: caPem,
             timeout: 10_000,
-            headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(data ? { "content-type": contentType } : {}) },
+            headers: { authorization: `Bearer ${token}`, accept, ...(data ? { "content-type": contentType } : {}) },
           },
           (res) => {
             const chunks: Buffer[] = [];

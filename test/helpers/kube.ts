@@ -125,3 +125,37 @@ export async function startTestController(o: TestControllerOptions): Promise<Con
     ...(o.runnerUrl ? { runnerUrl: o.runnerUrl } : {}),
   });
 }
+
+/** The apiserver's Table form of a list (what kubectl get asks for). */
+export interface KubeTable {
+  columnDefinitions: { name: string; type: string; priority: number }[];
+  rows: { cells: unknown[] }[];
+}
+
+export async function getTable(kube: KubeApiServer, path: string): Promise<KubeTable> {
+  const r = await kube.request("GET", path, undefined, undefined, "application/json;as=Table;v=v1;g=meta.k8s.io");
+  if (r.status !== 200) throw new Error(`GET ${path} as Table: HTTP ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body as KubeTable;
+}
+
+/** kubectl's age format: 45s, 3m12s, 5h, 2d. */
+function age(iso: string, now: Date): string {
+  const s = Math.max(0, Math.floor((now.getTime() - Date.parse(iso)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ""}`;
+  if (s < 3 * 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+/** The table as `kubectl get` prints it (`wide`: also the priority > 0 columns). */
+export function printTable(t: KubeTable, opts: { wide?: boolean; now?: Date } = {}): string {
+  const now = opts.now ?? new Date();
+  const cols = t.columnDefinitions.map((c, i) => ({ ...c, i })).filter((c) => opts.wide || c.priority === 0);
+  // Date cells come as RFC 3339 times (kubectl prints their age), or already as an age.
+  const cell = (v: unknown, type: string) =>
+    v === null || v === undefined || v === "" ? "<none>" : type === "date" && typeof v === "string" && !Number.isNaN(Date.parse(v)) ? age(v, now) : String(v);
+  const grid = [cols.map((c) => c.name.toUpperCase()), ...t.rows.map((r) => cols.map((c) => cell(r.cells[c.i], c.type)))];
+  const widths = cols.map((_, i) => Math.max(...grid.map((row) => row[i]!.length)));
+  return grid.map((row) => row.map((v, i) => (i === row.length - 1 ? v : v.padEnd(widths[i]! + 3))).join("")).join("\n");
+}
