@@ -219,7 +219,7 @@ describe("install manifests on a real kube-apiserver", () => {
       if (i > 300) throw new Error("chbackup.dev/v1alpha1 not served");
       await new Promise((res) => setTimeout(res, 100));
     }
-    for (const ns of [BASE_NAMESPACE, "apps", "shop"]) await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    for (const ns of [BASE_NAMESPACE, "apps", "shop", "analytics"]) await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
   });
   afterAll(async () => {
     await kube?.stop();
@@ -254,7 +254,7 @@ describe("install manifests on a real kube-apiserver", () => {
 
   it("accepts every example, and the dry run is not vacuous", async () => {
     const objs = examples();
-    expect(objs.map((o) => o["kind"]).sort()).toEqual(["BackupDefinition", "BackupDefinition", "Secret", "Secret", "Secret", "StorageLocation", "StorageLocation"]);
+    expect(objs.map((o) => o["kind"]).sort()).toEqual(["BackupDefinition", "BackupDefinition", "BackupDefinition", "Restore", "Role", "RoleBinding", "Secret", "Secret", "Secret", "Secret", "StorageLocation", "StorageLocation"]);
     for (const o of objs) expect(((await dryRun(o)) as any).metadata.name, key(o)).toBe((o as any).metadata.name);
     // The same dry run refuses an unknown field and a definition that breaks a CEL rule.
     const dep = structuredClone(base().find((o) => o["kind"] === "Deployment")!) as any;

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { API_GROUP, API_VERSION, backupDefinitionSpec, formatIssues, storageLocationSpec } from "../apis/index.ts";
+import { restoreSpec } from "../apis/restore.ts";
 import { RUNNER_CONTAINER } from "../controller/contract.ts";
 import { parseYamlDocs } from "./kustomize.ts";
 import { BASE_NAMESPACE } from "./values.ts";
@@ -21,17 +22,17 @@ const secretKeys = (ns: string, name: string): string[] | undefined => {
 
 describe("examples", () => {
   it("are the expected set", () => {
-    expect(files).toEqual(["backupdefinition-altinity-cluster.yaml", "backupdefinition.yaml", "export-single.yaml", "storagelocation-aws-s3.yaml", "storagelocation-minio.yaml"]);
+    expect(files).toEqual(["backupdefinition-altinity-cluster.yaml", "backupdefinition.yaml", "export-single.yaml", "restore.yaml", "storagelocation-aws-s3.yaml", "storagelocation-minio.yaml"]);
     for (const { file, obj } of docs) {
       expect(obj.metadata?.name, file).toBeTruthy();
       expect(obj.metadata?.namespace, `${file}: every example names its namespace`).toBeTruthy();
     }
   });
 
-  for (const { file, obj } of docs.filter((d) => d.obj.kind !== "Secret")) {
+  for (const { file, obj } of docs.filter((d) => !["Secret", "Role", "RoleBinding"].includes(d.obj.kind))) {
     it(`${file}: ${obj.kind} ${obj.metadata.namespace}/${obj.metadata.name} is valid`, () => {
       expect(obj.apiVersion).toBe(`${API_GROUP}/${API_VERSION}`);
-      const schema = obj.kind === "StorageLocation" ? storageLocationSpec : obj.kind === "BackupDefinition" ? backupDefinitionSpec : undefined;
+      const schema = obj.kind === "StorageLocation" ? storageLocationSpec : obj.kind === "BackupDefinition" ? backupDefinitionSpec : obj.kind === "Restore" ? restoreSpec : undefined;
       expect(schema, `unexpected kind ${obj.kind}`).toBeDefined();
       const r = schema!.safeParse(obj.spec);
       expect(r.success ? [] : formatIssues(r.error)).toEqual([]);
@@ -66,6 +67,24 @@ describe("examples", () => {
     expect(cluster.runner?.databaseAffinity?.podLabels).toEqual({ "clickhouse.altinity.com/chi": "events", "clickhouse.altinity.com/cluster": "main" });
     const single = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "shop-export").spec);
     expect(single).toMatchObject({ mode: "single", singleBackup: { target: "exports/shop-2026-11" } });
+  });
+});
+
+describe("examples/restore.yaml", () => {
+  it("restores a BackupDefinition of its own namespace; the team's Role grants Restores in that namespace only", () => {
+    const restores = ofKind("Restore");
+    expect(restores).toHaveLength(1);
+    for (const r of restores) {
+      const spec = restoreSpec.parse(r.spec);
+      expect(ofKind("BackupDefinition").some((d) => d.metadata.namespace === r.metadata.namespace && d.metadata.name === spec.backupDefinition)).toBe(true);
+    }
+    const role = ofKind("Role").find((x) => x.metadata.name === "chbackup-restore");
+    expect(role.metadata.namespace).toBe(restores[0].metadata.namespace);
+    expect(role.rules).toContainEqual({ apiGroups: [API_GROUP], resources: ["restores"], verbs: ["get", "list", "watch", "create", "delete"] });
+    // Nothing that writes definitions or reaches the runner's Secret.
+    expect(role.rules.flatMap((r: { resources: string[] }) => r.resources).sort()).toEqual(["backupdefinitions", "restores"]);
+    const binding = ofKind("RoleBinding").find((x) => x.metadata.name === "chbackup-restore");
+    expect(binding.roleRef).toEqual({ kind: "Role", name: "chbackup-restore", apiGroup: "rbac.authorization.k8s.io" });
   });
 });
 
