@@ -15,6 +15,8 @@ import type { ClusterDetails } from "../pkg/backupengine/clickhouse/cluster.ts";
 import { EngineError, type EngineBackupResult, type RestoreOptions } from "../pkg/backupengine/types.ts";
 import { makeTempDir, removeDir, startChdb, startClickHouseCluster, type ClickHouseCluster, type ChdbEngine } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
+import { parseRunnerConfig } from "../pkg/apis/index.ts";
+import { makeRunner } from "./helpers/runner.ts";
 
 const logger = process.env["TEST_LOG"] ? winston.createLogger({ level: "debug", format: winston.format.combine(winston.format.timestamp(), winston.format.json()), transports: [new winston.transports.Console()] }) : winston.createLogger({ silent: true });
 
@@ -225,6 +227,46 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       await cluster.host(2, 1).start();
       await cluster.host(2, 2).start();
     }
+  });
+
+  it("runs through the runner: the start-up clean-up on every host, backup, verify and a renamed restore as operations", async () => {
+    // a staging table an interrupted restore left on another host than the configured one
+    await cluster.host(2, 2).exec("CREATE TABLE shop._chbackup_stage_0badc0de_events (x UInt8) ENGINE = Log");
+    const config = parseRunnerConfig({
+      definition: {
+        namespace: "analytics",
+        name: "events-cluster",
+        clickhouse: {
+          url: cluster.host(1, 1).url,
+          username: cluster.username,
+          password: cluster.password,
+          databases: { include: ["shop"] },
+          cluster: { name: cluster.name, hosts: cluster.hostUrls, replicationTimeoutSeconds: 60 },
+        },
+        schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
+      },
+      storage: { filesystem: { path: join(tmp, "runner") } },
+      api: { token: "token-0123456789abcdef" },
+    });
+    const runner = makeRunner(config);
+    await runner.init();
+    const cleaned = await runner.cleanupInterrupted(AbortSignal.timeout(30_000));
+    expect(cleaned?.removed).toEqual([`${cluster.hosts.find((h) => h.shard === 2 && h.replica === 2)!.id}: shop._chbackup_stage_0badc0de_events`]);
+    expect(await cluster.host(2, 2).query("SELECT name FROM system.tables WHERE database = 'shop' AND name LIKE '_chbackup%'")).toEqual([]);
+    const b = await runner.startBackup("api").finished;
+    expect(b.error).toBeUndefined();
+    expect(b.state).toBe("succeeded");
+    const v = await runner.startVerify(b.backupId!).finished;
+    expect(v.state).toBe("succeeded");
+    const r = await runner.startRestore({ backup: b.backupId!, renameDatabases: { shop: "shop_op" }, existingTables: "fail" }).finished;
+    expect(r.error).toBeUndefined();
+    expect(r.state).toBe("succeeded");
+    for (const h of cluster.hosts) {
+      expect(await sum(h.shard, h.replica, "shop_op.events")).toEqual(await sum(h.shard, h.replica, "shop.events"));
+      expect(await sum(h.shard, h.replica, "shop_op.host_log")).toEqual(await sum(h.shard, h.replica, "shop.host_log"));
+    }
+    await runner.shutdown(5000);
+    await cluster.execAll("DROP DATABASE shop_op");
   });
 
   it("refuses a restore onto another number of shards, and merges every shard into chDB with mergeShards", async () => {

@@ -23,7 +23,7 @@
 // single-server restore proves the sum.
 import { z } from "zod";
 import type { Logger } from "winston";
-import type { BackupRequest, BackupSink, EngineBackupResult, Progress, RestoreRequest, RestoreResult, TableEntry, VerifiedTable, VerifyRequest, VerifyResult, WrittenObject } from "../types.ts";
+import type { BackupRequest, BackupSink, EngineBackupResult, InterruptedCleanup, Progress, RestoreRequest, RestoreResult, TableEntry, VerifiedTable, VerifyRequest, VerifyResult, WrittenObject } from "../types.ts";
 import { EngineError } from "../types.ts";
 import { runPool } from "../../concurrency/pool.ts";
 import { existingTables, readCatalog, type TableInfo } from "./catalog.ts";
@@ -32,7 +32,7 @@ import { dumpDetails, dumpTable, DUMP_FORMAT, type DumpDetails, type DumpTable }
 import { dumpBackup, progressReporter, type DumpContext } from "./dump.ts";
 import { messageOf } from "./errors.ts";
 import { planRestore } from "./plan.ts";
-import { dumpRestore } from "./restore.ts";
+import { cleanupInterrupted, dumpRestore } from "./restore.ts";
 import { quoteString, qualified } from "./sql.ts";
 import { verifyDump } from "./verify.ts";
 import {
@@ -485,8 +485,10 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
       await runPool(shards, c.concurrency, signal, async (s, sig) => {
         const sourceId = d.cluster.shards.find((x) => x.shard === s)?.source;
         const inShard = plans.filter((p) => p.h.shard === s);
-        // the replica that had the shard's data at backup time first: its replicated tables carry the data to the others
-        inShard.sort((a, b) => Number(partOf(b.h)?.id === sourceId) - Number(partOf(a.h)?.id === sourceId) || a.h.replica - b.h.replica);
+        // the replica that had the shard's data at backup time last: the others' replicated tables exist (empty) by
+        // then, and the source's inserts reach them through the replication log at once (a replica created after the
+        // data was inserted catches up with the existing parts only after a delay, about 10 s on 18.16)
+        inShard.sort((a, b) => Number(partOf(a.h)?.id === sourceId) - Number(partOf(b.h)?.id === sourceId) || a.h.replica - b.h.replica);
         for (const p of inShard) {
           const r = await dumpRestore({ ...ctx, conn: p.h.conn! }, p.h.info!, {
             ...req,
@@ -624,4 +626,31 @@ export async function clusterVerify(req: VerifyRequest, opts: { idleTimeoutMs: n
     otherObjects.push(...r.otherObjects);
   }
   return { ok: tables.every((t) => t.ok) && otherObjects.every((o) => o.ok), tables, otherObjects };
+}
+
+/**
+ * What interrupted restores left behind on every host of the cluster (see
+ * cleanupInterrupted in restore.ts); names are prefixed with the host. A
+ * host that cannot be reached is skipped with a warning: it is cleaned up
+ * at the next start.
+ */
+export async function clusterCleanupInterrupted(ctx: ClusterContext, signal: AbortSignal): Promise<InterruptedCleanup> {
+  const topo = await readTopology(ctx, signal);
+  const hosts = await connectAll(ctx, topo, signal, false);
+  const out: InterruptedCleanup = { removed: [], restored: [], kept: [] };
+  try {
+    for (const h of hosts) {
+      if (h.error) {
+        ctx.logger.warn("clickhouse cluster: a host could not be checked for what an interrupted restore left behind", { host: h.id, error: h.error });
+        continue;
+      }
+      const r = await cleanupInterrupted(h.conn!, h.info!, ctx.logger.child({ host: h.id }), signal);
+      out.removed.push(...r.removed.map((x) => `${h.id}: ${x}`));
+      out.restored.push(...r.restored.map((x) => `${h.id}: ${x}`));
+      out.kept.push(...r.kept.map((x) => `${h.id}: ${x}`));
+    }
+  } finally {
+    await closeAll(hosts);
+  }
+  return out;
 }

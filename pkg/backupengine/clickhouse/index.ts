@@ -13,7 +13,7 @@ import { dumpBackup } from "./dump.ts";
 import { cleanupInterrupted, dumpRestore } from "./restore.ts";
 import { verifyDump } from "./verify.ts";
 import { nativeBackup, nativeRestore, requireNativeVersion } from "./native.ts";
-import { clusterBackup, clusterRestore, clusterVerify, isClusterDetails, type HostConnector } from "./cluster.ts";
+import { clusterBackup, clusterCleanupInterrupted, clusterRestore, clusterVerify, isClusterDetails, type HostConnector } from "./cluster.ts";
 import { CLUSTER_NATIVE_MESSAGE } from "../../apis/clickhouse.ts";
 
 export { redact } from "./sql.ts";
@@ -138,6 +138,10 @@ class ClickHouseEngine implements BackupEngine {
 
   async cleanupInterrupted(signal: AbortSignal): Promise<InterruptedCleanup> {
     const info = await this.#conn.info(signal);
+    if (this.#config.cluster) {
+      const ctx = { conn: this.#conn, config: this.#config, logger: this.#logger, connector: this.#connector };
+      return clusterCleanupInterrupted(ctx, signal);
+    }
     return cleanupInterrupted(this.#conn, info, this.#logger, signal);
   }
 
