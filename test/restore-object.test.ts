@@ -46,6 +46,14 @@ interface OperationView {
   idempotencyKey: string | null;
 }
 
+/** The Table as kubectl prints it (upper-case headers, columns two spaces apart; wide: with the priority columns). */
+function kubectlTable(t: { columnDefinitions: { name: string; priority?: number }[]; rows: { cells: unknown[] }[] }, wide: boolean): string {
+  const cols = t.columnDefinitions.map((c, i) => ({ i, c })).filter(({ c }) => wide || !c.priority);
+  const lines = [cols.map(({ c }) => c.name.toUpperCase()), ...t.rows.map((r) => cols.map(({ i }) => (r.cells[i] === undefined || r.cells[i] === null ? "<none>" : String(r.cells[i]))))];
+  const widths = cols.map((_, j) => Math.max(...lines.map((l) => l[j]!.length)));
+  return lines.map((l) => l.map((v, j) => v.padEnd(widths[j]!)).join("   ").trimEnd()).join("\n");
+}
+
 describe("Restore objects", () => {
   let kube: KubeApiServer;
   let ch: ClickHouseServer;
@@ -274,6 +282,11 @@ describe("Restore objects", () => {
     }, 30_000);
     expect(next.status!.phase).toBe("Pending");
     expect(["DefinitionNotReady", "RunnerNotReady", "RunnerUnreachable"]).toContain(next.status!.reason);
+    // PRINT_TABLES=1: `kubectl get restores` and `-o wide` as of now (the README shows them).
+    if (process.env["PRINT_TABLES"]) {
+      const t = await table(restorePath());
+      console.log(`${kubectlTable(t, false)}\n\n${kubectlTable(t, true)}`);
+    }
   });
 
   async function token(): Promise<string> {
