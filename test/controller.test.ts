@@ -418,7 +418,7 @@ describe("backup-controller against kube-apiserver", () => {
     expect((await waitReady(kube, APP_NS, "native-fs", "InvalidSpec")).message).toContain("native");
   });
 
-  it("refuses at admission what the runner would refuse later: a single-backup target outside the location, native with lz4", async () => {
+  it("refuses at admission what the runner would refuse later: a single-backup target outside the location, native with lz4, a cluster with native", async () => {
     const single = (target: string) => definition("single-target", { mode: "single", schedule: undefined, singleBackup: { target } });
     for (const target of ["../../etc", "exports/../../x", "a//b", "./x", "a\\b", "/"]) {
       const r = await kube.request("POST", `${defPath(APP_NS)}?dryRun=All`, single(target));
@@ -433,6 +433,12 @@ describe("backup-controller against kube-apiserver", () => {
     expect(JSON.stringify(lz4.body)).toContain("applies to the dump method only");
     await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, definition("native-zstd", { clickhouse: { url: "http://ch:8123", method: "native" } }));
     await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, definition("dump-lz4", { clickhouse: { url: "http://ch:8123", compression: "lz4" } }));
+    // a cluster is backed up with the dump method only (issue #16)
+    const clusterNative = await kube.request("POST", `${defPath(APP_NS)}?dryRun=All`, definition("cluster-native", { clickhouse: { url: "http://ch:8123", method: "native", cluster: { name: "main" } } }));
+    expect(clusterNative.status).toBe(422);
+    expect(JSON.stringify(clusterNative.body)).toContain("spec.clickhouse.cluster");
+    expect(JSON.stringify(clusterNative.body)).toContain("cluster backups use the dump method");
+    await must(kube, "POST", `${defPath(APP_NS)}?dryRun=All`, definition("cluster-dump", { clickhouse: { url: "http://ch:8123", cluster: { name: "main", httpPort: 8123 } } }));
     // The StorageLocation's short name is not Velero's "bsl".
     const crd = await must<{ spec: { names: { shortNames: string[] } } }>(kube, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/storagelocations.chbackup.dev");
     expect(crd.spec.names.shortNames).not.toContain("bsl");

@@ -2,7 +2,7 @@
 import cron from "node-cron";
 import { z } from "zod";
 import { k8sName } from "./common.ts";
-import { clickhouseSpec, clickhouseRunnerConfig } from "./clickhouse.ts";
+import { clickhouseSpec, clickhouseRunnerConfig, CLUSTER_NATIVE_MESSAGE } from "./clickhouse.ts";
 import { encryptionRunnerConfig, encryptionSpec, encryptionValidations, NATIVE_ENCRYPTION_MESSAGE } from "./encryption.ts";
 
 export const retentionPolicy = z
@@ -170,6 +170,11 @@ export const definitionValidations: { rule: string; message: string; fieldPath?:
     rule: "!has(self.clickhouse.method) || self.clickhouse.method != 'native' || !has(self.clickhouse.compression) || self.clickhouse.compression != 'lz4'",
     message: NATIVE_LZ4_MESSAGE,
     fieldPath: ".clickhouse.compression",
+  },
+  {
+    rule: "!has(self.clickhouse.cluster) || !has(self.clickhouse.method) || self.clickhouse.method != 'native'",
+    message: CLUSTER_NATIVE_MESSAGE,
+    fieldPath: ".clickhouse.cluster",
   },
   ...encryptionValidations,
 ];
