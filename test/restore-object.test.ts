@@ -3,8 +3,9 @@
 // kubelet, as test/e2e.test.ts does), with its backups in a directory (a filesystem
 // StorageLocation). A Restore is sent to the runner once, its status mirrors the runner's
 // operation, a busy runner makes it wait, a controller that goes away while it runs (or between
-// sending it and writing its status) never makes the runner restore twice, the spec is immutable,
-// and a Restore of a missing definition waits without writing.
+// sending it and writing its status) never makes the runner restore twice, deleting a running
+// Restore leaves its operation running (and says so), the spec is immutable, and a Restore of a
+// missing definition waits without writing.
 import { request } from "node:https";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -223,6 +224,21 @@ describe("Restore objects", () => {
     expect((await restoresOf(created.metadata.uid)).map((o) => o.id)).toEqual([opId]);
     expect((await operations()).filter((o) => o.kind === "restore").length).toBe(before + 1);
     expect((await ch.query<{ c: string }>("SELECT count() AS c FROM shop_crashed.orders"))[0]!.c).toBe(String(ROWS));
+  });
+
+  it("deleting a running Restore does not stop its operation: it runs to its end, and a Warning Event says so", async () => {
+    const created = await must<RestoreObj>(kube, "POST", restorePath(), restore("deleted", { databases: ["shop"], renameDatabases: { shop: "shop_deleted" } }));
+    const running = await waitPhase("deleted", "Running", 30_000);
+    await must(kube, "DELETE", restorePath("deleted"));
+    const ev = await waitFor("DeletedWhileRunning event", async () => (await events("deleted")).find((e) => e.reason === "DeletedWhileRunning"));
+    expect(ev.type).toBe("Warning");
+    expect(ev.message).toContain(`DELETE /api/v1/operations/${running.status!.operationId}`);
+    const [op] = await waitFor("the operation ended", async () => {
+      const ops = await restoresOf(created.metadata.uid);
+      return ops.length === 1 && ops[0]!.state !== "running" ? ops : undefined;
+    }, 60_000, 200);
+    expect(op!.state).toBe("succeeded");
+    expect((await ch.query<{ c: string }>("SELECT count() AS c FROM shop_deleted.orders"))[0]!.c).toBe(String(ROWS));
   });
 
   it("a failed restore: phase Failed with the runner's error", async () => {

@@ -345,6 +345,8 @@ export class RestoreController {
     await this.queue.stop();
     await this.informer.stop();
     this.#started = false;
+    // A standby counts nothing: the leader's gauge is the one to read.
+    this.#d.metrics?.restores.reset();
   }
 
   #timestamp(): string {
