@@ -337,7 +337,7 @@ function hostPrefix(h: { shard: number; replica: number }): string {
 }
 
 /** The single-server dump details of one host: the schema (objects present on it), with its own data. */
-function hostDumpDetails(d: ClusterDetails, part: ClusterHostPart | undefined, mapDdl: (t: DumpTable) => string): DumpDetails {
+export function hostDumpDetails(d: ClusterDetails, part: ClusterHostPart | undefined, mapDdl: (t: DumpTable) => string): DumpDetails {
   const own = new Map((part?.tables ?? []).map((t) => [key(t), t]));
   const present = part && part.role !== "unreachable" ? new Set(part.present) : undefined;
   const tables: DumpTable[] = [];
