@@ -75,10 +75,14 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     );
     await cluster.execAll(`CREATE MATERIALIZED VIEW ${db}.counts_mv TO ${db}.counts AS SELECT s, count() AS c FROM ${db}.events GROUP BY s`);
     await cluster.execAll(`CREATE TABLE ${db}.host_log (id UInt64, msg String) ENGINE = MergeTree ORDER BY id`);
+    // a materialized view whose inner table is replicated
+    await cluster.execAll(
+      `CREATE MATERIALIZED VIEW ${db}.by_s ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${db}/by_s', '{replica}') ORDER BY s AS SELECT s, sum(v) AS total FROM ${db}.events GROUP BY s`,
+    );
     await cluster.execAll(`CREATE TABLE ${db}.events_all AS ${db}.events ENGINE = Distributed(${cluster.name}, ${db}, events, id)`);
   };
 
-  let before: { events: Record<string, unknown>; hostLog: Record<string, unknown>; counts: Record<string, unknown> };
+  let before: { events: Record<string, unknown>; hostLog: Record<string, unknown>; counts: Record<string, unknown>; byS: Record<string, unknown> };
   let main: { result: EngineBackupResult; sink: DirSink };
 
   beforeAll(async () => {
@@ -94,7 +98,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       await h.server.exec(`INSERT INTO shop.host_log SELECT number + ${k * 1000}, 'host ${k}' FROM system.numbers LIMIT ${k * 10}`);
     }
     await cluster.syncReplicas();
-    before = { events: await everyHost("shop.events"), hostLog: await everyHost("shop.host_log"), counts: await everyHost("shop.counts") };
+    before = { events: await everyHost("shop.events"), hostLog: await everyHost("shop.host_log"), counts: await everyHost("shop.counts"), byS: await everyHost("shop.by_s") };
   }, 240_000);
 
   afterAll(async () => {
@@ -110,7 +114,9 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       [1, 2],
       [2, 2],
     ]);
-    expect(d.schema.tables.map((t) => t.name).sort()).toEqual(["counts", "counts_mv", "events", "events_all", "host_log"]);
+    expect(d.schema.tables.map((t) => t.name).sort()).toEqual(["by_s", "counts", "counts_mv", "events", "events_all", "host_log"]);
+    // the view's replicated inner table: once per shard
+    expect(main.result.tables.filter((t) => t.name === "by_s" && t.host).map((t) => t.shard).sort()).toEqual([1, 2]);
     const rowsOf = (name: string) =>
       main.result.tables
         .filter((t) => t.name === name && t.host)
@@ -147,6 +153,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     expect(await everyHost("shop_copy.events")).toEqual(before.events);
     expect(await everyHost("shop_copy.host_log")).toEqual(before.hostLog);
     expect(await everyHost("shop_copy.counts")).toEqual(before.counts);
+    expect(await everyHost("shop_copy.by_s")).toEqual(before.byS);
     const paths = await cluster.host(1, 2).query<{ database: string; zookeeper_path: string }>(
       "SELECT database, zookeeper_path FROM system.replicas WHERE table = 'events' ORDER BY database",
     );
@@ -192,6 +199,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     expect(await everyHost("shop.events")).toEqual(before.events);
     expect(await everyHost("shop.host_log")).toEqual(before.hostLog);
     expect(await everyHost("shop.counts")).toEqual(before.counts);
+    expect(await everyHost("shop.by_s")).toEqual(before.byS);
     for (const h of cluster.hosts) expect(Number((await h.server.query<{ c: string }>("SELECT count() AS c FROM shop.events_all"))[0]?.c)).toBe(5000);
     // the materialized view works again and replication too
     await cluster.host(2, 1).exec("INSERT INTO shop.events VALUES (777777, 'after', 1)");
