@@ -97,6 +97,9 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       const k = h.shard * 10 + h.replica;
       await h.server.exec(`INSERT INTO shop.host_log SELECT number + ${k * 1000}, 'host ${k}' FROM system.numbers LIMIT ${k * 10}`);
     }
+    // a table only one host has (not on the host the schema is read from)
+    await cluster.host(2, 1).exec("CREATE TABLE shop.only_here (k String) ENGINE = Log");
+    await cluster.host(2, 1).exec("INSERT INTO shop.only_here VALUES ('a'), ('b')");
     await cluster.syncReplicas();
     before = { events: await everyHost("shop.events"), hostLog: await everyHost("shop.host_log"), counts: await everyHost("shop.counts"), byS: await everyHost("shop.by_s") };
   }, 240_000);
@@ -115,6 +118,10 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       [2, 2],
     ]);
     expect(d.schema.tables.map((t) => t.name).sort()).toEqual(["by_s", "counts", "counts_mv", "events", "events_all", "host_log"]);
+    // a table one host has: in that host's part only
+    const ids = Object.fromEntries(cluster.hosts.map((h) => [`${h.shard}/${h.replica}`, h.id]));
+    expect(d.hosts.filter((h) => h.present.includes("shop.only_here")).map((h) => h.id)).toEqual([ids["2/1"]]);
+    expect(main.result.tables.filter((t) => t.name === "only_here").map((t) => [t.host, t.rows])).toEqual([[ids["2/1"], 2]]);
     // the view's replicated inner table: once per shard
     expect(main.result.tables.filter((t) => t.name === "by_s" && t.host).map((t) => t.shard).sort()).toEqual([1, 2]);
     const rowsOf = (name: string) =>
@@ -154,6 +161,9 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     expect(await everyHost("shop_copy.host_log")).toEqual(before.hostLog);
     expect(await everyHost("shop_copy.counts")).toEqual(before.counts);
     expect(await everyHost("shop_copy.by_s")).toEqual(before.byS);
+    const onlyHere = async () => (await Promise.all(cluster.hosts.map((h) => h.server.query("SELECT name FROM system.tables WHERE database = 'shop_copy' AND name = 'only_here'")))).map((r) => r.length);
+    expect(await onlyHere()).toEqual([0, 0, 1, 0]);
+    expect(await cluster.host(2, 1).query("SELECT k FROM shop_copy.only_here ORDER BY k")).toEqual([{ k: "a" }, { k: "b" }]);
     const paths = await cluster.host(1, 2).query<{ database: string; zookeeper_path: string }>(
       "SELECT database, zookeeper_path FROM system.replicas WHERE table = 'events' ORDER BY database",
     );
