@@ -127,6 +127,21 @@ describe("RestoreController.reconcile", () => {
     expect(s.events.map((e) => e.reason)).toEqual(["Running", "Succeeded"]);
   });
 
+  it("progress alone is written at most every progressEveryMs; the end at once", async () => {
+    const s = setup();
+    await s.reconcile();
+    const op = s.runner.ops.get("restore-uid-1")!;
+    for (let rows = 1; rows <= 3; rows++) {
+      op.progress = { ...op.progress, rows };
+      await s.reconcile();
+    }
+    expect(s.patches).toHaveLength(1);
+    Object.assign(op, { state: "succeeded", endedAt: "2026-12-01T06:00:05Z", result: { rows: 3, tables: 1 } });
+    await s.reconcile();
+    expect(s.patches).toHaveLength(2);
+    expect(s.current().status).toMatchObject({ phase: "Succeeded", rowsRestored: 3 });
+  });
+
   it("a status write that fails after the runner took the restore: the retry sends the same key and adopts the same operation", async () => {
     const s = setup();
     s.failPatches(1);

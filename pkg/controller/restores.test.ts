@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { restoreSpec } from "../apis/restore.ts";
 import { ANNOTATIONS, LABELS, MANAGED_BY } from "./contract.ts";
-import { failedStatus, pendingStatus, requestBody, retryDelayMs, runnerTargetOf, statusDiffers, statusOf, statusPatch, type RunnerOperation } from "./restores.ts";
+import { failedStatus, onlyProgressDiffers, pendingStatus, requestBody, retryDelayMs, runnerTargetOf, statusDiffers, statusOf, statusPatch, type RunnerOperation } from "./restores.ts";
 import type { BackupDefinitionObject, SecretObject } from "./types.ts";
 
 const op = (over: Partial<RunnerOperation> = {}): RunnerOperation => ({
@@ -69,6 +69,9 @@ describe("status changes", () => {
     expect(statusDiffers(a, statusOf({}, op({ progress: { ...op().progress, rows: 501 } }), "ns/r"))).toBe(true);
     expect(statusDiffers(pendingStatus({}, "RunnerBusy", "m"), pendingStatus({}, "RunnerBusy", "m"))).toBe(false);
     expect(statusDiffers(pendingStatus({}, "RunnerBusy", "m"), pendingStatus({}, "RunnerNotReady", "m"))).toBe(true);
+    expect(onlyProgressDiffers(a, statusOf({}, op({ progress: { ...op().progress, rows: 501 } }), "ns/r"))).toBe(true);
+    expect(onlyProgressDiffers(a, roundTrip)).toBe(false);
+    expect(onlyProgressDiffers(a, statusOf({}, op({ state: "succeeded", progress: { ...op().progress, rows: 501 } }), "ns/r"))).toBe(false);
   });
 
   it("a merge patch removes what the new status lacks (null) and keeps what an earlier attempt knew", () => {

@@ -223,6 +223,11 @@ function canonical(v: unknown): unknown {
   return v;
 }
 
+/** Whether two statuses differ in progress only (what a running restore changes on every poll). */
+export function onlyProgressDiffers(a: RestoreStatus, b: RestoreStatus): boolean {
+  return statusDiffers(a, b) && !statusDiffers({ ...a, progress: undefined }, { ...b, progress: undefined });
+}
+
 /** A merge patch that turns status `prev` into `next` (fields `next` lacks are removed with null). */
 export function statusPatch(prev: RestoreStatus, next: RestoreStatus): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -277,6 +282,8 @@ export interface RestoreControllerDeps {
   metrics?: ControllerMetrics;
   /** How often a Running Restore is polled (default 2000 ms). */
   pollIntervalMs?: number;
+  /** A change of progress alone is written at most this often (default 10000 ms); phase changes at once. */
+  progressEveryMs?: number;
   /** First retry delay of a Pending Restore, doubling up to maxRetryMs (defaults 1000, 30000). */
   retryBaseMs?: number;
   maxRetryMs?: number;
@@ -289,6 +296,8 @@ export class RestoreController {
   readonly #d: RestoreControllerDeps;
   readonly #log: Logger;
   readonly #attempts = new Map<string, number>();
+  /** When each Restore's status was last written (performance.now()), for the progress throttle. */
+  readonly #written = new Map<string, number>();
   #abort = new AbortController();
   #started = false;
 
@@ -305,6 +314,7 @@ export class RestoreController {
       const key = defKey(r.metadata.namespace ?? "", r.metadata.name);
       if (kind === "delete") {
         this.#attempts.delete(key);
+        this.#written.delete(key);
         this.#countPhases();
         void this.#deletedWhileRunning(r);
         return;
@@ -391,8 +401,12 @@ export class RestoreController {
       }
       this.#attempts.delete(key);
       const next = statusOf(prev, res.operation, runnerName);
+      const poll = { requeueAfterMs: this.#d.pollIntervalMs ?? 2000 };
+      // Progress alone is written every progressEveryMs at most: a long restore is not a write every poll.
+      const since = performance.now() - (this.#written.get(key) ?? -Infinity);
+      if (next.phase === "Running" && onlyProgressDiffers(prev, next) && since < (this.#d.progressEveryMs ?? 10_000)) return poll;
       await this.#write(r, next, log);
-      return next.phase === "Running" ? { requeueAfterMs: this.#d.pollIntervalMs ?? 2000 } : {};
+      return next.phase === "Running" ? poll : {};
     }
 
     if (!target.ok) return this.#wait(r, prev, target.reason, target.message, log);
@@ -445,6 +459,7 @@ export class RestoreController {
       "status",
     );
     this.informer.wrote(updated);
+    this.#written.set(defKey(r.metadata.namespace ?? "", r.metadata.name), performance.now());
     this.#countPhases();
     if (prev.phase !== next.phase || prev.reason !== next.reason) {
       const warn = next.phase === "Failed" || (next.phase === "Pending" && next.reason !== "RunnerBusy");
