@@ -177,7 +177,10 @@ The chbackup controller runs in namespace {{ include "chbackup.namespace" . }}.
      kubectl apply -f examples/backupdefinition.yaml
 3. Watch it become Ready:
      kubectl get backupdefinitions -A
-4. Talk to a runner (service and token from the definition's status):
+4. Restore: create a Restore next to the definition, and follow it:
+     kubectl apply -f examples/restore.yaml
+     kubectl get restores -A
+   or talk to the runner's API (service and token from the definition's status):
      examples/restore.sh <namespace> <definition>
 `;
 
