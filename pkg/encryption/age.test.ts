@@ -9,7 +9,7 @@ import { buffer } from "node:stream/consumers";
 import { pipeline } from "node:stream/promises";
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from "age-encryption";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AGE_CHUNK, AgeError, ageDecryptStream, ageEncryptStream, identityOpener } from "./age.ts";
+import { AGE_CHUNK, AgeError, ageDecryptStream, ageEncryptStream, identityOpener, identityRecipient, newAgeHeader, recipientKey } from "./age.ts";
 import { AgeIdentities } from "./identity.ts";
 import { recipientFingerprint } from "../apis/encryption.ts";
 
@@ -132,6 +132,37 @@ describe("age stream (node:crypto payload)", () => {
   });
 });
 
+describe("age header (X25519 stanzas and MAC through node:crypto)", () => {
+  it("derives the recipient of an identity as the library does, and refuses malformed keys", async () => {
+    for (let i = 0; i < 10; i++) {
+      const id = await generateX25519Identity();
+      expect(identityRecipient(id)).toBe(await identityToRecipient(id));
+    }
+    expect(identityRecipient(id1.toLowerCase())).toBeUndefined();
+    expect(identityRecipient(`${id1.slice(0, -1)}${id1.endsWith("Q") ? "P" : "Q"}`)).toBeUndefined();
+    expect(recipientKey(r1)?.length).toBe(32);
+    expect(recipientKey(`${r1.slice(0, -1)}${r1.endsWith("q") ? "p" : "q"}`)).toBeUndefined();
+    await expect(newAgeHeader(["age1nope"])).rejects.toThrow(/not an age X25519 recipient/);
+  });
+
+  it("writes one stanza per recipient, each opening the file key, with a MAC the library accepts", async () => {
+    const third = await generateX25519Identity();
+    const { header, fileKey } = await newAgeHeader([r1, r2, await identityToRecipient(third)]);
+    expect(header.toString("latin1").match(/^-> X25519 [A-Za-z0-9+/]{43}\n[A-Za-z0-9+/]{43}\n/gm)?.length).toBe(3);
+    for (const id of [id1, id2, third]) {
+      expect(Buffer.from(await identityOpener([id])(header))).toEqual(fileKey);
+      const d = new Decrypter();
+      d.addIdentity(id);
+      expect(Buffer.from(await d.decryptHeader(header))).toEqual(fileKey);
+    }
+    const err = (await identityOpener([other])(header).catch((e: unknown) => e)) as AgeError;
+    expect(err.kind).toBe("no-identity");
+    const badMac = Buffer.from(header);
+    badMac[badMac.length - 5] = badMac[badMac.length - 5] === 0x41 ? 0x42 : 0x41;
+    expect(((await identityOpener([id1])(badMac).catch((e: unknown) => e)) as AgeError).kind).toBe("damaged");
+  });
+});
+
 describe("age stream against the reference age CLI", () => {
   const age = (() => {
     try {
@@ -141,6 +172,13 @@ describe("age stream against the reference age CLI", () => {
       throw new Error("the age CLI is missing: run scripts/setup.sh (Debian package age)");
     }
   })();
+
+  it("age-keygen -y gives the recipient we derive", () => {
+    const keyFile = join(dir, "keygen.txt");
+    execFileSync("age-keygen", ["-o", keyFile], { stdio: "pipe" });
+    const identity = execFileSync("grep", ["^AGE-SECRET-KEY-1", keyFile]).toString().trim();
+    expect(identityRecipient(identity)).toBe(execFileSync("age-keygen", ["-y", keyFile]).toString().trim());
+  });
 
   it.each([0, 1, AGE_CHUNK, 5 * AGE_CHUNK + 3])("age -d reads what we write, and we read what age -e writes (%i bytes)", async (n) => {
     const data = randomBytes(n);

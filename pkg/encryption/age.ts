@@ -1,11 +1,12 @@
 // age v1 files (https://age-encryption.org/v1) as streams, written and read
 // by the runner: the one module that holds the format's low-level parts.
 //
-//   header   "age-encryption.org/v1\n", one "-> X25519 …" stanza per
-//            recipient, "--- <MAC>\n": made and opened by the npm package
-//            age-encryption (its public API: Encrypter with the recipients,
-//            Decrypter.decryptHeader with the identities), so the X25519
-//            stanzas and the header HMAC are the library's.
+//   header   "age-encryption.org/v1\n", one "-> X25519 <share>\n<body>\n"
+//            stanza per recipient (the file key wrapped with
+//            ChaCha20-Poly1305 under HKDF-SHA256(X25519(ephemeral,
+//            recipient), share || recipient, "age-encryption.org/v1/X25519")),
+//            then "--- " + HMAC-SHA256(HKDF(file key, "", "header"), header up
+//            to "---"), base64 without padding.
 //   nonce    16 random bytes; payload key = HKDF-SHA256(file key, nonce, "payload").
 //   payload  STREAM: 64 KiB chunks of plaintext, each sealed with
 //            ChaCha20-Poly1305 (16-byte tag) under the nonce
@@ -13,20 +14,16 @@
 //            The last chunk may be shorter; it is empty only when the
 //            whole payload is.
 //
-// The payload goes through node:crypto (OpenSSL) rather than the library's
-// pure-JS cipher: measured on the 2-core development machine, 589 MB/s against
-// 34 MB/s (see README, Encryption). Both sides are tested against the library
-// and against the reference `age` CLI (pkg/encryption/age.test.ts).
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+// Everything goes through node:crypto (OpenSSL): X25519, HKDF, HMAC and
+// ChaCha20-Poly1305. The npm package age-encryption (the TypeScript
+// implementation by age's author) was the first choice and is the reference
+// this module is tested against, with the `age` CLI (age.test.ts), but at run
+// time it costs too much: its pure-JS cipher runs at 34 MB/s against 589 MB/s
+// here, and loading it and wrapping one file key adds about 30 MiB of RSS
+// (its X25519 tables, its post-quantum modules), which put an encrypting
+// runner above its 200 MiB budget. See README, Encryption.
+import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
-import type { Recipient } from "age-encryption";
-
-/**
- * The library, loaded on first use: its modules (with the post-quantum ones it
- * also carries) add about 23 MiB to a process's RSS, which a runner without
- * encryption should not pay.
- */
-const ageLibrary = () => import("age-encryption");
 
 export const AGE_CHUNK = 64 * 1024;
 const TAG = 16;
@@ -64,29 +61,171 @@ function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
   return Buffer.from(hkdfSync("sha256", fileKey, nonce, "payload", 32));
 }
 
-/**
- * A new header for `recipients` and its file key. The library's Encrypter
- * makes the stanzas and the MAC; a recipient of ours that writes no stanza
- * is handed the random file key on the way (Recipient.wrapFileKey). The
- * library's own (empty) payload is dropped: its nonce and key are never used.
- */
-export async function newAgeHeader(recipients: readonly string[]): Promise<{ header: Buffer; fileKey: Uint8Array }> {
+// bech32 (BIP 173), as age encodes its keys: "age1…" recipients, "AGE-SECRET-KEY-1…" identities.
+const BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+function polymod(values: number[]): number {
+  const gen = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+  let chk = 1;
+  for (const v of values) {
+    const top = chk >>> 25;
+    chk = ((chk & 0x1ffffff) << 5) ^ v;
+    for (let i = 0; i < 5; i++) if ((top >>> i) & 1) chk ^= gen[i]!;
+  }
+  return chk >>> 0;
+}
+const hrpExpand = (hrp: string) => [...[...hrp].map((c) => c.charCodeAt(0) >> 5), 0, ...[...hrp].map((c) => c.charCodeAt(0) & 31)];
+
+/** The 32 bytes a bech32 string of `hrp` holds (case-insensitive, not mixed), or undefined if it is not one. */
+function bech32Decode(s: string, hrp: string): Buffer | undefined {
+  if (s !== s.toLowerCase() && s !== s.toUpperCase()) return undefined;
+  const l = s.toLowerCase();
+  if (!l.startsWith(`${hrp}1`)) return undefined;
+  const data = [...l.slice(hrp.length + 1)].map((c) => BECH32.indexOf(c));
+  if (data.length < 6 || data.some((d) => d < 0) || polymod([...hrpExpand(hrp), ...data]) !== 1) return undefined;
+  let acc = 0;
+  let bits = 0;
+  const out: number[] = [];
+  for (const v of data.slice(0, -6)) {
+    acc = (acc << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((acc >>> bits) & 0xff);
+    }
+  }
+  if (bits >= 5 || (acc & ((1 << bits) - 1)) !== 0 || out.length !== 32) return undefined;
+  return Buffer.from(out);
+}
+
+function bech32Encode(hrp: string, bytes: Buffer): string {
+  const data: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    acc = ((acc << 8) | b) & 0xffff;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      data.push((acc >>> bits) & 31);
+    }
+  }
+  if (bits > 0) data.push((acc << (5 - bits)) & 31);
+  const mod = polymod([...hrpExpand(hrp), ...data, 0, 0, 0, 0, 0, 0]) ^ 1;
+  const check = [0, 1, 2, 3, 4, 5].map((i) => (mod >>> (5 * (5 - i))) & 31);
+  return `${hrp}1${[...data, ...check].map((d) => BECH32[d]).join("")}`;
+}
+
+// X25519 keys as node:crypto KeyObjects, from and to their 32 raw bytes.
+const SPKI_X25519 = Buffer.from("302a300506032b656e032100", "hex");
+const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
+const publicKeyOf = (raw: Buffer) => createPublicKey({ key: Buffer.concat([SPKI_X25519, raw]), format: "der", type: "spki" });
+const rawPublic = (k: KeyObject) => k.export({ format: "der", type: "spki" }).subarray(-32);
+const X25519_LABEL = "age-encryption.org/v1/X25519";
+
+/** base64 without padding (age's encoding), and its strict inverse (canonical, no padding). */
+const b64 = (b: Buffer) => b.toString("base64").replace(/=+$/, "");
+function unb64(s: string): Buffer | undefined {
+  if (!/^[A-Za-z0-9+/]*$/.test(s)) return undefined;
+  const b = Buffer.from(s, "base64");
+  return b64(b) === s ? b : undefined;
+}
+
+function seal(key: Buffer, nonce: Buffer, plain: Buffer): Buffer {
+  const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG });
+  const out = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+  return out;
+}
+function open(key: Buffer, nonce: Buffer, sealed: Buffer): Buffer | undefined {
+  if (sealed.length < TAG) return undefined;
+  const d = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG });
+  d.setAuthTag(sealed.subarray(sealed.length - TAG));
+  const plain = d.update(sealed.subarray(0, sealed.length - TAG));
+  try {
+    d.final();
+    return plain;
+  } catch {
+    return undefined;
+  }
+}
+
+const ZERO_NONCE = Buffer.alloc(12);
+const headerMac = (fileKey: Buffer, upToDashes: Buffer) => createHmac("sha256", Buffer.from(hkdfSync("sha256", fileKey, Buffer.alloc(0), "header", 32))).update(upToDashes).digest();
+
+/** The public key in a recipient string (age1…), or undefined if it is not one. */
+export function recipientKey(recipient: string): Buffer | undefined {
+  return recipient.startsWith("age1") ? bech32Decode(recipient, "age") : undefined;
+}
+
+/** The recipient (age1…) of an identity (AGE-SECRET-KEY-1…); undefined if the identity is malformed. */
+export function identityRecipient(identity: string): string | undefined {
+  const k = bech32Decode(identity, "age-secret-key-");
+  if (!k || !identity.startsWith("AGE-SECRET-KEY-1")) return undefined;
+  return bech32Encode("age", rawPublic(createPublicKey(createPrivateKey({ key: Buffer.concat([PKCS8_X25519, k]), format: "der", type: "pkcs8" }))));
+}
+
+/** A new header for `recipients` (X25519 stanzas and MAC) and its random 16-byte file key. */
+export async function newAgeHeader(recipients: readonly string[]): Promise<{ header: Buffer; fileKey: Buffer }> {
   if (recipients.length === 0) throw new Error("age: no recipients to encrypt to");
-  const { Encrypter } = await ageLibrary();
-  const e = new Encrypter();
-  for (const r of recipients) e.addRecipient(r);
-  let fileKey: Uint8Array | undefined;
-  const capture: Recipient = {
-    wrapFileKey(k: Uint8Array) {
-      fileKey = Uint8Array.from(k);
-      return [];
-    },
-  };
-  e.addRecipient(capture);
-  const file = toBuffer(await e.encrypt(new Uint8Array(0)));
-  const end = headerEnd(file);
-  if (end === undefined || fileKey === undefined) throw new Error("age: the library wrote no header");
-  return { header: file.subarray(0, end), fileKey };
+  const fileKey = randomBytes(16);
+  let text = "age-encryption.org/v1\n";
+  for (const r of recipients) {
+    const pub = recipientKey(r);
+    if (!pub) throw new Error("age: a recipient is not an age X25519 recipient (age1…)");
+    const eph = generateKeyPairSync("x25519");
+    const share = rawPublic(eph.publicKey);
+    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: publicKeyOf(pub) });
+    const wrapKey = Buffer.from(hkdfSync("sha256", shared, Buffer.concat([share, pub]), X25519_LABEL, 32));
+    text += `-> X25519 ${b64(share)}\n${b64(seal(wrapKey, ZERO_NONCE, fileKey))}\n`;
+  }
+  text += "---";
+  const upToDashes = Buffer.from(text, "latin1");
+  return { header: Buffer.from(`${text} ${b64(headerMac(fileKey, upToDashes))}\n`, "latin1"), fileKey };
+}
+
+interface Stanza {
+  args: string[];
+  body: Buffer;
+}
+
+/** Parses a complete header (as headerEnd found it): its stanzas, the bytes the MAC covers, and the MAC. */
+function parseHeader(header: Buffer): { stanzas: Stanza[]; upToDashes: Buffer; mac: Buffer } {
+  const bad = (why: string) => new AgeError("header", `the age header is malformed: ${why}`);
+  const text = header.toString("latin1");
+  const lines = text.split("\n");
+  if (lines[0] !== "age-encryption.org/v1") throw bad("it does not start with age-encryption.org/v1");
+  const stanzas: Stanza[] = [];
+  let i = 1;
+  for (; i < lines.length && lines[i]!.startsWith("-> "); ) {
+    const args = lines[i]!.slice(3).split(" ");
+    if (args.some((a) => a === "")) throw bad("empty stanza argument");
+    i++;
+    const parts: Buffer[] = [];
+    for (;;) {
+      const l = lines[i++];
+      if (l === undefined) throw bad("a stanza has no end");
+      const b = unb64(l);
+      if (!b || l.length > 64) throw bad("a stanza body is not canonical base64");
+      parts.push(b);
+      if (l.length < 64) break;
+    }
+    stanzas.push({ args, body: Buffer.concat(parts) });
+  }
+  const last = lines[i];
+  if (last === undefined || !last.startsWith("--- ") || i !== lines.length - 2 || lines[i + 1] !== "") throw bad("no MAC line after the stanzas");
+  const mac = unb64(last.slice(4));
+  if (!mac || mac.length !== 32) throw bad("the MAC is not 32 bytes of base64");
+  const upToDashes = Buffer.from(`${lines.slice(0, i).join("\n")}\n---`, "latin1");
+  return { stanzas, upToDashes, mac };
+}
+
+/** X25519 identities (AGE-SECRET-KEY-1…) as node:crypto keys with their public keys; throws naming the position, never the key. */
+function x25519Identities(identities: readonly string[]): { privateKey: KeyObject; pub: Buffer }[] {
+  return identities.map((id, n) => {
+    const k = id.startsWith("AGE-SECRET-KEY-1") ? bech32Decode(id, "age-secret-key-") : undefined;
+    if (!k) throw new AgeError("header", `identity ${n + 1} is not an age X25519 identity`);
+    const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, k]), format: "der", type: "pkcs8" });
+    return { privateKey, pub: rawPublic(createPublicKey(privateKey)) };
+  });
 }
 
 /** The length of the header at the start of `buf` (up to and including the MAC line's newline), or undefined if it is not all there yet. */
@@ -184,25 +323,38 @@ class AgeEncryptTransform extends Transform {
 /** Opens an age header: the file key, or an AgeError (kind "no-identity" when none of the identities is a recipient). */
 export type HeaderOpener = (header: Uint8Array) => Promise<Uint8Array>;
 
-/** A HeaderOpener over the library's Decrypter (identities as AGE-SECRET-KEY-1… strings). */
+/**
+ * A HeaderOpener for X25519 identities (AGE-SECRET-KEY-1… strings): the first
+ * X25519 stanza one of them unwraps gives the file key, which must then
+ * verify the header's MAC.
+ */
 export function identityOpener(identities: readonly string[]): HeaderOpener {
-  let decrypter: Promise<{ decryptHeader(h: Uint8Array): Promise<Uint8Array> }> | undefined;
+  const keys = x25519Identities(identities);
   return async (header) => {
-    decrypter ??= ageLibrary().then(({ Decrypter }) => {
-      const d = new Decrypter();
-      for (const i of identities) d.addIdentity(i);
-      return d;
-    });
-    const d = await decrypter;
-    try {
-      return await d.decryptHeader(header);
-    } catch (err: unknown) {
-      const msg = err instanceof Error ? err.message : String(err);
-      // The library's messages name no key; keep them as the cause only.
-      if (/no identity matched/i.test(msg)) throw new AgeError("no-identity", "none of the identities is a recipient of this file", { cause: err });
-      if (/HMAC/i.test(msg)) throw new AgeError("damaged", "the header's MAC does not match: the header was changed or damaged", { cause: err });
-      throw new AgeError("header", `the age header cannot be read: ${msg}`, { cause: err });
+    const h = parseHeader(toBuffer(header));
+    let fileKey: Buffer | undefined;
+    for (const st of h.stanzas) {
+      if (st.args[0] !== "X25519") continue;
+      const share = st.args.length === 2 ? unb64(st.args[1]!) : undefined;
+      if (!share || share.length !== 32 || st.body.length !== 32) throw new AgeError("header", "the age header has a malformed X25519 stanza");
+      for (const id of keys) {
+        let shared: Buffer;
+        try {
+          shared = diffieHellman({ privateKey: id.privateKey, publicKey: publicKeyOf(share) });
+        } catch (err: unknown) {
+          throw new AgeError("header", "the age header has an X25519 stanza with an invalid share", { cause: err });
+        }
+        if (shared.every((b) => b === 0)) throw new AgeError("header", "the age header has an X25519 stanza with a low-order share");
+        const wrapKey = Buffer.from(hkdfSync("sha256", shared, Buffer.concat([share, id.pub]), X25519_LABEL, 32));
+        fileKey = open(wrapKey, ZERO_NONCE, st.body);
+        if (fileKey) break;
+      }
+      if (fileKey) break;
     }
+    if (!fileKey) throw new AgeError("no-identity", "none of the identities is a recipient of this file");
+    if (fileKey.length !== 16) throw new AgeError("header", "the age header's file key is not 16 bytes");
+    if (!timingSafeEqual(headerMac(fileKey, h.upToDashes), h.mac)) throw new AgeError("damaged", "the header's MAC does not match: the header was changed or damaged");
+    return fileKey;
   };
 }
 

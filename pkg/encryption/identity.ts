@@ -7,7 +7,7 @@ import { readFile, realpath } from "node:fs/promises";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { inspect } from "node:util";
 import { recipientFingerprint } from "../apis/encryption.ts";
-import { identityOpener, type HeaderOpener } from "./age.ts";
+import { identityOpener, identityRecipient, type HeaderOpener } from "./age.ts";
 
 export class IdentityError extends Error {
   constructor(message: string, opts?: { cause?: unknown }) {
@@ -46,15 +46,9 @@ export class AgeIdentities {
     }
     if (keys.length === 0) throw new IdentityError(`identity file ${source} holds no identity (AGE-SECRET-KEY-1… lines)`);
     const fingerprints: string[] = [];
-    // (loaded here, not at start: see age.ts)
-    const { identityToRecipient } = await import("age-encryption");
     for (const [n, k] of keys.entries()) {
-      let r: string;
-      try {
-        r = await identityToRecipient(k);
-      } catch {
-        throw new IdentityError(`identity file ${source}: identity ${n + 1} is malformed (bad bech32 encoding or checksum); its content is not shown`);
-      }
+      const r = identityRecipient(k);
+      if (r === undefined) throw new IdentityError(`identity file ${source}: identity ${n + 1} is malformed (bad bech32 encoding or checksum); its content is not shown`);
       fingerprints.push(recipientFingerprint(r));
     }
     return new AgeIdentities(keys, fingerprints, source);
