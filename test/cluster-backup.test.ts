@@ -149,6 +149,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       const r = await e.verify!({ signal: AbortSignal.timeout(60_000), source: main.sink, backup: main.result, logger });
       expect(r.ok).toBe(true);
       expect(r.tables.filter((t) => t.name === "events").map((t) => t.rows).sort()).toEqual([2000, 3000]);
+      expect(r.tables.filter((t) => t.name === "host_log").map((t) => t.host).sort()).toEqual(cluster.hosts.map((h) => h.id).sort());
     } finally {
       await e.close();
     }

@@ -161,6 +161,8 @@ export interface VerifyRequest {
 export interface VerifiedTable {
   database: string;
   name: string;
+  /** Cluster backups: the host ("host:port" in system.clusters) whose data this is. */
+  host?: string | undefined;
   /** The objects holding its data. */
   objects: string[];
   /** Rows the manifest records, and rows found in the data. */

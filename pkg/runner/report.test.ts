@@ -36,6 +36,12 @@ describe("formatVerifyReport", () => {
     expect(text).toMatch(/schema\.json\s+DAMAGED: size 3 != expected 9/);
   });
 
+  it("names the host of each table of a cluster backup", () => {
+    const text = formatVerifyReport("x", { tables: [table("events", true, { host: "chi-a-0-0:9000" }), table("events", false, { host: "chi-a-1-0:9000", error: "truncated" })], otherObjects: [] });
+    expect(text).toMatch(/shop\.events \(chi-a-0-0:9000\)\s+2,000\s+2,000.*OK/);
+    expect(text).toMatch(/shop\.events \(chi-a-1-0:9000\)\s.*DAMAGED: truncated/);
+  });
+
   it("says so when no table holds data", () => {
     expect(formatVerifyReport("x", { tables: [], otherObjects: [] })).toContain("(no table holds data)");
   });

@@ -22,10 +22,11 @@ const n = (x: number) => x.toLocaleString("en-US");
  */
 export function formatVerifyReport(backupId: string, r: Pick<VerifyResult, "tables" | "otherObjects">): string {
   const head = ["TABLE", "ROWS EXPECTED", "ROWS FOUND", "STORED BYTES", "UNCOMPRESSED BYTES", "RESULT"];
+  const label = (t: VerifiedTable) => `${t.database}.${t.name}${t.host ? ` (${t.host})` : ""}`;
   const rows = r.tables.map((t: VerifiedTable) =>
     t.contentChecked === false
-      ? [`${t.database}.${t.name}`, n(t.expectedRows), "-", n(t.bytes), "-", t.ok ? "OK (stored bytes only: encrypted, no identity)" : `DAMAGED: ${t.error ?? "not whole"}`]
-      : [`${t.database}.${t.name}`, n(t.expectedRows), n(t.rows), n(t.bytes), n(t.uncompressedBytes), t.ok ? "OK" : `DAMAGED: ${t.error ?? "not whole"}`],
+      ? [label(t), n(t.expectedRows), "-", n(t.bytes), "-", t.ok ? "OK (stored bytes only: encrypted, no identity)" : `DAMAGED: ${t.error ?? "not whole"}`]
+      : [label(t), n(t.expectedRows), n(t.rows), n(t.bytes), n(t.uncompressedBytes), t.ok ? "OK" : `DAMAGED: ${t.error ?? "not whole"}`],
   );
   const lines = [`backup ${backupId}: ${r.tables.length} table(s) with data`, rows.length ? pad([head, ...rows], new Set([1, 2, 3, 4])) : "(no table holds data)"];
   const badObjects = r.otherObjects.filter((o) => !o.ok);

@@ -144,7 +144,7 @@ function isAbort(err: unknown, signal: AbortSignal): boolean {
 /** The tables (and other objects) of a verify result that are not whole, each with why. */
 export function damagedParts(r: VerifyResult): string[] {
   return [
-    ...r.tables.filter((t) => !t.ok).map((t) => `${t.database}.${t.name} (${t.error ?? "not whole"})`),
+    ...r.tables.filter((t) => !t.ok).map((t) => `${t.database}.${t.name}${t.host ? ` on ${t.host}` : ""} (${t.error ?? "not whole"})`),
     ...r.otherObjects.filter((o) => !o.ok).map((o) => `object ${o.name} (${o.error ?? "not whole"})`),
   ];
 }

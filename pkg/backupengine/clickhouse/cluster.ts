@@ -606,9 +606,9 @@ async function mergedRestore(ctx: DumpContext, info: ServerInfo, req: RestoreReq
 }
 
 /** Verifies every host's part of a cluster backup from storage alone; each table is reported with its host. */
-export async function clusterVerify(req: VerifyRequest, opts: { idleTimeoutMs: number }): Promise<VerifyResult & { tables: (VerifiedTable & { host?: string })[] }> {
+export async function clusterVerify(req: VerifyRequest, opts: { idleTimeoutMs: number }): Promise<VerifyResult> {
   const d = parseClusterDetails(req.backup.details);
-  const tables: (VerifiedTable & { host?: string })[] = [];
+  const tables: VerifiedTable[] = [];
   const otherObjects: VerifyResult["otherObjects"] = [];
   const prefixes = d.hosts.map(hostPrefix);
   // each host's part on its own (with the objects in its directory), then the objects of no host
