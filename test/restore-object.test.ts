@@ -7,10 +7,12 @@
 // Restore leaves its operation running (and says so), the spec is immutable, and a Restore of a
 // missing definition waits without writing.
 import { request } from "node:https";
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runnerName, type ControllerApp, type RequestRecord } from "../pkg/controller/index.ts";
+import { parseYamlDocs } from "../pkg/deploy/kustomize.ts";
 import { startClickHouse, startKubeApiServer, makeTempDir, removeDir, repoRoot, freePort, type ClickHouseServer, type KubeApiServer } from "./env/index.ts";
 import { startProcess, waitUntil, type ManagedProcess } from "./env/proc.ts";
 import { apiClient, pollJson } from "./helpers/api-http.ts";
@@ -98,19 +100,27 @@ describe("Restore objects", () => {
     runner = { url, proc, api: apiClient(url, token) };
   }
 
-  /** The Table kubectl get prints (Accept: as=Table). */
-  function table(path: string): Promise<{ columnDefinitions: { name: string; priority?: number }[]; rows: { cells: unknown[] }[] }> {
-    const token = kube.kubeConfig().getCurrentUser()?.token ?? "";
+  /** A request as `token` (an admin's when not given), with its own Accept. */
+  function asUser(method: string, path: string, opts: { token?: string; accept?: string; body?: unknown } = {}): Promise<{ status: number; body: any }> {
+    const token = opts.token ?? kube.kubeConfig().getCurrentUser()?.token ?? "";
     const u = new URL(path, kube.server);
+    const data = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
     return new Promise((resolve, reject) => {
-      const req = request(u, { ca: kube.caPem, headers: { authorization: `Bearer ${token}`, accept: "application/json;as=Table;v=v1;g=meta.k8s.io" } }, (res) => {
+      const req = request(u, { method, ca: kube.caPem, headers: { authorization: `Bearer ${token}`, accept: opts.accept ?? "application/json", ...(data ? { "content-type": "application/json" } : {}) } }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => (res.statusCode === 200 ? resolve(JSON.parse(Buffer.concat(chunks).toString("utf8"))) : reject(new Error(`GET ${path} as Table: HTTP ${res.statusCode}`))));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString("utf8") || "null") }));
       });
       req.on("error", reject);
-      req.end();
+      req.end(data);
     });
+  }
+
+  /** The Table kubectl get prints (Accept: as=Table). */
+  async function table(path: string): Promise<{ columnDefinitions: { name: string; priority?: number }[]; rows: { cells: unknown[] }[] }> {
+    const r = await asUser("GET", path, { accept: "application/json;as=Table;v=v1;g=meta.k8s.io" });
+    if (r.status !== 200) throw new Error(`GET ${path} as Table: HTTP ${r.status}`);
+    return r.body;
   }
 
   beforeAll(async () => {
@@ -248,6 +258,28 @@ describe("Restore objects", () => {
     expect(failed.status!.reason).toBe("Failed");
     expect(failed.status!.error).toMatch(/shop_restored\.orders/);
     expect((await events("exists")).some((e) => e.type === "Warning" && e.reason === "Failed")).toBe(true);
+  });
+
+  it("an app team with the Role of examples/restore.yaml creates Restores in its namespace, and nothing elsewhere", async () => {
+    const docs = parseYamlDocs(readFileSync(join(repoRoot, "examples", "restore.yaml"), "utf8")) as any[];
+    const role = docs.find((d) => d.kind === "Role");
+    const binding = { ...docs.find((d) => d.kind === "RoleBinding"), subjects: [{ kind: "ServiceAccount", name: "team", namespace: APP_NS }] };
+    await must(kube, "POST", `/api/v1/namespaces/${APP_NS}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "team" } });
+    await must(kube, "POST", `/apis/rbac.authorization.k8s.io/v1/namespaces/${APP_NS}/roles`, role);
+    await must(kube, "POST", `/apis/rbac.authorization.k8s.io/v1/namespaces/${APP_NS}/rolebindings`, binding);
+    const tr = await must<{ status: { token: string } }>(kube, "POST", `/api/v1/namespaces/${APP_NS}/serviceaccounts/team/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 600 } });
+    const token = tr.status.token;
+    const mine = await waitFor("the binding in effect", async () => {
+      const r = await asUser("POST", `${restorePath()}?dryRun=All`, { token, body: restore("team", {}) });
+      return r.status === 201 ? r : undefined;
+    }, 10_000);
+    expect(mine.body.spec.backupDefinition).toBe("orders");
+    expect((await asUser("GET", restorePath("latest"), { token })).status).toBe(200);
+    // Not in another namespace, not the definition itself, not the runner's Secret or its token.
+    expect((await asUser("POST", `/apis/${GV}/namespaces/${CTRL_NS}/restores?dryRun=All`, { token, body: { ...restore("team", {}), metadata: { name: "team", namespace: CTRL_NS } } })).status).toBe(403);
+    expect((await asUser("PATCH", `/apis/${GV}/namespaces/${APP_NS}/backupdefinitions/orders`, { token, body: {} })).status).toBe(403);
+    expect((await asUser("PATCH", `${restorePath("latest")}/status`, { token, body: {} })).status).toBe(403);
+    expect((await asUser("GET", `/api/v1/namespaces/${CTRL_NS}/secrets/${runnerName(APP_NS, "orders")}`, { token })).status).toBe(403);
   });
 
   it("the spec is immutable, and the apiserver refuses what the runner would refuse", async () => {
