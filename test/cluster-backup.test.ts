@@ -188,7 +188,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     await cluster.syncReplicas();
   });
 
-  it("refuses, before changing anything, a restore whose ZooKeeper path is in use", async () => {
+  it("refuses, before changing anything on any host, a restore whose ZooKeeper path is in use or that one host refuses", async () => {
     // a table elsewhere holds the path a restore into shop_taken would get
     await cluster.execAll("CREATE DATABASE IF NOT EXISTS other");
     await cluster.execAll("CREATE TABLE other.squatter (x UInt8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop_taken/events', '{replica}') ORDER BY x");
@@ -200,6 +200,18 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     const again = await restoreWith(main, { renameDatabases: { shop: "shop_copy" } }).catch((e: unknown) => e);
     expect((again as Error).message).toMatch(/restore refused/);
     await cluster.execAll("DROP DATABASE other");
+    // one host's own refusal (a target that holds data) stops the restore before any host changes
+    const h22 = cluster.host(2, 2);
+    await h22.exec("CREATE DATABASE shop_pre");
+    await h22.exec("CREATE TABLE shop_pre.host_log (id UInt64, msg String) ENGINE = MergeTree ORDER BY id");
+    await h22.exec("INSERT INTO shop_pre.host_log VALUES (1, 'mine')");
+    const held = await restoreWith(main, { renameDatabases: { shop: "shop_pre" } }).catch((e: unknown) => e);
+    expect((held as Error).message).toMatch(new RegExp(`${cluster.hosts[3]!.id}: restore refused: target table shop_pre.host_log already holds data.*nothing was changed`));
+    for (const h of cluster.hosts) {
+      const tables = await h.server.query<{ name: string }>("SELECT name FROM system.tables WHERE database = 'shop_pre' ORDER BY name");
+      expect(tables.map((t) => t.name)).toEqual(h.server === h22 ? ["host_log"] : []);
+    }
+    await h22.exec("DROP DATABASE shop_pre");
   });
 
   it("restores the whole cluster after everything was dropped", async () => {

@@ -32,7 +32,7 @@ import { dumpDetails, dumpTable, DUMP_FORMAT, type DumpDetails, type DumpTable }
 import { dumpBackup, progressReporter, type DumpContext } from "./dump.ts";
 import { messageOf } from "./errors.ts";
 import { planRestore } from "./plan.ts";
-import { cleanupInterrupted, dumpRestore } from "./restore.ts";
+import { cleanupInterrupted, dumpRestore, dumpRestoreCheck } from "./restore.ts";
 import { quoteString, qualified } from "./sql.ts";
 import { verifyDump } from "./verify.ts";
 import {
@@ -477,6 +477,15 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
       }
     }
     if (refused.length > 0) throw new EngineError(`restore refused: ${refused.join("; ")}; nothing was changed`, { retryable: false });
+    // every host's own refusals (existing tables, schemas, policies) before any host changes
+    for (const p of plans) {
+      try {
+        await dumpRestoreCheck({ ...ctx, conn: p.h.conn! }, p.h.info!, { ...req, backup: { ...req.backup, details: p.details }, logger: log.child({ host: p.h.id }) });
+      } catch (err: unknown) {
+        if (err instanceof EngineError) throw new EngineError(`${p.h.id}: ${err.message}`, { cause: err, retryable: err.retryable });
+        throw err;
+      }
+    }
 
     const progress = progressSum(req.onProgress, "restoring");
     const results = new Map<string, RestoreResult>();

@@ -197,12 +197,14 @@ class Restore {
     this.#report = progressReporter(req.onProgress);
   }
 
-  async run(): Promise<RestoreResult> {
+  /** `checkOnly`: step 1 alone (everything that can refuse the restore), nothing changes. */
+  async run(checkOnly = false): Promise<RestoreResult> {
     const req = this.#req;
     const signal = req.signal;
     const details = parseDetails(req.backup.details);
     const plan = planRestore(details.databases, details.tables, req.options);
     const steps = await this.#decide(details, plan.tables, plan.databases.map((d) => ({ target: d.target, engine: d.engine })));
+    if (checkOnly) return { databases: plan.databases.map((d) => d.target), tables: [] };
     // (the ordering items are the steps themselves: what the phases record on them is what the result reports)
     const ordered = dependencyOrder(
       steps.map((s) => Object.assign(s, { key: s.t.key, category: restoreCategory(s.t.source.engine), refs: referencedNames(s.t.ddl, s.t.key) })),
@@ -622,6 +624,11 @@ class Restore {
 
 export async function dumpRestore(ctx: DumpContext, info: ServerInfo, req: RestoreRequest): Promise<RestoreResult> {
   return new Restore(ctx, info, req).run();
+}
+
+/** Runs only what can refuse a restore (step 1) and changes nothing: throws the refusal, if any (a cluster checks every host first). */
+export async function dumpRestoreCheck(ctx: DumpContext, info: ServerInfo, req: RestoreRequest): Promise<void> {
+  await new Restore(ctx, info, req).run(true);
 }
 
 /**
