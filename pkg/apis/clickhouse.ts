@@ -48,7 +48,7 @@ const clickhouseBase = z.strictObject({
         .min(1)
         .max(65535)
         .optional()
-        .describe("HTTP port of the cluster's hosts; default: the port of url (the hosts are reached by the host names system.clusters gives)"),
+        .describe("HTTP port of the cluster's hosts (the hosts are reached by the host names system.clusters gives); default: the port of url, or 8123 (8443 with https) when url has none"),
       hosts: z
         .record(z.string().min(1), z.string().regex(/^https?:\/\/[^\s/]+(:\d+)?\/?$/, "must be an http(s) URL like http://host:8123"))
         .optional()

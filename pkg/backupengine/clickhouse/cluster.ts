@@ -117,13 +117,13 @@ function clusterConfig(ctx: DumpContext) {
   return c;
 }
 
-/** The URL of a host: the `hosts` override, else the host name with the configured URL's scheme and port (or cluster.httpPort). */
+/** The URL of a host: the `hosts` override, else the host name with the configured URL's scheme and port (cluster.httpPort, else the URL's port, else ClickHouse's 8123 / 8443). */
 export function hostUrl(baseUrl: string, cluster: { httpPort?: number | undefined; hosts?: Record<string, string> | undefined }, host: string, tcpPort: number): string {
   const id = `${host}:${tcpPort}`;
   const override = cluster.hosts?.[id];
   if (override) return override.replace(/\/$/, "");
   const base = new URL(baseUrl);
-  const port = cluster.httpPort ?? (base.port ? Number(base.port) : base.protocol === "https:" ? 443 : 80);
+  const port = cluster.httpPort ?? (base.port ? Number(base.port) : base.protocol === "https:" ? 8443 : 8123);
   const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
   return `${base.protocol}//${h}:${port}`;
 }

@@ -83,7 +83,9 @@ describe("cluster hosts", () => {
   it("reaches a host by its name with the URL's scheme and port, httpPort, or an override", () => {
     expect(hostUrl("http://ch.db.svc:8123", {}, "chi-prod-0-1", 9000)).toBe("http://chi-prod-0-1:8123");
     expect(hostUrl("https://ch.db.svc", { httpPort: 8443 }, "chi-prod-0-1", 9440)).toBe("https://chi-prod-0-1:8443");
-    expect(hostUrl("https://ch.db.svc", {}, "h", 9440)).toBe("https://h:443");
+    // a URL without a port (an ingress, say): the hosts' ClickHouse default
+    expect(hostUrl("https://ch.example.com", {}, "h", 9440)).toBe("https://h:8443");
+    expect(hostUrl("http://ch.example.com/", {}, "h", 9000)).toBe("http://h:8123");
     expect(hostUrl("http://x:8123", { hosts: { "127.0.0.1:9001": "http://127.0.0.1:18124/" } }, "127.0.0.1", 9001)).toBe("http://127.0.0.1:18124");
     expect(hostUrl("http://x:8123", {}, "::1", 9000)).toBe("http://[::1]:8123");
   });
