@@ -385,21 +385,44 @@ async function macrosOf(conn: Conn, signal: AbortSignal): Promise<Record<string,
   return Object.fromEntries(rows.map((r) => [r.macro, r.substitution]));
 }
 
-/** Rows of a table on one replica, once replication has caught up (bounded). */
-async function waitForRows(conn: Conn, db: string, name: string, expected: number, exact: boolean, timeoutMs: number, signal: AbortSignal): Promise<number> {
+/** A replicated table's (or a materialized view's replicated inner table's) replication queue and rows on one host. */
+async function replicaState(conn: Conn, db: string, name: string, view: boolean, signal: AbortSignal): Promise<{ idle: boolean; rows: number }> {
+  // (a view's inner table: `.inner.<view>` in Ordinary databases; elsewhere not found, and only the counts decide)
+  const table = view ? `.inner.${name}` : name;
+  const [q] = await conn.rows<{ q: number | string }>(
+    `SELECT queue_size + inserts_in_queue AS q FROM system.replicas WHERE database = ${quoteString(db)} AND table = ${quoteString(table)}`,
+    signal,
+    `reading the replication queue of ${db}.${name}`,
+  );
+  const [c] = await conn.rows<{ c: number | string }>(`SELECT count() AS c FROM ${qualified(db, name)}`, signal, `counting the rows of ${db}.${name}`);
+  return { idle: Number(q?.q ?? 0) === 0, rows: Number(c?.c ?? 0) };
+}
+
+/**
+ * Waits (bounded) until a replica holds what its shard's source restored:
+ * the rows sent, where count() is exact (ReplicatedMergeTree without TTL),
+ * else the source's own count once both replication queues are empty (the
+ * replicas then hold the same parts).
+ */
+async function waitForReplica(
+  src: Conn,
+  other: Conn,
+  t: { db: string; name: string; view: boolean; sent: number; exact: boolean },
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ ok: boolean; rows: number; expected: number }> {
   const deadline = Date.now() + timeoutMs;
-  let rows = -1;
   for (;;) {
-    const [q] = await conn.rows<{ q: number | string }>(
-      `SELECT queue_size + inserts_in_queue AS q FROM system.replicas WHERE database = ${quoteString(db)} AND table = ${quoteString(name)}`,
-      signal,
-      `reading the replication queue of ${db}.${name}`,
-    );
-    const [c] = await conn.rows<{ c: number | string }>(`SELECT count() AS c FROM ${qualified(db, name)}`, signal, `counting the rows of ${db}.${name}`);
-    rows = Number(c?.c ?? 0);
-    const idle = Number(q?.q ?? 0) === 0;
-    if (idle && (exact ? rows === expected : rows > 0 || expected === 0)) return rows;
-    if (Date.now() >= deadline) return rows;
+    const o = await replicaState(other, t.db, t.name, t.view, signal);
+    let expected = t.sent;
+    if (t.exact) {
+      if (o.idle && o.rows === t.sent) return { ok: true, rows: o.rows, expected };
+    } else {
+      const s = await replicaState(src, t.db, t.name, t.view, signal);
+      expected = s.rows;
+      if (o.idle && s.idle && o.rows === s.rows) return { ok: true, rows: o.rows, expected };
+    }
+    if (Date.now() >= deadline) return { ok: false, rows: o.rows, expected };
     await new Promise((r) => setTimeout(r, 250));
     signal.throwIfAborted();
   }
@@ -523,15 +546,19 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
       const inShard = plans.filter((p) => p.h.shard === s);
       for (const src of inShard) {
         for (const t of src.plan.tables) {
-          if (!isReplicatedObject(t.source.engine, t.ddl) || t.source.kind !== "data") continue;
+          if (!isReplicatedObject(t.source.engine, t.ddl) || t.source.kind === "schema") continue;
           const sent = results.get(src.h.id)?.tables.find((x) => x.database === t.target.database && x.name === t.target.name)?.rows ?? 0;
           const exact = /^ReplicatedMergeTree$/.test(t.source.engine) && !/\bTTL\b/i.test(t.ddl);
+          const view = t.source.engine === "MaterializedView";
           for (const other of inShard) {
             if (other === src) continue;
             const t0 = Date.now();
-            const rows = await waitForRows(other.h.conn!, t.target.database, t.target.name, sent, exact, timeoutMs, signal);
-            log.debug("clickhouse cluster restore: replica caught up", { table: t.key, host: other.h.id, rows, waitedMs: Date.now() - t0 });
-            if (exact && rows !== sent) short.push(`${t.key} on ${other.h.id} (shard ${s}) holds ${rows} rows after ${c.replicationTimeoutSeconds} s, ${sent} were restored on ${src.h.id}`);
+            const w = await waitForReplica(src.h.conn!, other.h.conn!, { db: t.target.database, name: t.target.name, view, sent, exact }, timeoutMs, signal);
+            log.debug("clickhouse cluster restore: replica caught up", { table: t.key, host: other.h.id, rows: w.rows, ok: w.ok, waitedMs: Date.now() - t0 });
+            if (!w.ok) {
+              const what = exact ? `${w.expected} were restored on ${src.h.id}` : `${src.h.id} holds ${w.expected}`;
+              short.push(`${t.key} on ${other.h.id} (shard ${s}) holds ${w.rows} rows after ${c.replicationTimeoutSeconds} s, ${what}`);
+            }
           }
         }
       }
