@@ -7,6 +7,9 @@
 //   controller      time from the first create until every definition is Ready
 //   writes          API writes per definition (from the controller's own metrics)
 //   resync          writes made by a full resync afterwards (must be 0)
+//   status polls    every runner's API read into its definition's status every 5 s (a stub
+//                   runner answers for all): writes of the first round (the conditions and
+//                   figures appear), then writes of later rounds that learn nothing (must be 0)
 //   peak RSS        of the controller process (VmHWM), which must stay within --max-rss-mib
 // The ratio compares the controller's time with the baseline measured in the same run.
 // Before the controller starts, --unrelated-secrets Secrets of --secret-kib KiB each (random
@@ -14,8 +17,10 @@
 // TLS certificates, which the controller must watch (for changes of referenced ones) but not hold.
 //
 // Usage: npm run bench:controller [-- --definitions 500] [--workers 4]
-//          [--unrelated-secrets 5000 --secret-kib 100 --secret-namespaces 50 --max-rss-mib 300]
+//          [--unrelated-secrets 5000 --secret-kib 100 --secret-namespaces 50 --max-rss-mib 300] [--poll-seconds 5]
 import { writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -36,6 +41,7 @@ const { values } = parseArgs({
     "secret-kib": { type: "string", default: "100" },
     "secret-namespaces": { type: "string", default: "50" },
     "max-rss-mib": { type: "string", default: "300" },
+    "poll-seconds": { type: "string", default: "5" },
   },
 });
 const N = Number(values.definitions);
@@ -85,6 +91,7 @@ async function main(): Promise<void> {
   const kube = await startKubeApiServer();
   const dir = await makeTempDir("bench-controller");
   let ctrl: ReturnType<typeof execa> | undefined;
+  let stubServer: ReturnType<typeof createServer> | undefined;
   try {
     out(`kube-apiserver ${kube.version}, etcd ${kube.etcdVersion}`);
     await installCrds(kube);
@@ -147,8 +154,26 @@ async function main(): Promise<void> {
     }), { mode: 0o600 });
     const probePort = await freePort();
     const resyncSeconds = 20;
+    // 0: no status polls (to tell their cost from the reconcile's).
+    const pollSeconds = Number(values["poll-seconds"]);
+    // One stub answers as every runner: ready, a backup 10 minutes old, the next run in 50 minutes.
+    const backupEnd = new Date(Date.now() - 10 * 60_000).toISOString();
+    const stub = createServer((req, res) => {
+      const path = (req.url ?? "").replace(/^\/r\/[^/]+/, "");
+      const body =
+        path === "/readyz"
+          ? { ready: true, checks: { runner: "ok", storage: "ok", engine: "ok" } }
+          : path === "/api/v1/status"
+            ? { ready: true, nextRun: new Date(Date.parse(backupEnd) + 60 * 60_000).toISOString(), consecutiveFailures: 0, lastSuccess: {}, lastFailure: {}, current: null, lastVerified: null }
+            : { backups: [{ id: "20261201T000000Z-abcdef", state: "complete", foreign: false, endedAt: backupEnd, durationMs: 4200, bytes: 123_456, rows: 1000 }] };
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    });
+    await new Promise<void>((r) => stub.listen(0, "127.0.0.1", r));
+    stubServer = stub;
+    const stubUrl = `http://127.0.0.1:${(stub.address() as AddressInfo).port}/r/{service}`;
     ctrl = execa(process.execPath, ["--max-old-space-size=256", join(repoRoot, "cmd", "backup-controller", "main.ts"), "--kubeconfig", kubeconfig], {
-      env: { CONTROLLER_NAMESPACE: CTRL_NS, RUNNER_IMAGE: "runner:bench", PROBE_PORT: String(probePort), RESYNC_SECONDS: String(resyncSeconds), WORKERS: String(WORKERS), POD_NAME: "bench-controller", LOG_LEVEL: "warn" },
+      env: { CONTROLLER_NAMESPACE: CTRL_NS, RUNNER_IMAGE: "runner:bench", PROBE_PORT: String(probePort), RESYNC_SECONDS: String(resyncSeconds), RUNNER_STATUS_SECONDS: String(pollSeconds), RUNNER_URL_TEMPLATE: stubUrl, WORKERS: String(WORKERS), POD_NAME: "bench-controller", LOG_LEVEL: "warn" },
       stdout: "ignore", stderr: { file: join(dir, "controller.log") }, reject: false, cleanup: true,
     });
     const pid = ctrl.pid!;
@@ -165,6 +190,7 @@ async function main(): Promise<void> {
     const writeSeries = async () => series(await metricsText(), "chbackup_controller_api_requests_total", (l) => /verb="(patch|create|update|delete)"/.test(l) && !/resource="leases"/.test(l));
     const writes = async () => sum(await writeSeries());
     const reconciles = async () => sum(series(await metricsText(), "chbackup_controller_reconciles_total"));
+    const polls = async () => sum(series(await metricsText(), "chbackup_controller_runner_polls_total"));
     const rssMiB = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
     await waitFor("controller leading and synced", async () => {
       if (!alive()) throw new Error("the controller exited (see its log above)");
@@ -186,15 +212,26 @@ async function main(): Promise<void> {
     out(`writes          ${w1} API writes = ${(w1 / N).toFixed(2)} per definition (finalizer, Secret, StatefulSet, Service, status, Event)`);
     for (const b of breakdown) out(`                  ${b}`);
 
-    // A full resync: every definition reconciled again; nothing may be written.
+    // Status polls: the first round after Ready writes the conditions and figures; then nothing changes.
+    const p0 = await polls();
+    if (pollSeconds > 0) await waitFor("two rounds of status polls", async () => (await polls()) >= p0 + 2 * N, (2 * pollSeconds + 120) * 1000, 250);
+    await new Promise((r) => setTimeout(r, 1000));
+    const wPolled = await writes();
+    // A full resync: every definition reconciled again; nothing may be written (nor by the polls meanwhile).
     const r0 = await reconciles();
+    const p1 = await polls();
     await waitFor("a full resync", async () => (await reconciles()) >= r0 + N, (resyncSeconds + 60) * 1000, 250);
+    if (pollSeconds > 0) await waitFor("two more rounds of status polls", async () => (await polls()) >= p1 + 2 * N, (2 * pollSeconds + 120) * 1000, 250);
     await new Promise((r) => setTimeout(r, 2000));
     const w2 = await writes();
-    out(`resync          ${(await reconciles()) - r0} reconciles, ${w2 - w1} writes`);
+    const pollsQuiet = (await polls()) - p1;
+    out(`status polls    first rounds after Ready: ${wPolled - w1} writes (${((wPolled - w1) / N).toFixed(2)} per definition: status with RunnerReady, BackupHealthy and the figures, and their Events)`);
+    out(`                then ${pollsQuiet} polls that learned nothing new: ${w2 - wPolled} writes (${((w2 - wPolled) / Math.max(pollsQuiet, 1)).toFixed(2)} per definition per poll)`);
+    out(`resync          ${(await reconciles()) - r0} reconciles, ${w2 - wPolled} writes`);
+    const w1Resync = wPolled;
     const hwm = rssMiB();
     out(`peak RSS        ${hwm.toFixed(0)} MiB (controller process, ${N} definitions, ${N * 3} runner objects, ${N + APP_NAMESPACES.length + 2 + N} Secrets the controller uses and ${BULK} unrelated ones; limit ${MAX_RSS_MIB} MiB)`);
-    if (w2 - w1 !== 0) throw new Error(`a full resync made ${w2 - w1} writes`);
+    if (w2 - w1Resync !== 0) throw new Error(`a full resync and quiet status polls made ${w2 - w1Resync} writes`);
     if (hwm > MAX_RSS_MIB) throw new Error(`peak RSS ${hwm.toFixed(0)} MiB is above ${MAX_RSS_MIB} MiB`);
   } catch (err: unknown) {
     const log = readFileSync(join(dir, "controller.log"), { encoding: "utf8", flag: "a+" });
@@ -206,6 +243,7 @@ async function main(): Promise<void> {
       ctrl.kill("SIGTERM");
       await ctrl;
     }
+    stubServer?.close();
     await kube.stop();
     await removeDir(dir);
   }

@@ -9,7 +9,7 @@ import { KubeClient, type RequestRecord } from "./kube.ts";
 import { LeaderElector } from "./leader.ts";
 import { RestoreController, httpRunnerRestoreClient } from "./restores.ts";
 import { ControllerMetrics } from "./metrics.ts";
-import { runnerSnapshotFetcher, clusterRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
+import { runnerSnapshotFetcher, clusterRunnerUrl, templateRunnerUrl, type RunnerUrl } from "./runnerstatus.ts";
 import { RUNNER_CONTAINER } from "./contract.ts";
 import type { ControllerSettings } from "./settings.ts";
 import { describeError } from "../common/errors.ts";
@@ -50,9 +50,12 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
       deps.observe?.(r);
     },
   });
+  // Where runners answer: for the status polls and the Restores alike.
+  const runnerUrl = deps.runnerUrl ?? (settings.runnerUrlTemplate ? templateRunnerUrl(settings.runnerUrlTemplate) : clusterRunnerUrl(RUNNER_CONTAINER.port));
   const hooks: ControllerHooks = {
     reconciled: metrics.observeReconcile,
-    runnerSnapshot: runnerSnapshotFetcher(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)),
+    runnerSnapshot: runnerSnapshotFetcher(runnerUrl),
+    polled: (ok) => metrics.runnerPolls.inc({ result: ok ? "ok" : "unreachable" }),
     health: (namespace, name, h) => {
       if (!h) {
         metrics.definitionLastSuccess.remove({ namespace, name });
@@ -75,7 +78,7 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
     controller = new Controller({ client, settings, logger, hooks });
     const c = controller;
     // Restore objects, on the definition controller's caches (definitions, runner Secrets).
-    const r = (restores = new RestoreController({ client, settings, logger, metrics, definitions: c.defs, secrets: c.secrets, cachesReady: () => c.ready, runner: httpRunnerRestoreClient(deps.runnerUrl ?? clusterRunnerUrl(RUNNER_CONTAINER.port)) }));
+    const r = (restores = new RestoreController({ client, settings, logger, metrics, definitions: c.defs, secrets: c.secrets, cachesReady: () => c.ready, runner: httpRunnerRestoreClient(runnerUrl) }));
     starting = Promise.all([c.start(), r.start()]).then(() => undefined, (err: unknown) => {
       logger.error("controller start failed", { error: describeError(err) });
     });

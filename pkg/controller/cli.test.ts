@@ -33,6 +33,16 @@ describe("controller command line", () => {
     expect(parseControllerCommand(["--cache-sync-timeout-seconds", "60"], { ...env, CACHE_SYNC_TIMEOUT_SECONDS: "120" }, "h").settings?.cacheSyncTimeoutSeconds).toBe(60);
     expect(() => parseControllerCommand(["--cache-sync-timeout-seconds", "0"], env, "h")).toThrow(/cacheSyncTimeoutSeconds/);
   });
+  it("reads the runner poll settings: period, URL template, health tolerance", () => {
+    const env = { CONTROLLER_NAMESPACE: "n", RUNNER_IMAGE: "i" };
+    const d = parseControllerCommand([], env, "h").settings!;
+    expect([d.runnerStatusSeconds, d.runnerUrlTemplate, d.backupHealthTolerance]).toEqual([60, undefined, 2]);
+    const s = parseControllerCommand(["--runner-status-seconds", "5", "--backup-health-tolerance", "1.5"], { ...env, RUNNER_URL_TEMPLATE: "http://127.0.0.1:9/{service}" }, "h").settings!;
+    expect([s.runnerStatusSeconds, s.runnerUrlTemplate, s.backupHealthTolerance]).toEqual([5, "http://127.0.0.1:9/{service}", 1.5]);
+    expect(() => parseControllerCommand(["--runner-url-template", "http://x:8080"], env, "h")).toThrow(/runnerUrlTemplate/);
+    expect(() => parseControllerCommand(["--backup-health-tolerance", "0.5"], env, "h")).toThrow(/backupHealthTolerance/);
+    expect(() => parseControllerCommand(["--backup-health-tolerance", "two"], env, "h")).toThrow(/backupHealthTolerance/);
+  });
   it("rejects unknown flags", () => {
     expect(() => parseControllerCommand(["--nope"], {}, "h")).toThrow(SettingsError);
   });

@@ -21,6 +21,11 @@ Flags (each also read from the environment variable in brackets):
   --probe-port N            /healthz, /readyz and /metrics, default 8081 [${CONTROLLER_ENV.probePort}]
   --cache-sync-timeout-seconds N
                             a leader whose caches are not synced after N seconds fails /healthz, default 300 [${CONTROLLER_ENV.cacheSyncTimeoutSeconds}]
+  --runner-status-seconds N how often each runner's API is read into its definition's status, default 60, 0 never [${CONTROLLER_ENV.runnerStatusSeconds}]
+  --backup-health-tolerance X
+                            BackupHealthy turns False when the newest backup is older than X times the
+                            schedule's longest gap (a definition's spec.staleAfter wins), default 2 [${CONTROLLER_ENV.backupHealthTolerance}]
+  --runner-url-template URL where runners answer, default http://{service}.{namespace}.svc:8080 [${CONTROLLER_ENV.runnerUrlTemplate}]
   --runner-defaults JSON    {"resources":{...},"storageSize":"1Gi","storageClassName":"..."} [${CONTROLLER_ENV.runnerDefaults}]
   --kubeconfig PATH         default: in-cluster, else $KUBECONFIG or ~/.kube/config
   --help
@@ -36,6 +41,15 @@ const int = (v: string | undefined, field: string, problems: string[]): number |
   if (v === undefined || v === "") return undefined;
   if (!/^\d+$/.test(v)) {
     problems.push(`${field}: must be a whole number`);
+    return undefined;
+  }
+  return Number(v);
+};
+
+const num = (v: string | undefined, field: string, problems: string[]): number | undefined => {
+  if (v === undefined || v === "") return undefined;
+  if (!/^\d+(\.\d+)?$/.test(v)) {
+    problems.push(`${field}: must be a number`);
     return undefined;
   }
   return Number(v);
@@ -61,6 +75,9 @@ export function parseControllerCommand(argv: string[], env: Record<string, strin
         "probe-port": { type: "string" },
         "cache-sync-timeout-seconds": { type: "string" },
         "runner-defaults": { type: "string" },
+        "runner-status-seconds": { type: "string" },
+        "runner-url-template": { type: "string" },
+        "backup-health-tolerance": { type: "string" },
         kubeconfig: { type: "string" },
         help: { type: "boolean" },
       },
@@ -99,6 +116,9 @@ export function parseControllerCommand(argv: string[], env: Record<string, strin
     },
     probePort: int(pick("probe-port", CONTROLLER_ENV.probePort), "probePort", problems),
     cacheSyncTimeoutSeconds: int(pick("cache-sync-timeout-seconds", CONTROLLER_ENV.cacheSyncTimeoutSeconds), "cacheSyncTimeoutSeconds", problems),
+    runnerStatusSeconds: int(pick("runner-status-seconds", CONTROLLER_ENV.runnerStatusSeconds), "runnerStatusSeconds", problems),
+    runnerUrlTemplate: pick("runner-url-template", CONTROLLER_ENV.runnerUrlTemplate),
+    backupHealthTolerance: num(pick("backup-health-tolerance", CONTROLLER_ENV.backupHealthTolerance), "backupHealthTolerance", problems),
     runnerDefaults,
   };
   let settings: ControllerSettings | undefined;

@@ -82,6 +82,9 @@ export const CONTROLLER_ENV = {
   workers: "WORKERS",
   runnerDefaults: "RUNNER_DEFAULTS",
   cacheSyncTimeoutSeconds: "CACHE_SYNC_TIMEOUT_SECONDS",
+  runnerStatusSeconds: "RUNNER_STATUS_SECONDS",
+  runnerUrlTemplate: "RUNNER_URL_TEMPLATE",
+  backupHealthTolerance: "BACKUP_HEALTH_TOLERANCE",
   logLevel: "LOG_LEVEL",
 } as const;
 

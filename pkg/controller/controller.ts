@@ -60,6 +60,8 @@ export interface ControllerHooks {
   runnerSnapshot?: RunnerSnapshotFetcher;
   /** Each definition's newest success and BackupHealthy, after every poll (metrics). */
   health?: HealthReport;
+  /** After each read of a runner's API: whether it answered (metrics). */
+  polled?: (ok: boolean) => void;
 }
 
 export interface ControllerDeps {
@@ -136,6 +138,7 @@ export class Controller {
           event: (def, type, reason, message, log) => this.#event(def, type, reason, message, log),
           tolerance: this.#s.backupHealthTolerance,
           ...(this.#hooks.health ? { health: this.#hooks.health } : {}),
+          ...(this.#hooks.polled ? { polled: this.#hooks.polled } : {}),
         })
       : undefined;
     // StorageLocation status: one at a time, apart from the definitions.

@@ -29,6 +29,9 @@ import {
 } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "./contract.ts";
 
+/** undici's Dispatcher, as client-node's RequestContext carries it (undici is client-node's dependency, not ours). */
+type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
+
 export interface ResourceType {
   group: string;
   version: string;
@@ -214,6 +217,8 @@ export function requestRecordOf(method: string, url: string): Omit<RequestRecord
  */
 class ObservedHttp implements HttpLibrary {
   readonly #inner = new IsomorphicFetchHttpLibrary();
+  /** The connection pool every request shares (see send), and since when. */
+  #pool: { dispatcher: Dispatcher; since: number } | undefined;
   readonly calls: AsyncLocalStorage<CallContext>;
   readonly timeoutMs: number;
   readonly observe: ((r: RequestRecord) => void) | undefined;
@@ -223,9 +228,37 @@ class ObservedHttp implements HttpLibrary {
     this.observe = observe;
   }
 
+  /**
+   * KubeConfig.applySecurityAuthentication gives every request an undici Agent of its own (for the
+   * cluster's CA and client certificate), so no connection is ever reused: each request opens a
+   * TLS connection, and the agents with their idle sockets pile up (measured: peak RSS 235 → 456
+   * MiB and 30% slower in bench:controller). Every request uses the first agent instead; it is
+   * renewed every 10 minutes, so credentials a kubeconfig's exec plugin rotates are picked up,
+   * and the old one is closed once its requests are done.
+   */
+  #sharePool(ctx: RequestContext): void {
+    const own = ctx.getDispatcher();
+    if (!own) return;
+    const now = performance.now();
+    if (!this.#pool || now - this.#pool.since > 10 * 60_000) {
+      const old = this.#pool?.dispatcher;
+      this.#pool = { dispatcher: own, since: now };
+      old?.close().catch(() => undefined);
+      return;
+    }
+    if (own !== this.#pool.dispatcher) own.close().catch(() => undefined);
+    ctx.setDispatcher(this.#pool.dispatcher);
+  }
+
+  close(): void {
+    this.#pool?.dispatcher.close().catch(() => undefined);
+    this.#pool = undefined;
+  }
+
   send(ctx: RequestContext): Observable<ResponseContext> {
     const call = this.calls.getStore();
     const record = requestRecordOf(ctx.getHttpMethod(), ctx.getUrl());
+    this.#sharePool(ctx);
     // Only the call's own request takes its Accept header, not the discovery request before it.
     if (call?.accept && record.verb !== "discovery") ctx.setHeaderParam("Accept", call.accept);
     // A deadline for the answer's head, cleared as soon as it arrives: AbortSignal.timeout would keep
@@ -284,6 +317,7 @@ export class KubeClient {
   readonly #calls = new AsyncLocalStorage<CallContext>();
   readonly #config: Configuration;
   readonly #api: PlainObjectApi;
+  readonly #http: ObservedHttp;
 
   constructor(opts: KubeClientOptions) {
     this.kubeConfig = opts.kubeConfig;
@@ -293,7 +327,7 @@ export class KubeClient {
     this.#config = createConfiguration({
       baseServer: new ServerConfiguration(cluster.server, {}),
       authMethods: { default: opts.kubeConfig },
-      httpApi: new ObservedHttp(this.#calls, opts.timeoutMs ?? 30_000, opts.observe),
+      httpApi: (this.#http = new ObservedHttp(this.#calls, opts.timeoutMs ?? 30_000, opts.observe)),
     });
     this.#api = new PlainObjectApi(this.#config);
   }
@@ -437,8 +471,10 @@ export class KubeClient {
     }
   }
 
-  /** Nothing to release: client-node's fetch layer keeps no sockets of ours. */
-  close(): void {}
+  /** Closes the shared connection pool (requests still running finish first). */
+  close(): void {
+    this.#http.close();
+  }
 }
 
 /** The object with its apiVersion, kind, namespace (for namespaced kinds) and name, as KubernetesObjectApi addresses it. */

@@ -11,6 +11,7 @@ export class ControllerMetrics {
   readonly reconciles: Counter<"result">;
   readonly reconcileSeconds: Histogram;
   readonly leader: Gauge;
+  readonly runnerPolls: Counter<"result">;
   /** Restore objects by status.phase (one without a status counts as Pending). */
   readonly restores: Gauge<"phase">;
   /** Per BackupDefinition: Unix time at which its newest successful backup ended. */
@@ -27,6 +28,7 @@ export class ControllerMetrics {
     this.reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: "Reconciles by result: success, invalid_spec, missing_reference, apply_failed, name_conflict, replacing, error (retried)", labelNames: ["result"], registers });
     this.reconcileSeconds = new Histogram({ name: `${PREFIX}reconcile_duration_seconds`, help: "Duration of one reconcile", buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
     this.leader = new Gauge({ name: `${PREFIX}leader`, help: "1 while this instance is the leader", registers });
+    this.runnerPolls = new Counter({ name: `${PREFIX}runner_polls_total`, help: "Reads of a runner's API into its definition's status, by result (ok, unreachable)", labelNames: ["result"], registers });
     this.restores = new Gauge({ name: `${PREFIX}restores`, help: "Restore objects by phase (Pending, Running, Succeeded, Failed), as the leader sees them", labelNames: ["phase"], registers });
     this.definitionLastSuccess = new Gauge({ name: `${PREFIX}definition_last_success_timestamp_seconds`, help: "Unix time at which the newest successful backup of the BackupDefinition ended", labelNames: ["namespace", "name"], registers });
     this.definitionHealthy = new Gauge({ name: `${PREFIX}definition_healthy`, help: "1 while the BackupDefinition's BackupHealthy condition is True, else 0", labelNames: ["namespace", "name"], registers });

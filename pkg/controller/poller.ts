@@ -32,6 +32,8 @@ export interface RunnerPollerDeps {
   /** BackupHealthy tolerance: the threshold is tolerance × the schedule's interval unless spec.staleAfter says otherwise. */
   tolerance: number;
   health?: HealthReport;
+  /** After each read of a runner's API: whether it answered. */
+  polled?: (ok: boolean) => void;
   /** Runners polled at once (default 8), each within timeoutMs (default 5000). */
   concurrency?: number;
   timeoutMs?: number;
@@ -106,9 +108,11 @@ export class RunnerPoller {
         failing = { consecutive: Math.max(1, figures.consecutiveFailures), since: figures.lastFailure.time, message: figures.lastFailure.message };
       }
       this.#lastContact.set(key, stamp);
+      this.#d.polled?.(true);
     } catch (err: unknown) {
       if (signal.aborted) return;
       poll = { ok: false, error: describeError(err) };
+      this.#d.polled?.(false);
       log.debug("runner status not available", { error: poll.error });
     }
     // Work from the newest cached state: a reconcile may have written since the list was taken.

@@ -68,7 +68,16 @@ export class RunnerUnreachableError extends Error {
   }
 }
 
-/** Reads readiness, status and catalog of one runner (three requests, each within `signal`). */
+/** A runner URL from a template with {service} and {namespace}. */
+export const templateRunnerUrl =
+  (template: string): RunnerUrl =>
+  (svc) =>
+    template.replaceAll("{service}", svc.name).replaceAll("{namespace}", svc.namespace);
+
+/**
+ * Reads readiness, status and catalog of one runner: three requests one after the other (the
+ * first that fails gives the error, always the same one for the same fault), within `signal`.
+ */
 export function runnerSnapshotFetcher(url: RunnerUrl): RunnerSnapshotFetcher {
   return async (service, token, signal) => {
     const base = url(service);
@@ -91,11 +100,9 @@ export function runnerSnapshotFetcher(url: RunnerUrl): RunnerSnapshotFetcher {
       }
     };
     // /readyz answers 503 with the failed checks when the runner is up but not ready.
-    const [readyz, status, backups] = await Promise.all([
-      get("/readyz", false, [200, 503]) as Promise<{ ready?: unknown; checks?: Record<string, unknown> }>,
-      get("/api/v1/status", true, [200]) as Promise<RunnerStatusAnswer>,
-      get("/api/v1/backups", true, [200]) as Promise<{ backups?: RunnerBackupEntry[] }>,
-    ]);
+    const readyz = (await get("/readyz", false, [200, 503])) as { ready?: unknown; checks?: Record<string, unknown> };
+    const status = (await get("/api/v1/status", true, [200])) as RunnerStatusAnswer;
+    const backups = (await get("/api/v1/backups", true, [200])) as { backups?: RunnerBackupEntry[] };
     const checks = readyz.checks ?? {};
     const str = (v: unknown) => (typeof v === "string" ? v : undefined);
     return {

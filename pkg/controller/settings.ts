@@ -35,7 +35,12 @@ export const controllerSettings = z.object({
   probeHost: z.string().default("0.0.0.0"),
   runnerDefaults: runnerDefaults.prefault({}),
   /** How often the runners' status is read for status.lastBackup (0 = never). */
-  runnerStatusSeconds: z.int().min(0).default(60),
+  runnerStatusSeconds: z.int().min(0).default(60).describe("How often each runner's API is read into its definition's status (0: never)"),
+  runnerUrlTemplate: z
+    .string()
+    .regex(/^https?:\/\/.*\{service\}/, "an http(s) URL with {service} (and optionally {namespace}), e.g. http://{service}.{namespace}.svc:8080")
+    .optional()
+    .describe("Where runners answer; default: their Service's cluster DNS name and port 8080. For a controller outside the cluster (with a proxy) and for benchmarks"),
   backupHealthTolerance: z
     .number()
     .min(1)

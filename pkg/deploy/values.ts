@@ -69,6 +69,21 @@ export const chartValues = z
       .max(86400)
       .default(300)
       .describe("A leader whose caches are still not synced after this many seconds (say, RBAC refuses a list) fails its liveness probe, so Kubernetes restarts it"),
+    runnerStatusSeconds: z
+      .int()
+      .min(0)
+      .max(86400)
+      .default(60)
+      .describe("How often each runner's API is read into its BackupDefinition's status (figures, RunnerReady, BackupHealthy); 0: never"),
+    backupHealthTolerance: z
+      .number()
+      .min(1)
+      .default(2)
+      .describe("BackupHealthy turns False when the newest backup is older than this many times the schedule's longest gap between runs (a definition's spec.staleAfter wins)"),
+    runnerUrlTemplate: z
+      .string()
+      .default("")
+      .describe("Where runners answer, with {service} and {namespace}; empty: http://{service}.{namespace}.svc:8080"),
     logLevel: z.enum(["error", "warn", "info", "debug"]).default("info").describe("Controller log level"),
     resources: controllerResources.describe("Resources of the controller container"),
     runner: z
