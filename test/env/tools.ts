@@ -78,10 +78,19 @@ export function clickhouseServerBinary(): string {
   );
 }
 
+/** ZooKeeper's jar from Debian's zookeeperd (the cluster tests run it with java as a plain process). */
+export function zookeeperJar(): string {
+  return resolveBinary("ZooKeeper (zookeeper.jar)", "ZOOKEEPER_JAR", ["/usr/share/java/zookeeper.jar"], `${setupHint} (Debian package zookeeperd)`);
+}
+
+export function javaBinary(): string {
+  return resolveBinary("java", "JAVA_BIN", ["/usr/bin/java", "/usr/lib/jvm/default-java/bin/java"], `${setupHint} (Debian package zookeeperd brings it)`);
+}
+
 /** The test servers that are not installed, each with the error that names the command to run; empty when all are there. */
 export function missingTestTools(): string[] {
   const missing: string[] = [];
-  for (const find of [clickhouseServerBinary, etcdBinary, kubeApiserverBinary, minioBinary, helmBinary]) {
+  for (const find of [clickhouseServerBinary, etcdBinary, kubeApiserverBinary, minioBinary, helmBinary, zookeeperJar, javaBinary]) {
     try {
       find();
     } catch (e) {

@@ -1,11 +1,11 @@
 // ZooKeeper (Debian's zookeeperd 3.8: only its jars and java, never its
 // service) as a local process on 127.0.0.1 with a free client port and its own
 // data dir: the coordination service of the test ClickHouse cluster.
-import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { freePort, makeTempDir, removeDir, startProcess, waitUntil, type ManagedProcess } from "./proc.ts";
+import { javaBinary, zookeeperJar } from "./tools.ts";
 
 export interface ZooKeeperServer {
   readonly host: string;
@@ -18,19 +18,9 @@ export interface ZooKeeperServer {
   stop(): Promise<void>;
 }
 
-const JARS = ["/usr/share/java/zookeeper.jar"];
-
 /** java and the ZooKeeper class path of Debian's zookeeper package (ZOOKEEPER_JAR / JAVA_BIN override). */
-export function zookeeperTools(env: NodeJS.ProcessEnv = process.env): { java: string; classpath: string[] } {
-  const jar = env["ZOOKEEPER_JAR"] ?? JARS.find((j) => existsSync(j));
-  const java = env["JAVA_BIN"] ?? ["/usr/bin/java", "/usr/lib/jvm/default-java/bin/java"].find((j) => existsSync(j));
-  if (!jar || !java) {
-    throw new Error(
-      "ZooKeeper not found (/usr/share/java/zookeeper.jar and java): the cluster tests need it; run `bash scripts/setup.sh --test` " +
-        "(Debian package zookeeperd), or set ZOOKEEPER_JAR and JAVA_BIN",
-    );
-  }
-  return { java, classpath: [jar] };
+export function zookeeperTools(): { java: string; classpath: string[] } {
+  return { java: javaBinary(), classpath: [zookeeperJar()] };
 }
 
 function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise<string> {
