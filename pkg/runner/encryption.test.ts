@@ -39,7 +39,7 @@ describe("EncryptingSink / DecryptingSource", () => {
   it("splits an encrypted stream into pieces that concatenate to one age file, and reads it back", async () => {
     const body = randomBytes(300_000);
     const inner = new StoreSink(store, "bk", storage);
-    const sink = new EncryptingSink(inner, [r1, r2]);
+    const sink = new EncryptingSink(inner, [r1, r2], { poisonOnRelease: true });
     const released: Uint8Array[] = [];
     const parts = [body.subarray(0, 123_456), body.subarray(123_456)];
     const written = await sink.putObjects("data/t.native.zst", Readable.from(parts), signal(), { release: (c) => released.push(c) });

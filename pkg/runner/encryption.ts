@@ -63,27 +63,35 @@ export function requireIdentity(m: Pick<Manifest, "id" | "encryption">, identiti
 export class EncryptingSink implements BackupSink {
   readonly #inner: BackupSink;
   readonly #recipients: readonly string[];
+  readonly #poison: boolean;
 
-  constructor(inner: BackupSink, recipients: readonly string[]) {
+  /** `poisonOnRelease` (tests): the ciphertext blocks' pool poisons released blocks and checks their use. */
+  constructor(inner: BackupSink, recipients: readonly string[], opts: { poisonOnRelease?: boolean | undefined } = {}) {
     this.#inner = inner;
     this.#recipients = recipients;
+    this.#poison = opts.poisonOnRelease === true;
   }
 
-  /** The body through the encryption: the body's chunks are handed back (release) as soon as they are copied. */
-  async #encrypted(body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, opts: PutObjectOptions | undefined): Promise<Readable> {
-    const enc = await ageEncryptStream(this.#recipients, { release: opts?.release });
+  /**
+   * The body through the encryption: the body's chunks are handed back
+   * (release) as soon as they are copied; the ciphertext comes in pooled
+   * blocks that the store hands back (the returned release) once copied.
+   */
+  async #encrypted(body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, opts: PutObjectOptions | undefined): Promise<{ stream: Readable; release: (c: Uint8Array) => void }> {
+    const enc = await ageEncryptStream(this.#recipients, { release: opts?.release, poisonOnRelease: this.#poison });
     // pipeline() forwards a body failure to the encrypted stream (and so to the put), and destroys the body if the put gives up.
-    return pipeline(body, enc, () => undefined);
+    return { stream: pipeline(body, enc, () => undefined), release: enc.outputRelease };
   }
 
   async putObject(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal, opts?: PutObjectOptions): Promise<WrittenObject> {
-    return this.#inner.putObject(`${name}${AGE_SUFFIX}`, await this.#encrypted(body, opts), signal);
+    const { stream, release } = await this.#encrypted(body, opts);
+    return this.#inner.putObject(`${name}${AGE_SUFFIX}`, stream, signal, { release });
   }
 
   async putObjects(name: string, body: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, signal: AbortSignal, opts?: PutObjectOptions): Promise<WrittenObject[]> {
-    const enc = await this.#encrypted(body, opts);
-    if (this.#inner.putObjects) return this.#inner.putObjects(`${name}${AGE_SUFFIX}`, enc, signal);
-    return [await this.#inner.putObject(`${name}${AGE_SUFFIX}`, enc, signal)];
+    const { stream, release } = await this.#encrypted(body, opts);
+    if (this.#inner.putObjects) return this.#inner.putObjects(`${name}${AGE_SUFFIX}`, stream, signal, { release });
+    return [await this.#inner.putObject(`${name}${AGE_SUFFIX}`, stream, signal, { release })];
   }
 
   async removeObjects(names: readonly string[], signal: AbortSignal): Promise<void> {
