@@ -6,6 +6,7 @@
 // ZooKeeper paths, a path in use refused), drop everything and restore,
 // replicas stopped during backup, and mergeShards into chDB. One cluster for
 // the whole file.
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import winston from "winston";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -298,6 +299,55 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     }
     await runner.shutdown(5000);
     await cluster.execAll("DROP DATABASE shop_op");
+  });
+
+  it("names the hosts whose restore stands when a later host fails (a restore across hosts is not one transaction)", async () => {
+    // host 2/1 (shard 2's source, restored after 2/2) takes no DDL or INSERT: it fails after every check passed
+    const h21 = cluster.host(2, 1);
+    const users = join(h21.dir, "users.xml");
+    const original = await readFile(users, "utf8");
+    const readonly = async (v: string) =>
+      expect
+        .poll(async () => (await h21.query<{ value: string }>("SELECT value FROM system.settings WHERE name = 'readonly'"))[0]?.value, { timeout: 30_000, interval: 250 })
+        .toBe(v);
+    await writeFile(users, original.replace("<max_memory_usage>", "<readonly>2</readonly><max_memory_usage>"));
+    await readonly("2");
+    try {
+      const err = await restoreWith(main, { renameDatabases: { shop: "shop_fail" } }).catch((e: unknown) => e);
+      const ids = Object.fromEntries(cluster.hosts.map((h) => [`${h.shard}/${h.replica}`, h.id]));
+      expect(err).toBeInstanceOf(EngineError);
+      const msg = (err as Error).message;
+      expect(msg).toMatch(new RegExp(`^cluster restore failed: restoring ${ids["2/1"]} \\(shard 2\\) failed: .*readonly`, "i"));
+      expect(msg).toContain(`hosts already restored (their restore stands): `);
+      expect(msg.slice(msg.indexOf("hosts already restored"))).toContain(ids["2/2"]!);
+      expect(msg.slice(msg.indexOf("hosts already restored"))).not.toContain(ids["2/1"]!);
+      // 2/2 holds its own restored table; 2/1 has nothing
+      expect((await sum(2, 2, "shop_fail.host_log")).rows).toBe(220);
+      expect(await h21.query("SELECT name FROM system.databases WHERE name = 'shop_fail'")).toEqual([]);
+    } finally {
+      await writeFile(users, original);
+      await readonly("0");
+      await cluster.execAll("DROP DATABASE IF EXISTS shop_fail");
+    }
+  });
+
+  it("a cancelled cluster restore ends with the abort (the runner reports it as cancelled), whenever it comes", async () => {
+    for (const afterMs of [150, 600]) {
+      const ac = new AbortController();
+      const e = engine();
+      const timer = setTimeout(() => ac.abort(), afterMs);
+      try {
+        const err = await e
+          .restore({ signal: ac.signal, source: main.sink, backup: main.result, options: { existingTables: "fail", renameDatabases: { shop: "shop_cancel" } }, logger })
+          .then(() => undefined, (x: unknown) => x);
+        // (a restore that finished before the abort is fine too)
+        if (err !== undefined) expect((err as Error).name, String(err)).toBe("AbortError");
+      } finally {
+        clearTimeout(timer);
+        await e.close();
+        await cluster.execAll("DROP DATABASE IF EXISTS shop_cancel");
+      }
+    }
   });
 
   it("refuses a restore onto another number of shards, and merges every shard into chDB with mergeShards", async () => {

@@ -522,13 +522,20 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
         // data was inserted catches up with the existing parts only after a delay, about 10 s on 18.16)
         inShard.sort((a, b) => Number(partOf(a.h)?.id === sourceId) - Number(partOf(b.h)?.id === sourceId) || a.h.replica - b.h.replica);
         for (const p of inShard) {
-          const r = await dumpRestore({ ...ctx, conn: p.h.conn! }, p.h.info!, {
-            ...req,
-            signal: sig,
-            backup: { ...req.backup, details: p.details },
-            logger: log.child({ host: p.h.id, shard: s }),
-            onProgress: progress(p.h.id),
-          });
+          let r: RestoreResult;
+          try {
+            r = await dumpRestore({ ...ctx, conn: p.h.conn! }, p.h.info!, {
+              ...req,
+              signal: sig,
+              backup: { ...req.backup, details: p.details },
+              logger: log.child({ host: p.h.id, shard: s }),
+              onProgress: progress(p.h.id),
+            });
+          } catch (err: unknown) {
+            // (an abort stays what it is: the runner tells a cancel by its name)
+            if (!(err instanceof EngineError)) throw err;
+            throw new EngineError(`restoring ${p.h.id} (shard ${s}) failed: ${err.message}`, { cause: err, retryable: err.retryable });
+          }
           results.set(p.h.id, r);
           restored.push(p.h.id);
         }
@@ -536,6 +543,12 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
     } catch (err: unknown) {
       const base = messageOf(err);
       const note = restored.length > 0 ? `; hosts already restored (their restore stands): ${restored.join(", ")}` : "";
+      if (err instanceof Error && ["AbortError", "ShuttingDownError", "TimeoutError"].includes(err.name)) {
+        // the same kind of error (the runner tells a cancel or a shutdown by its name), saying what stands
+        const e = new Error(`${base}${note}`, { cause: err });
+        e.name = err.name;
+        throw e;
+      }
       throw new EngineError(`cluster restore failed: ${base}${note}`, { cause: err, retryable: err instanceof EngineError ? err.retryable : false });
     }
 
