@@ -14,7 +14,8 @@ import { clickhouseRunnerConfig, type ClickHouseRunnerConfigInput } from "../pkg
 import { createClickHouseEngine } from "../pkg/backupengine/clickhouse/index.ts";
 import type { ClusterDetails } from "../pkg/backupengine/clickhouse/cluster.ts";
 import { EngineError, type EngineBackupResult, type RestoreOptions } from "../pkg/backupengine/types.ts";
-import { makeTempDir, removeDir, startChdb, startClickHouseCluster, type ClickHouseCluster, type ChdbEngine } from "./env/index.ts";
+import { execa } from "execa";
+import { makeTempDir, removeDir, repoRoot, startChdb, startClickHouse, startClickHouseCluster, type ClickHouseCluster, type ClickHouseServer, type ChdbEngine } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
 import { parseRunnerConfig } from "../pkg/apis/index.ts";
 import { makeRunner } from "./helpers/runner.ts";
@@ -299,6 +300,40 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     }
     await runner.shutdown(5000);
     await cluster.execAll("DROP DATABASE shop_op");
+  });
+
+  it("backup-runner restore --merge-shards puts the runner's cluster backup into one ClickHouse 18.16 server", async () => {
+    const single = await startClickHouse();
+    try {
+      const path = join(tmp, "single.json");
+      await writeFile(
+        path,
+        JSON.stringify({
+          definition: {
+            namespace: "analytics",
+            name: "events-cluster",
+            clickhouse: { url: single.url, username: single.username, password: single.password },
+            schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
+          },
+          storage: { filesystem: { path: join(tmp, "runner") } },
+          api: { token: "token-0123456789abcdef" },
+        }),
+      );
+      const r = await execa(process.execPath, [join(repoRoot, "cmd", "backup-runner", "main.ts"), "restore", "--backup", "latest", "--merge-shards", "--config", path], {
+        reject: false,
+        timeout: 120_000,
+      });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const count = async (s: ClickHouseServer | undefined, t: string) => Number((await s!.query<{ c: string }>(`SELECT count() AS c FROM ${t}`))[0]?.c);
+      const events = (await count(cluster.host(1, 1), "shop.events")) + (await count(cluster.host(2, 1), "shop.events"));
+      const hostLog = (await Promise.all(cluster.hosts.map((h) => count(h.server, "shop.host_log")))).reduce((a, b) => a + b, 0);
+      expect(await count(single, "shop.events")).toBe(events);
+      expect(await count(single, "shop.events_all")).toBe(events);
+      expect(await count(single, "shop.host_log")).toBe(hostLog);
+      expect((await single.query<{ engine: string }>("SELECT engine FROM system.tables WHERE database = 'shop' AND name = 'counts'"))[0]?.engine).toBe("SummingMergeTree");
+    } finally {
+      await single.stop();
+    }
   });
 
   it("names the hosts whose restore stands when a later host fails (a restore across hosts is not one transaction)", async () => {
