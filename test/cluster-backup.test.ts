@@ -145,6 +145,18 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     expect(main.result.tables.filter((t) => t.name === "events_all" || t.name === "counts_mv").every((t) => t.rows === 0 && !t.dataObject)).toBe(true);
   });
 
+  it("checks that the server knows the configured cluster", async () => {
+    const good = engine();
+    const bad = engine({ cluster: { name: "no_such_cluster" } });
+    try {
+      expect((await good.check(AbortSignal.timeout(10_000))).version).toMatch(/^18\.16\./);
+      await expect(bad.check(AbortSignal.timeout(10_000))).rejects.toThrow(/cluster "no_such_cluster" is not in system\.clusters/);
+    } finally {
+      await good.close();
+      await bad.close();
+    }
+  });
+
   it("verifies the backup from storage alone, host by host", async () => {
     const e = engine();
     try {

@@ -13,7 +13,7 @@ import { dumpBackup } from "./dump.ts";
 import { cleanupInterrupted, dumpRestore } from "./restore.ts";
 import { verifyDump } from "./verify.ts";
 import { nativeBackup, nativeRestore, requireNativeVersion } from "./native.ts";
-import { clusterBackup, clusterCleanupInterrupted, clusterRestore, clusterVerify, isClusterDetails, type HostConnector } from "./cluster.ts";
+import { clusterBackup, clusterCleanupInterrupted, clusterRestore, clusterVerify, isClusterDetails, readTopology, type HostConnector } from "./cluster.ts";
 import { CLUSTER_NATIVE_MESSAGE } from "../../apis/clickhouse.ts";
 
 export { redact } from "./sql.ts";
@@ -99,6 +99,8 @@ class ClickHouseEngine implements BackupEngine {
   async check(signal: AbortSignal): Promise<{ version: string }> {
     const info = await this.#conn.info(signal);
     if (this.#config.method === "native" && this.#config.cluster) throw new EngineError(CLUSTER_NATIVE_MESSAGE, { retryable: false });
+    // a cluster the server does not know is a configuration error the readiness check should show
+    if (this.#config.cluster) await readTopology({ conn: this.#conn, config: this.#config, logger: this.#logger }, signal);
     if (this.#config.method === "native") requireNativeVersion(info);
     return { version: info.version };
   }
