@@ -353,7 +353,8 @@ async function main(): Promise<number> {
 
     step(`Watch the definition while scheduled backups happen, until HEALTHY is True with at least ${WANT_BACKUPS} backups`);
     t = Date.now();
-    let lastPrint = 0;
+    // The table as it was is printed above; the next one after TABLE_EVERY_MS, and the one that ends the wait.
+    let lastPrint = Date.now();
     const healthy = await until(
       `BackupHealthy=True with ${WANT_BACKUPS} backups`,
       HEALTHY_TIMEOUT_MS,
@@ -383,7 +384,8 @@ async function main(): Promise<number> {
     await printDefinitions(true);
     const listed = await minio.s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `demo/${APP_NS}/${DEFINITION}/` }));
     const manifests = (listed.Contents ?? []).map((o) => o.Key ?? "").filter((key) => key.endsWith("/manifest.json"));
-    say(`   MinIO s3://${BUCKET}/demo/${APP_NS}/${DEFINITION}/ holds ${manifests.length} complete backups (a manifest.json each; retention deleted the others: only the first of the hour holds a label, the newest is always kept)`);
+    say(`   MinIO s3://${BUCKET}/demo/${APP_NS}/${DEFINITION}/ holds ${manifests.length} complete backups, a manifest.json each`);
+    say("   (backups 3 s apart share their hour: only the first holds labels, so retention keeps it and the newest, and deletes each one in between)");
 
     // ── The restore, as an object ────────────────────────────────────────────
     step(`Create a Restore of latest into a renamed database (${APP_NS} -> ${APP_NS}_restored)`);
@@ -421,7 +423,7 @@ async function main(): Promise<number> {
     );
     const rs = done.status!;
     say(
-      `   Succeeded after ${secs(Date.now() - t)} (runner operation ${rs.operationId}, ${rs.startedAt} to ${rs.completedAt}): backup ${rs.backupId}, ` +
+      `   Succeeded after ${secs(Date.now() - t)}: runner operation ${rs.operationId}, backup ${rs.backupId}, ` +
         `status.rowsRestored ${rs.rowsRestored}, status.bytesRestored ${rs.bytesRestored}`,
     );
     check(rs.backupId === st.lastBackup?.id || (rs.backupId ?? "") > (st.lastBackup?.id ?? ""), `the Restore restored ${rs.backupId}, older than the newest backup ${st.lastBackup?.id}`);
