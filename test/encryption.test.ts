@@ -289,6 +289,7 @@ describe("client-side encryption with age", () => {
       await service.start(); // the missed scheduled backup
       const st = await pollJson(() => get("/api/v1/status"), (j) => j.current === null && j.lastSuccess.backup !== null, 60_000, 100);
       expect(st.lastSuccess.backup.state).toBe("succeeded");
+      expect(st.encryption).toEqual({ format: "age", recipients: [{ fingerprint: recipientFingerprint(team.recipient) }, { fingerprint: recipientFingerprint(breakGlass.recipient) }], identityDir });
       const list = (await get("/api/v1/backups")).json;
       const id = list.backups[0].id as string;
       expect(list.backups[0].encryption).toEqual({ format: "age", recipients: [{ fingerprint: recipientFingerprint(team.recipient) }, { fingerprint: recipientFingerprint(breakGlass.recipient) }] });

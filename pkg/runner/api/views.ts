@@ -2,7 +2,7 @@
 // operations, backups and status. Views are built field by field, so nothing
 // reaches a client by accident (no config, no credentials).
 import { z } from "zod";
-import type { RunnerConfig } from "../../apis/index.ts";
+import { recipientFingerprint, type RunnerConfig } from "../../apis/index.ts";
 import type { CatalogEntry, UnreadableBackup } from "../catalog.ts";
 import { isBackupId } from "../ids.ts";
 import type { Owner } from "../manifest.ts";
@@ -212,6 +212,10 @@ export function statusView(
     storage: redact(st.storage),
     schedule: def.schedule ? { cron: def.schedule.cron, timeZone: def.schedule.timeZone, suspended: def.suspend } : null,
     singleBackupTarget: def.singleBackup?.target ?? null,
+    // What new backups are encrypted to (fingerprints only), and where identity files are read from.
+    ...(def.encryption
+      ? { encryption: { format: "age", recipients: def.encryption.recipients.map((r) => ({ fingerprint: recipientFingerprint(r) })), identityDir: def.encryption.identityDir ?? null } }
+      : {}),
     nextRun: extra.nextRun?.toISOString() ?? null,
     current: st.current ? operationView(st.current, redact) : null,
     lastSuccess: perKind(st.lastSuccess),
