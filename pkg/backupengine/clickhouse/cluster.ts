@@ -29,7 +29,7 @@ import { runPool } from "../../concurrency/pool.ts";
 import { existingTables, readCatalog, type TableInfo } from "./catalog.ts";
 import type { Conn, ServerInfo } from "./conn.ts";
 import { dumpDetails, dumpTable, DUMP_FORMAT, type DumpDetails, type DumpTable } from "./details.ts";
-import { dumpBackup, progressReporter, type DumpContext } from "./dump.ts";
+import { DUMP_CONCURRENCY, dumpBackup, progressReporter, type DumpContext } from "./dump.ts";
 import { messageOf } from "./errors.ts";
 import { planRestore } from "./plan.ts";
 import { cleanupInterrupted, dumpRestore, dumpRestoreCheck } from "./restore.ts";
@@ -106,6 +106,15 @@ export interface HostConnector {
 
 export interface ClusterContext extends DumpContext {
   connector: HostConnector;
+}
+
+/**
+ * Tables each host dumps or restores at once while `hosts` hosts work at
+ * once: the engine's table concurrency shared out, so that the runner holds
+ * max(tables, hosts) table streams, as many as for one server by default.
+ */
+export function tablesPerHost(tables: number, hosts: number): number {
+  return Math.max(1, Math.floor(tables / Math.max(1, hosts)));
 }
 
 /** Bounded time for probing a host (connect, version, replicas). */
@@ -268,7 +277,8 @@ export async function clusterBackup(ctx: ClusterContext, info: ServerInfo, req: 
     await runPool(reachable, c.concurrency, signal, async (h, sig) => {
       const isSource = sources.get(h.shard) === h;
       const dataFilter = (t: TableInfo) => isSource || !isReplicatedObject(t.engine, t.ddl);
-      const result = await dumpBackup({ ...ctx, conn: h.conn!, dataFilter }, h.info!, {
+      const concurrency = tablesPerHost(ctx.concurrency ?? DUMP_CONCURRENCY, c.concurrency);
+      const result = await dumpBackup({ ...ctx, conn: h.conn!, dataFilter, concurrency }, h.info!, {
         ...req,
         signal: sig,
         sink: prefixedSink(req.sink, hostPrefix(h)),
@@ -524,7 +534,8 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
         for (const p of inShard) {
           let r: RestoreResult;
           try {
-            r = await dumpRestore({ ...ctx, conn: p.h.conn! }, p.h.info!, {
+            const concurrency = tablesPerHost(ctx.concurrency ?? DUMP_CONCURRENCY, c.concurrency);
+            r = await dumpRestore({ ...ctx, conn: p.h.conn!, concurrency }, p.h.info!, {
               ...req,
               signal: sig,
               backup: { ...req.backup, details: p.details },

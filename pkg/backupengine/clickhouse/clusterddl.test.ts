@@ -9,7 +9,7 @@ import {
   withoutReplication,
   withZooKeeperPath,
 } from "./clusterddl.ts";
-import { chooseSource, hostUrl } from "./cluster.ts";
+import { chooseSource, hostUrl, tablesPerHost } from "./cluster.ts";
 
 const rmt = "CREATE TABLE shop.events (id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop/events', '{replica}') ORDER BY id SETTINGS index_granularity = 8192";
 
@@ -95,5 +95,13 @@ describe("cluster hosts", () => {
     expect(chooseSource([r(1, { error: "refused" }), r(2, { delay: 9 })])?.replica).toBe(2);
     expect(chooseSource([r(1, { readonly: true }), r(2, { delay: 0, error: "down" })])).toBeUndefined();
     expect(chooseSource([r(2, { delay: 0 }), r(1, { delay: 0 })])?.replica).toBe(1);
+  });
+});
+
+describe("tablesPerHost", () => {
+  it("shares the engine's table streams among the hosts at once: max(tables, hosts) in all", () => {
+    expect([1, 2, 3, 4].map((h) => tablesPerHost(2, h) * h)).toEqual([2, 2, 3, 4]);
+    expect(tablesPerHost(4, 2)).toBe(2);
+    expect(tablesPerHost(2, 0)).toBe(2);
   });
 });
