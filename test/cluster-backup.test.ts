@@ -214,6 +214,12 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     const again = await restoreWith(main, { renameDatabases: { shop: "shop_copy" } }).catch((e: unknown) => e);
     expect((again as Error).message).toMatch(/restore refused/);
     await cluster.execAll("DROP DATABASE other");
+    // two tables that would end up on one ZooKeeper path
+    const twin = structuredClone(main.result.details) as ClusterDetails;
+    for (const t of twin.schema.tables) if (t.name === "counts") t.ddl = t.ddl.replace("/shop/counts'", "/shop/events'");
+    const shared = await restoreWith({ result: { ...main.result, details: twin }, sink: main.sink }, { renameDatabases: { shop: "shop_twin" } }).catch((e: unknown) => e);
+    expect((shared as Error).message).toMatch(/shop_twin\.(counts|events) and shop_twin\.(counts|events) on .* would share ZooKeeper path \/clickhouse\/tables\/1\/shop_twin\/events.*nothing was changed/);
+    for (const h of cluster.hosts) expect(await h.server.query("SELECT name FROM system.databases WHERE name = 'shop_twin'")).toEqual([]);
     // one host's own refusal (a target that holds data) stops the restore before any host changes
     const h22 = cluster.host(2, 2);
     await h22.exec("CREATE DATABASE shop_pre");

@@ -485,6 +485,7 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
     // Before anything changes: no replicated table is restored into an existing one or onto a ZooKeeper path in use.
     const refused: string[] = [];
     const seen = new Set<string>();
+    const owners = new Map<string, string>();
     for (const { h, plan } of plans) {
       const macros = await macrosOf(h.conn!, signal);
       const existing = await existingTables(h.conn!, [...new Set(plan.tables.map((t) => t.target.database))], signal);
@@ -501,6 +502,13 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
           log.warn("clickhouse cluster restore: cannot expand the ZooKeeper path to check it", { table: t.key, host: h.id, path: e.path });
           continue;
         }
+        // two tables of the restore on one path (a rename rule that folds two paths into one) would collide
+        const owner = owners.get(`${h.id}\u0000${path}`);
+        if (owner !== undefined && owner !== t.key) {
+          refused.push(`${owner} and ${t.key} on ${h.id} would share ZooKeeper path ${path}`);
+          continue;
+        }
+        owners.set(`${h.id}\u0000${path}`, t.key);
         if (seen.has(`${h.shard}\u0000${path}`) || seen.has(`*\u0000${path}`)) continue;
         seen.add(`${h.shard}\u0000${path}`);
         if (await zkExists(h.conn!, path, signal)) {
