@@ -254,7 +254,7 @@ describe("install manifests on a real kube-apiserver", () => {
 
   it("accepts every example, and the dry run is not vacuous", async () => {
     const objs = examples();
-    expect(objs.map((o) => o["kind"]).sort()).toEqual(["BackupDefinition", "BackupDefinition", "BackupDefinition", "Restore", "Role", "RoleBinding", "Secret", "Secret", "Secret", "Secret", "StorageLocation", "StorageLocation"]);
+    expect(objs.map((o) => o["kind"]).sort()).toEqual(["BackupDefinition", "BackupDefinition", "BackupDefinition", "BackupDefinition", "Restore", "Role", "RoleBinding", "Secret", "Secret", "Secret", "Secret", "Secret", "StorageLocation", "StorageLocation"]);
     for (const o of objs) expect(((await dryRun(o)) as any).metadata.name, key(o)).toBe((o as any).metadata.name);
     // The same dry run refuses an unknown field and a definition that breaks a CEL rule.
     const dep = structuredClone(base().find((o) => o["kind"] === "Deployment")!) as any;

@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { API_GROUP, API_VERSION, backupDefinitionSpec, formatIssues, storageLocationSpec } from "../apis/index.ts";
+import { API_GROUP, API_VERSION, backupDefinitionSpec, formatIssues, isAgeRecipient, parseRecipientsText, storageLocationSpec } from "../apis/index.ts";
 import { restoreSpec } from "../apis/restore.ts";
 import { RUNNER_CONTAINER } from "../controller/contract.ts";
 import { parseYamlDocs } from "./kustomize.ts";
@@ -22,7 +22,7 @@ const secretKeys = (ns: string, name: string): string[] | undefined => {
 
 describe("examples", () => {
   it("are the expected set", () => {
-    expect(files).toEqual(["backupdefinition-altinity-cluster.yaml", "backupdefinition.yaml", "export-single.yaml", "restore.yaml", "storagelocation-aws-s3.yaml", "storagelocation-minio.yaml"]);
+    expect(files).toEqual(["backupdefinition-altinity-cluster.yaml", "backupdefinition-encrypted.yaml", "backupdefinition.yaml", "export-single.yaml", "restore.yaml", "storagelocation-aws-s3.yaml", "storagelocation-minio.yaml"]);
     for (const { file, obj } of docs) {
       expect(obj.metadata?.name, file).toBeTruthy();
       expect(obj.metadata?.namespace, `${file}: every example names its namespace`).toBeTruthy();
@@ -65,6 +65,11 @@ describe("examples", () => {
     const cluster = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "events-cluster").spec);
     expect(cluster.clickhouse.cluster).toMatchObject({ name: "main", httpPort: 8123 });
     expect(cluster.runner?.databaseAffinity?.podLabels).toEqual({ "clickhouse.altinity.com/chi": "events", "clickhouse.altinity.com/cluster": "main" });
+    // encryption: the recipients come from an example Secret of the definition's namespace, and are well-formed
+    const encrypted = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "orders-encrypted").spec);
+    const rref = encrypted.encryption!.recipientsSecretRef!;
+    const recipients = ofKind("Secret").find((x) => x.metadata.namespace === "shop" && x.metadata.name === rref.name).stringData[rref.key] as string;
+    expect(parseRecipientsText(recipients).map(isAgeRecipient)).toEqual([true, true]);
     const single = backupDefinitionSpec.parse(defs.find((d) => d.metadata.name === "shop-export").spec);
     expect(single).toMatchObject({ mode: "single", singleBackup: { target: "exports/shop-2026-11" } });
   });
