@@ -15,6 +15,8 @@ import { createClickHouseEngine } from "../pkg/backupengine/clickhouse/index.ts"
 import type { ClusterDetails } from "../pkg/backupengine/clickhouse/cluster.ts";
 import { EngineError, type EngineBackupResult, type RestoreOptions } from "../pkg/backupengine/types.ts";
 import { execa } from "execa";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
+import { AgeIdentities } from "../pkg/encryption/identity.ts";
 import { makeTempDir, removeDir, repoRoot, startChdb, startClickHouse, startClickHouseCluster, type ClickHouseCluster, type ClickHouseServer, type ChdbEngine } from "./env/index.ts";
 import { DirSink } from "./helpers/sink.ts";
 import { parseRunnerConfig } from "../pkg/apis/index.ts";
@@ -318,6 +320,50 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     }
     await runner.shutdown(5000);
     await cluster.execAll("DROP DATABASE shop_op");
+  });
+
+  it("encrypts a cluster backup (age) and restores and verifies it with an identity", async () => {
+    const identity = await generateX25519Identity();
+    const keyFile = join(tmp, "cluster-key.txt");
+    await writeFile(keyFile, `${identity}\n`, { mode: 0o600 });
+    const config = parseRunnerConfig({
+      definition: {
+        namespace: "analytics",
+        name: "events-encrypted",
+        clickhouse: {
+          url: cluster.host(1, 1).url,
+          username: cluster.username,
+          password: cluster.password,
+          databases: { include: ["shop"] },
+          cluster: { name: cluster.name, hosts: cluster.hostUrls, replicationTimeoutSeconds: 60 },
+        },
+        schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
+        encryption: { recipients: [await identityToRecipient(identity)] },
+      },
+      storage: { filesystem: { path: join(tmp, "runner-enc") } },
+      api: { token: "token-0123456789abcdef" },
+    });
+    const runner = makeRunner(config);
+    await runner.init();
+    try {
+      const b = await runner.startBackup("api").finished;
+      expect(b.error).toBeUndefined();
+      const m = runner.catalog.get(b.backupId!)!.manifest;
+      const dataObjects = m.objects.filter((o) => o.name.startsWith("shard-"));
+      expect(dataObjects.length).toBeGreaterThan(0);
+      expect(dataObjects.every((o) => o.name.endsWith(".age"))).toBe(true);
+      const ids = await AgeIdentities.fromFile(keyFile);
+      expect((await runner.startVerify(b.backupId!, "api", ids).finished).state).toBe("succeeded");
+      const r = await runner.startRestore({ backup: b.backupId!, renameDatabases: { shop: "shop_enc" }, existingTables: "fail", identities: ids }, "api").finished;
+      expect(r.error).toBeUndefined();
+      for (const h of cluster.hosts) {
+        expect(await sum(h.shard, h.replica, "shop_enc.events")).toEqual(await sum(h.shard, h.replica, "shop.events"));
+        expect(await sum(h.shard, h.replica, "shop_enc.host_log")).toEqual(await sum(h.shard, h.replica, "shop.host_log"));
+      }
+    } finally {
+      await runner.shutdown(5000);
+      await cluster.execAll("DROP DATABASE IF EXISTS shop_enc");
+    }
   });
 
   it("backup-runner restore --merge-shards puts the runner's cluster backup into one ClickHouse 18.16 server", async () => {
