@@ -266,6 +266,39 @@ describe("client-side encryption with age", () => {
     expect((await server18().tables()).filter((t) => t.includes("_chbackup_"))).toEqual([]);
   });
 
+  it("ClickHouse 18.16, lz4: the encrypted object is ClickHouse's compressed Native, which 18.16 inserts with decompress=1; verify and restore with an identity", async () => {
+    const root = join(tmp, "fs18lz4");
+    const base = config({ name: "fs18lz4", storage: { filesystem: { path: root } }, clickhouse: { url: ch.url, username: ch.username, password: ch.password }, databases: ["enc"] });
+    const cfg = parseRunnerConfig({ ...base, definition: { ...base.definition, clickhouse: { ...base.definition.clickhouse, compression: "lz4" } } });
+    const runner = createRunner({ config: cfg, logger });
+    await runner.init();
+    const before = await tableChecksum(ch, "enc.orders");
+    const op = await runner.startBackup("api").finished;
+    expect(op.state, op.error).toBe("succeeded");
+    const m = runner.latest()!.manifest;
+    seen.push(JSON.stringify(m));
+    const orders = m.tables.find((t) => t.name === "orders")!.dataObject!;
+    expect(orders).toBe("data/enc/orders.native.lz4.age");
+    const v = await runner.startVerify("latest", "api", await ids(breakGlass.file)).finished;
+    expect(v.state, v.error).toBe("succeeded");
+    expect(v.result).toMatchObject({ ok: true, contentChecked: true });
+    const r = await runner.startRestore({ backup: "latest", existingTables: "fail", renameDatabases: { enc: "enc_lz4" }, identities: await ids(team.file) }, "api").finished;
+    expect(r.state, r.error).toBe("succeeded");
+    expect(await tableChecksum(ch, "enc_lz4.orders")).toEqual(before);
+    // by hand: age -d gives ClickHouse's compressed blocks, which the HTTP interface takes with decompress=1
+    const compressed = join(tmp, "orders.native.lz4");
+    await execa("age", ["-d", "-i", team.file, "-o", compressed, join(root, runner.catalog.dir(m.id), orders)]);
+    await ch.exec("CREATE TABLE enc_lz4.orders_cli AS enc.orders");
+    const res = await fetch(`${ch.url}/?decompress=1&query=${encodeURIComponent("INSERT INTO enc_lz4.orders_cli FORMAT Native")}`, {
+      method: "POST",
+      body: await readFile(compressed),
+      headers: { Authorization: `Basic ${Buffer.from(`${ch.username}:${ch.password}`).toString("base64")}` },
+    });
+    expect(res.status, await res.text()).toBe(200);
+    expect(await tableChecksum(ch, "enc_lz4.orders_cli")).toEqual(before);
+    await ch.exec("DROP DATABASE enc_lz4");
+  });
+
   it("ClickHouse 18.16, MinIO, through the HTTP API: identityFile names a file of the identity directory; nothing of a key in any answer", async () => {
     const cfg = config({
       name: "api18",
