@@ -204,6 +204,21 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     await cluster.syncReplicas();
   });
 
+  it("points Distributed tables at the cluster restored onto when it has another name", async () => {
+    // the same backup as if taken from a cluster named "prod_events"
+    const other = structuredClone(main.result.details) as ClusterDetails;
+    other.cluster.name = "prod_events";
+    for (const t of other.schema.tables) t.ddl = t.ddl.replace(`Distributed(${cluster.name},`, "Distributed(prod_events,");
+    expect(other.schema.tables.find((t) => t.name === "events_all")?.ddl).toContain("Distributed(prod_events,");
+    await restoreWith({ result: { ...main.result, details: other }, sink: main.sink }, { renameDatabases: { shop: "shop_moved" } });
+    for (const h of cluster.hosts) {
+      const ddl = (await h.server.query<{ statement: string }>("SHOW CREATE TABLE shop_moved.events_all"))[0]?.statement ?? "";
+      expect(ddl).toContain(`Distributed(${cluster.name}, shop_moved, events`);
+      expect(Number((await h.server.query<{ c: string }>("SELECT count() AS c FROM shop_moved.events_all"))[0]?.c)).toBe(5000);
+    }
+    await cluster.execAll("DROP DATABASE shop_moved");
+  });
+
   it("refuses, before changing anything on any host, a restore whose ZooKeeper path is in use or that one host refuses", async () => {
     // a table elsewhere holds the path a restore into shop_taken would get
     await cluster.execAll("CREATE DATABASE IF NOT EXISTS other");

@@ -42,6 +42,7 @@ import {
   isReplicatedObject,
   renamedZooKeeperPath,
   replicatedEngine,
+  withDistributedCluster,
   withoutReplication,
   withZooKeeperPath,
 } from "./clusterddl.ts";
@@ -472,9 +473,11 @@ export async function clusterRestore(ctx: ClusterContext, info: ServerInfo, req:
     const down = hosts.filter((h) => h.error);
     if (down.length > 0) throw new EngineError(`restore refused: ${down.map((h) => `${h.id} is unreachable (${h.error})`).join("; ")}; nothing was changed`, { retryable: true });
     const renames = req.options.renameDatabases ?? {};
+    // renamed databases get their own ZooKeeper paths; Distributed tables name the cluster restored onto
     const mapDdl = (t: DumpTable) => {
       const to = renames[t.database];
-      return to && to !== t.database ? withZooKeeperPath(t.ddl, (p) => renamedZooKeeperPath(p, t.database, to)) : t.ddl;
+      const ddl = to && to !== t.database ? withZooKeeperPath(t.ddl, (p) => renamedZooKeeperPath(p, t.database, to)) : t.ddl;
+      return withDistributedCluster(ddl, d.cluster.name, c.name);
     };
     const plans = hosts.map((h) => {
       const details = hostDumpDetails(d, partOf(h), mapDdl);

@@ -6,6 +6,7 @@ import {
   isReplicatedObject,
   renamedZooKeeperPath,
   replicatedEngine,
+  withDistributedCluster,
   withoutReplication,
   withZooKeeperPath,
 } from "./clusterddl.ts";
@@ -69,6 +70,18 @@ describe("Distributed tables in a merged restore", () => {
     expect(distributedAsMerge("shop", "events_all", { database: "shop", table: "events" })).toBe(
       "CREATE TABLE `shop`.`events_all` AS `shop`.`events` ENGINE = Merge('shop', '^events$')",
     );
+  });
+});
+
+describe("withDistributedCluster", () => {
+  it("points a Distributed table over the backed-up cluster at the cluster restored onto", () => {
+    expect(withDistributedCluster("CREATE TABLE a.d (x UInt8) ENGINE = Distributed(prod, a, t, rand())", "prod", "staging")).toBe(
+      "CREATE TABLE a.d (x UInt8) ENGINE = Distributed(`staging`, a, t, rand())",
+    );
+    expect(withDistributedCluster("CREATE TABLE a.d (x UInt8) ENGINE = Distributed('prod', a, t)", "prod", "staging")).toBe("CREATE TABLE a.d (x UInt8) ENGINE = Distributed('staging', a, t)");
+    // another cluster, or the same name: unchanged
+    expect(withDistributedCluster("CREATE TABLE a.d (x UInt8) ENGINE = Distributed(other, a, t)", "prod", "staging")).toBe("CREATE TABLE a.d (x UInt8) ENGINE = Distributed(other, a, t)");
+    expect(withDistributedCluster("CREATE TABLE a.d (x UInt8) ENGINE = Distributed(prod, a, t)", "prod", "prod")).toBe("CREATE TABLE a.d (x UInt8) ENGINE = Distributed(prod, a, t)");
   });
 });
 

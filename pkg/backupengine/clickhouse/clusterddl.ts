@@ -2,7 +2,7 @@
 // table's ZooKeeper path is, the path of a restored copy in a renamed
 // database, macro expansion, and the plain (single-server) form of
 // replicated and Distributed tables for a restore that merges the shards.
-import { qualified, quoteString, tokenize, type Token } from "./sql.ts";
+import { qualified, quoteIdent, quoteString, tokenize, type Token } from "./sql.ts";
 
 const significant = (t: Token) => t.kind !== "ws" && t.kind !== "comment";
 
@@ -135,6 +135,22 @@ export function withoutReplication(ddl: string): string {
     const rest = c.args.slice(2);
     const inner = rest.length === 0 ? "" : ddl.slice(rest[0]![0]!.start, rest[rest.length - 1]![rest[rest.length - 1]!.length - 1]!.end);
     return ddl.slice(0, c.nameTok.start) + `${plain}(${inner})` + ddl.slice(c.close.end);
+  }
+  return ddl;
+}
+
+/**
+ * A Distributed table pointed at another cluster: its first argument, when
+ * it names `from` (a backup restored onto a cluster of another name).
+ */
+export function withDistributedCluster(ddl: string, from: string, to: string): string {
+  if (from === to) return ddl;
+  for (const c of engineCalls(ddl)) {
+    if (c.nameTok.text !== "Distributed") continue;
+    const a = c.args[0];
+    if (!a || a.length !== 1 || !["word", "qident", "string"].includes(a[0]!.kind) || a[0]!.value !== from) return ddl;
+    const tok = a[0]!;
+    return ddl.slice(0, tok.start) + (tok.kind === "string" ? quoteString(to) : quoteIdent(to)) + ddl.slice(tok.end);
   }
   return ddl;
 }
