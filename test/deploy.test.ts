@@ -227,7 +227,7 @@ describe("install manifests on a real kube-apiserver", () => {
 
   it("accepts every object of the kustomize base, and stores none of them in a dry run", async () => {
     const objs = base();
-    expect(objs.length).toBe(9);
+    expect(objs.length).toBe(10); // 3 CRDs (StorageLocation, BackupDefinition, Restore), Namespace, ServiceAccount, 4 RBAC objects, Deployment
     for (const o of objs) {
       const stored = (await dryRun(o)) as any;
       expect(stored.kind, key(o)).toBe(o["kind"]);
@@ -241,7 +241,7 @@ describe("install manifests on a real kube-apiserver", () => {
   it("accepts every object of `helm template --include-crds`, with the defaults and with every value set", async () => {
     for (const [ns, values] of [[BASE_NAMESPACE, undefined], ["apps", CUSTOM]] as const) {
       const objs = await helmTemplate(ns, values);
-      expect(objs.filter((o) => o["kind"] === "CustomResourceDefinition").length).toBe(2);
+      expect(objs.filter((o) => o["kind"] === "CustomResourceDefinition").length).toBe(3);
       for (const o of objs) expect(((await dryRun(o)) as any).metadata.name, key(o)).toBe((o as any).metadata.name);
     }
   });
