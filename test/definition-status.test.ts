@@ -134,8 +134,11 @@ describe("BackupDefinition status mirrors the runner", () => {
     // The same newest backup as the runner's own catalog.
     const catalog = ((await r.api.get("/api/v1/backups")).json as { backups: { id: string; state: string }[] }).backups.filter((b) => b.state === "complete");
     expect(catalog.map((b) => b.id)).toContain(st.lastBackup!.id);
-    expect((await events("RecentBackup")).some((e) => e.involvedObject.name === "orders")).toBe(true);
-    expect((await events("PodNotReady")).some((e) => e.involvedObject.name === "orders" && e.type === "Warning")).toBe(true);
+    // Transitions are Events (a condition's first value is only logged): PodNotReady → RunnerReady, AwaitingFirstBackup → RecentBackup.
+    await waitFor("RunnerReady and RecentBackup Events", async () => {
+      const [a, b] = [await events("RunnerReady"), await events("RecentBackup")];
+      return a.some((e) => e.involvedObject.name === "orders" && e.type === "Normal") && b.some((e) => e.involvedObject.name === "orders");
+    });
     expect(await metric(`chbackup_controller_definition_healthy{namespace="${APP_NS}",name="orders"}`)).toBe(1);
     const last = await metric(`chbackup_controller_definition_last_success_timestamp_seconds{namespace="${APP_NS}",name="orders"}`);
     expect(last).toBeGreaterThan(Date.now() / 1000 - 120);

@@ -28,14 +28,27 @@ const cronExpr = z
   .regex(/^\s*\S+(\s+\S+){4,5}\s*$/, "must be a cron expression with 5 or 6 fields")
   .describe('Cron expression, e.g. "0 * * * *" (5 fields, or 6 with seconds)');
 
+/**
+ * Answers of isTimeZone: building an Intl.DateTimeFormat is the costliest step of validating a
+ * definition (the controller validates one per reconcile), and the answer for a name never
+ * changes within a process. A pure memo, bounded.
+ */
+const timeZoneAnswers = new Map<string, boolean>();
+
 /** True when the runtime knows the IANA time zone. */
 export function isTimeZone(tz: string): boolean {
+  const known = timeZoneAnswers.get(tz);
+  if (known !== undefined) return known;
+  let ok: boolean;
   try {
     new Intl.DateTimeFormat("en-US", { timeZone: tz });
-    return true;
+    ok = true;
   } catch {
-    return false;
+    ok = false;
   }
+  if (timeZoneAnswers.size >= 1000) timeZoneAnswers.clear();
+  timeZoneAnswers.set(tz, ok);
+  return ok;
 }
 
 const CRON_FIELDS: Record<string, string> = {

@@ -79,8 +79,9 @@ describe("backupHealthy", () => {
     expect(backupHealthy({ ...base, unreachable, newestBackup: ago(3 * H) })).toMatchObject({ reason: "NoRecentBackup", message: expect.stringContaining("last known state") });
     expect(backupHealthy({ ...base, unreachable, newestBackup: ago(30 * 60_000) })).toMatchObject({ status: "False", reason: "RunnerUnreachable" });
   });
-  it("no backup yet: Unknown until the threshold has passed since creation; nothing in single mode", () => {
+  it("no backup yet: Unknown until the threshold has passed since creation (also while the runner is not up); nothing in single mode", () => {
     expect(backupHealthy({ ...base, createdAt: ago(60_000) })).toMatchObject({ status: "Unknown", reason: "AwaitingFirstBackup" });
+    expect(backupHealthy({ ...base, createdAt: ago(60_000), unreachable: { since: "2026-12-01T11:59:00Z", error: "ECONNREFUSED" } })?.reason).toBe("AwaitingFirstBackup");
     expect(backupHealthy({ ...base, createdAt: ago(3 * H) })).toMatchObject({ status: "False", reason: "NoRecentBackup" });
     expect(backupHealthy({ ...base, mode: "single" })).toBeUndefined();
   });

@@ -155,7 +155,8 @@ export function backupHealthy(i: BackupHealthInput): ConditionVerdict | undefine
     return { status: "False", reason: "BackupsFailing", message: `no backup can run: ${i.blocked}; ${newest}` };
   }
   if (stale) return { status: "False", reason: "NoRecentBackup", message: `${newest}: none in the last ${within}${runnerNote}` };
-  if (i.unreachable) return { status: "False", reason: "RunnerUnreachable", message: `the runner has not answered since ${i.unreachable.since} (${i.unreachable.error}); the last known state: ${newest}` };
+  // A new definition whose runner is not up yet is simply waiting (RunnerReady says why).
   if (age === undefined) return { status: "Unknown", reason: "AwaitingFirstBackup", message: `there is no backup yet; the first is expected within ${within} of the definition's creation` };
+  if (i.unreachable) return { status: "False", reason: "RunnerUnreachable", message: `the runner has not answered since ${i.unreachable.since} (${i.unreachable.error}); the last known state: ${newest}` };
   return { status: "True", reason: "RecentBackup", message: `${newest}, within the last ${within}` };
 }

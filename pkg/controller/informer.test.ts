@@ -38,6 +38,18 @@ describe("WriteOverlay", () => {
     expect(o.size).toBe(0);
   });
 
+  it("two writes in a row: the echo of the first is ours too, and the second stays until its own echo", () => {
+    const o = new WriteOverlay<KubeObject>({ now: () => 0 });
+    const at = (rv: string): KubeObject => ({ metadata: { name: "d", namespace: "n", resourceVersion: rv } });
+    o.wrote(at("a1"), at("a0"));
+    o.wrote(at("b7"), at("a0"));
+    expect(o.observe(at("a1"), "update")).toBe("echo");
+    expect(o.get("n", "d", at("a1"))?.metadata.resourceVersion).toBe("b7");
+    // Someone else's write in between is not ours.
+    expect(o.observe(at("x3"), "update")).toBeUndefined();
+    expect(o.observe(at("b7"), "update")).toBe("echo");
+    expect(o.size).toBe(0);
+  });
   it("numbers are not ordered either: 10 after 9 is just another version", () => {
     const o = new WriteOverlay();
     o.wrote(obj("9", "mine"), obj("10"));

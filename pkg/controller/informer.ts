@@ -39,7 +39,8 @@ const DELETED = { metadata: { name: "" } } as never;
  * as the cache stays at that version.
  */
 export class WriteOverlay<T extends KubeObject> {
-  readonly #entries = new Map<string, { obj: T; seen: boolean; at: number }>();
+  /** `earlier`: resourceVersions of our previous writes of the object whose echoes are still on their way. */
+  readonly #entries = new Map<string, { obj: T; seen: boolean; at: number; earlier: string[] }>();
   readonly #now: () => number;
   readonly #maxAgeMs: number;
 
@@ -56,11 +57,16 @@ export class WriteOverlay<T extends KubeObject> {
   wrote(obj: T, cached: T | undefined): void {
     const rv = obj.metadata.resourceVersion;
     const seen = rv !== undefined && cached?.metadata.resourceVersion === rv;
-    this.#entries.set(keyOf(obj.metadata.namespace ?? "", obj.metadata.name), { obj, seen, at: this.#now() });
+    const key = keyOf(obj.metadata.namespace ?? "", obj.metadata.name);
+    // Two writes in a row (a reconcile's status, then a poll's): the first one's echo is ours too.
+    const prev = this.#entries.get(key);
+    const prevRv = prev && prev.obj !== DELETED && !prev.seen ? prev.obj.metadata.resourceVersion : undefined;
+    const earlier = prevRv !== undefined && prevRv !== rv ? [...prev!.earlier, prevRv].slice(-8) : [];
+    this.#entries.set(key, { obj, seen, at: this.#now(), earlier });
   }
 
   deleted(namespace: string, name: string): void {
-    this.#entries.set(keyOf(namespace, name), { obj: DELETED, seen: false, at: this.#now() });
+    this.#entries.set(keyOf(namespace, name), { obj: DELETED, seen: false, at: this.#now(), earlier: [] });
   }
 
   /** The newest known state: our own write until the cache has caught up with it. */
@@ -86,7 +92,14 @@ export class WriteOverlay<T extends KubeObject> {
       if (kind !== "update") this.#entries.delete(key);
       return kind === "delete" ? "echo" : undefined;
     }
-    const same = obj.metadata.resourceVersion !== undefined && obj.metadata.resourceVersion === e.obj.metadata.resourceVersion;
+    const rv = obj.metadata.resourceVersion;
+    const i = rv !== undefined && kind !== "delete" ? e.earlier.indexOf(rv) : -1;
+    if (i >= 0) {
+      // The echo of an earlier write of ours: that reconcile saw it, and our newer write stays.
+      e.earlier.splice(i, 1);
+      return "echo";
+    }
+    const same = rv !== undefined && rv === e.obj.metadata.resourceVersion;
     // The echo leaves the cache as new as our write; after a seen entry any other version is newer.
     // A different version before the echo is an older event still on its way: keep ours.
     if (kind === "delete" || (same && !e.seen) || (!same && e.seen)) this.#entries.delete(key);

@@ -34,9 +34,8 @@ export interface RunnerPollerDeps {
   health?: HealthReport;
   /** After each read of a runner's API: whether it answered. */
   polled?: (ok: boolean) => void;
-  /** Runners polled at once (default 8), each within timeoutMs (default 5000). */
+  /** Runners polled at once (default 8). */
   concurrency?: number;
-  timeoutMs?: number;
 }
 
 /** Sets a condition in place (a new type goes last), so the list's order never changes by itself. */
@@ -101,7 +100,9 @@ export class RunnerPoller {
     let failing: { consecutive: number; since?: string; message: string } | undefined;
     try {
       if (!token) throw new Error("the runner Secret holds no API token yet");
-      const snap = await this.#d.fetch({ name: runner.service, namespace: runner.namespace }, token, AbortSignal.any([signal, AbortSignal.timeout(this.#d.timeoutMs ?? 5000)]));
+      // The round's signal as it is: a per-runner AbortSignal.any with a timeout would register
+      // a dependent on that long-lived signal per poll (the fetcher times out requests itself).
+      const snap = await this.#d.fetch({ name: runner.service, namespace: runner.namespace }, token, signal);
       figures = mirrorFigures(snap);
       poll = { ok: true, readiness: snap.readiness };
       if (lastAttemptFailed(snap.status) && figures.lastFailure) {
@@ -150,8 +151,10 @@ export class RunnerPoller {
     const transitions: { type: string; v: ConditionVerdict }[] = [];
     for (const { type, v } of conds) {
       const prev = old.conditions?.find((c) => c.type === type);
-      const changed = !prev || prev.status !== v.status || prev.reason !== v.reason;
-      if (changed) transitions.push({ type, v });
+      // An Event for each change; a condition's first value (a new definition's runner not ready
+      // yet, say) is only logged: it is how every definition starts, not news.
+      if (!prev) this.#d.logger.child({ definition: key }).info("condition set", { condition: type, status: v.status, reason: v.reason });
+      else if (prev.status !== v.status || prev.reason !== v.reason) transitions.push({ type, v });
       conditions = setCondition(conditions, {
         type,
         status: v.status,

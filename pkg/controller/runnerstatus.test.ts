@@ -78,4 +78,36 @@ describe("runnerSnapshotFetcher", () => {
     const gone = runnerSnapshotFetcher(() => "http://127.0.0.1:1");
     await expect(gone({ name: "runner-a-b", namespace: "ctrl" }, "tok", AbortSignal.timeout(5000))).rejects.toBeInstanceOf(RunnerUnreachableError);
   });
+  it("reads the catalog again only when the status says it changed", async () => {
+    let catalogReads = 0;
+    let st: RunnerStatusAnswer = { ...status, backups: 4, unreadableBackups: 1 };
+    const server = createServer((req, res) => {
+      if (req.url === "/api/v1/backups") catalogReads++;
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify(req.url === "/readyz" ? { ready: true, checks: {} } : req.url === "/api/v1/status" ? st : { backups }));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const fetchSnap = runnerSnapshotFetcher(() => `http://127.0.0.1:${port}`);
+      const svc = { name: "runner-a-b", namespace: "ctrl" };
+      const first = await fetchSnap(svc, "tok", AbortSignal.timeout(5000));
+      const second = await fetchSnap(svc, "tok", AbortSignal.timeout(5000));
+      expect(catalogReads).toBe(1);
+      expect(second.backups).toEqual(first.backups);
+      // Retention deleted one: the count differs.
+      st = { ...st, backups: 3 };
+      await fetchSnap(svc, "tok", AbortSignal.timeout(5000));
+      expect(catalogReads).toBe(2);
+      // A new success with the same count (one deleted, one added).
+      st = { ...st, lastSuccess: { backup: { ...status.lastSuccess!.backup!, id: "op-7", endedAt: "2026-12-01T05:00:00Z" } } };
+      await fetchSnap(svc, "tok", AbortSignal.timeout(5000));
+      expect(catalogReads).toBe(3);
+      // Another runner is another catalog.
+      await fetchSnap({ name: "runner-c-d", namespace: "ctrl" }, "tok", AbortSignal.timeout(5000));
+      expect(catalogReads).toBe(4);
+    } finally {
+      server.close();
+    }
+  });
 });
