@@ -10,14 +10,19 @@
 //   status polls    every runner's API read into its definition's status every 5 s (a stub
 //                   runner answers for all): writes of the first round (the conditions and
 //                   figures appear), then writes of later rounds that learn nothing (must be 0)
+//   memory          the controller's V8 heap (used, total) and external memory, sampled each second
 //   peak RSS        of the controller process (VmHWM), which must stay within --max-rss-mib
+// The controller runs with the V8 flags of its image (deploy/docker/controller.Dockerfile);
+// --controller-dir runs the controller of another checkout (a git worktree of an earlier commit)
+// in the same way, to compare.
 // The ratio compares the controller's time with the baseline measured in the same run.
 // Before the controller starts, --unrelated-secrets Secrets of --secret-kib KiB each (random
 // bytes) are spread over --secret-namespaces namespaces: a shared cluster's Helm releases and
 // TLS certificates, which the controller must watch (for changes of referenced ones) but not hold.
 //
 // Usage: npm run bench:controller [-- --definitions 500] [--workers 4]
-//          [--unrelated-secrets 5000 --secret-kib 100 --secret-namespaces 50 --max-rss-mib 300] [--poll-seconds 5]
+//          [--unrelated-secrets 5000 --secret-kib 100 --secret-namespaces 50 --max-rss-mib 300]
+//          [--poll-seconds 5] [--controller-dir DIR]
 import { writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -42,6 +47,7 @@ const { values } = parseArgs({
     "secret-namespaces": { type: "string", default: "50" },
     "max-rss-mib": { type: "string", default: "300" },
     "poll-seconds": { type: "string", default: "5" },
+    "controller-dir": { type: "string" },
   },
 });
 const N = Number(values.definitions);
@@ -164,7 +170,7 @@ async function main(): Promise<void> {
         path === "/readyz"
           ? { ready: true, checks: { runner: "ok", storage: "ok", engine: "ok" } }
           : path === "/api/v1/status"
-            ? { ready: true, nextRun: new Date(Date.parse(backupEnd) + 60 * 60_000).toISOString(), consecutiveFailures: 0, lastSuccess: {}, lastFailure: {}, current: null, lastVerified: null }
+            ? { ready: true, nextRun: new Date(Date.parse(backupEnd) + 60 * 60_000).toISOString(), consecutiveFailures: 0, backups: 1, unreadableBackups: 0, lastSuccess: {}, lastFailure: {}, current: null, lastVerified: null }
             : { backups: [{ id: "20261201T000000Z-abcdef", state: "complete", foreign: false, endedAt: backupEnd, durationMs: 4200, bytes: 123_456, rows: 1000 }] };
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
@@ -172,7 +178,16 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => stub.listen(0, "127.0.0.1", r));
     stubServer = stub;
     const stubUrl = `http://127.0.0.1:${(stub.address() as AddressInfo).port}/r/{service}`;
-    ctrl = execa(process.execPath, ["--max-old-space-size=256", join(repoRoot, "cmd", "backup-controller", "main.ts"), "--kubeconfig", kubeconfig], {
+    // --controller-dir: the controller of another checkout (a git worktree of an earlier commit), measured the same way.
+    const controllerRoot = values["controller-dir"] ?? repoRoot;
+    if (values["controller-dir"]) out(`controller code from ${controllerRoot}`);
+    // The V8 flags of the controller image (deploy/docker/controller.Dockerfile), but a smaller old space.
+    const imageFlags = (/^ENTRYPOINT \["node", ((?:"--[^"]+", )+)/m.exec(readFileSync(join(repoRoot, "deploy", "docker", "controller.Dockerfile"), "utf8"))?.[1] ?? "")
+      .split(", ")
+      .map((f) => f.replace(/"/g, ""))
+      .filter((f) => f.startsWith("--") && !f.startsWith("--max-old-space-size"));
+    out(`node flags      ${[...imageFlags, "--max-old-space-size=256"].join(" ")} (the image's, with a smaller old space)`);
+    ctrl = execa(process.execPath, [...imageFlags, "--max-old-space-size=256", join(controllerRoot, "cmd", "backup-controller", "main.ts"), "--kubeconfig", kubeconfig], {
       env: { CONTROLLER_NAMESPACE: CTRL_NS, RUNNER_IMAGE: "runner:bench", PROBE_PORT: String(probePort), RESYNC_SECONDS: String(resyncSeconds), RUNNER_STATUS_SECONDS: String(pollSeconds), RUNNER_URL_TEMPLATE: stubUrl, WORKERS: String(WORKERS), POD_NAME: "bench-controller", LOG_LEVEL: "warn" },
       stdout: "ignore", stderr: { file: join(dir, "controller.log") }, reject: false, cleanup: true,
     });
@@ -192,6 +207,19 @@ async function main(): Promise<void> {
     const reconciles = async () => sum(series(await metricsText(), "chbackup_controller_reconciles_total"));
     const polls = async () => sum(series(await metricsText(), "chbackup_controller_runner_polls_total"));
     const rssMiB = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+    // Where the memory is: the V8 heap and memory outside it (buffers), sampled every second.
+    const memPeak = { heapUsed: 0, heapTotal: 0, external: 0 };
+    const memSampler = setInterval(() => {
+      metricsText().then(
+        (t) => {
+          const m = parsePrometheusText(t);
+          memPeak.heapUsed = Math.max(memPeak.heapUsed, m.get("nodejs_heap_size_used_bytes") ?? 0);
+          memPeak.heapTotal = Math.max(memPeak.heapTotal, m.get("nodejs_heap_size_total_bytes") ?? 0);
+          memPeak.external = Math.max(memPeak.external, m.get("nodejs_external_memory_bytes") ?? 0);
+        },
+        () => undefined,
+      );
+    }, 1000);
     await waitFor("controller leading and synced", async () => {
       if (!alive()) throw new Error("the controller exited (see its log above)");
       const r = await fetch(`http://127.0.0.1:${probePort}/readyz`).catch(() => undefined);
@@ -208,8 +236,9 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     const w1 = await writes();
     out(`controller      ${N} definitions created in ${(createdMs / 1000).toFixed(2)} s, all Ready after ${(readyMs / 1000).toFixed(2)} s (ratio ${(readyMs / baselineMs).toFixed(2)}× the baseline)`);
+    const heapAtReady = memPeak.heapTotal;
     const breakdown = (await writeSeries()).map(([labels, v]) => `${labels} ${v}`);
-    out(`writes          ${w1} API writes = ${(w1 / N).toFixed(2)} per definition (finalizer, Secret, StatefulSet, Service, status, Event)`);
+    out(`writes          ${w1} API writes = ${(w1 / N).toFixed(2)} per definition (finalizer, Secret, StatefulSet, Service, status, Event); ${await reconciles()} reconciles`);
     for (const b of breakdown) out(`                  ${b}`);
 
     // Status polls: the first round after Ready writes the conditions and figures; then nothing changes.
@@ -217,6 +246,7 @@ async function main(): Promise<void> {
     if (pollSeconds > 0) await waitFor("two rounds of status polls", async () => (await polls()) >= p0 + 2 * N, (2 * pollSeconds + 120) * 1000, 250);
     await new Promise((r) => setTimeout(r, 1000));
     const wPolled = await writes();
+    const heapAfterPolls = memPeak.heapTotal;
     // A full resync: every definition reconciled again; nothing may be written (nor by the polls meanwhile).
     const r0 = await reconciles();
     const p1 = await polls();
@@ -230,6 +260,9 @@ async function main(): Promise<void> {
     out(`resync          ${(await reconciles()) - r0} reconciles, ${w2 - wPolled} writes`);
     const w1Resync = wPolled;
     const hwm = rssMiB();
+    clearInterval(memSampler);
+    const mib = (b: number) => (b / 1048576).toFixed(0);
+    out(`memory          sampled each second: V8 heap used ≤ ${mib(memPeak.heapUsed)} MiB, heap total ≤ ${mib(memPeak.heapTotal)} MiB (${mib(heapAtReady)} until all Ready, ${mib(heapAfterPolls)} after the first poll rounds), external ≤ ${mib(memPeak.external)} MiB`);
     out(`peak RSS        ${hwm.toFixed(0)} MiB (controller process, ${N} definitions, ${N * 3} runner objects, ${N + APP_NAMESPACES.length + 2 + N} Secrets the controller uses and ${BULK} unrelated ones; limit ${MAX_RSS_MIB} MiB)`);
     if (w2 - w1Resync !== 0) throw new Error(`a full resync and quiet status polls made ${w2 - w1Resync} writes`);
     if (hwm > MAX_RSS_MIB) throw new Error(`peak RSS ${hwm.toFixed(0)} MiB is above ${MAX_RSS_MIB} MiB`);

@@ -173,6 +173,9 @@ describe("BackupDefinition status mirrors the runner", () => {
     await kubelet.start(APP_NS, "paused");
     const d = await waitCond("paused", "BackupHealthy", "False", "Suspended");
     expect(cond(d, "BackupHealthy")!.message).toMatch(/suspend/);
+    // The alert rule leaves suspended definitions out through this gauge.
+    expect(await metric(`chbackup_controller_definition_suspended{namespace="${APP_NS}",name="paused"}`)).toBe(1);
+    expect(await metric(`chbackup_controller_definition_suspended{namespace="${APP_NS}",name="orders"}`)).toBe(0);
     await waitCond("paused", "RunnerReady", "True", "RunnerReady");
     // Several polls (one a second) of a runner whose state does not change: no write about it.
     await new Promise((r) => setTimeout(r, 500));

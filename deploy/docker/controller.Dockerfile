@@ -35,4 +35,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 USER 10001:10001
 EXPOSE 8081
-ENTRYPOINT ["node", "--max-old-space-size=384", "/app/dist/cmd/backup-controller/main.js"]
+# A young generation of 16 MiB: with V8's default for this heap size, the objects of requests in
+# flight were promoted and the old space grew to twice the live data (bench:controller: peak RSS
+# 310 MiB with the default, 210 MiB with 16).
+ENTRYPOINT ["node", "--max-semi-space-size=16", "--max-old-space-size=384", "/app/dist/cmd/backup-controller/main.js"]

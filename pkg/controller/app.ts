@@ -60,8 +60,10 @@ export async function startControllerApp(deps: ControllerAppDeps): Promise<Contr
       if (!h) {
         metrics.definitionLastSuccess.remove({ namespace, name });
         metrics.definitionHealthy.remove({ namespace, name });
+        metrics.definitionSuspended.remove({ namespace, name });
         return;
       }
+      metrics.definitionSuspended.set({ namespace, name }, h.suspended ? 1 : 0);
       if (h.lastSuccessSeconds !== undefined) metrics.definitionLastSuccess.set({ namespace, name }, h.lastSuccessSeconds);
       if (h.healthy !== undefined) metrics.definitionHealthy.set({ namespace, name }, h.healthy ? 1 : 0);
     },

@@ -18,6 +18,8 @@ export class ControllerMetrics {
   readonly definitionLastSuccess: Gauge<"namespace" | "name">;
   /** Per BackupDefinition: 1 while its BackupHealthy condition is True, else 0. */
   readonly definitionHealthy: Gauge<"namespace" | "name">;
+  /** Per BackupDefinition: 1 while spec.suspend is true (alerts leave these out), else 0. */
+  readonly definitionSuspended: Gauge<"namespace" | "name">;
   /** Writes by verb, for tests and benchmarks (the same numbers as the counter). */
   readonly writes = { total: 0, byVerb: new Map<string, number>() };
 
@@ -31,6 +33,7 @@ export class ControllerMetrics {
     this.runnerPolls = new Counter({ name: `${PREFIX}runner_polls_total`, help: "Reads of a runner's API into its definition's status, by result (ok, unreachable)", labelNames: ["result"], registers });
     this.restores = new Gauge({ name: `${PREFIX}restores`, help: "Restore objects by phase (Pending, Running, Succeeded, Failed), as the leader sees them", labelNames: ["phase"], registers });
     this.definitionLastSuccess = new Gauge({ name: `${PREFIX}definition_last_success_timestamp_seconds`, help: "Unix time at which the newest successful backup of the BackupDefinition ended", labelNames: ["namespace", "name"], registers });
+    this.definitionSuspended = new Gauge({ name: `${PREFIX}definition_suspended`, help: "1 while the BackupDefinition's scheduled backups are suspended (spec.suspend), else 0", labelNames: ["namespace", "name"], registers });
     this.definitionHealthy = new Gauge({ name: `${PREFIX}definition_healthy`, help: "1 while the BackupDefinition's BackupHealthy condition is True, else 0", labelNames: ["namespace", "name"], registers });
   }
 

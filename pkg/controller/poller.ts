@@ -16,7 +16,7 @@ import { lastAttemptFailed, mirrorFigures, type MirroredFigures, type RunnerSnap
 import type { BackupDefinitionObject, BackupDefinitionStatus, KubeObject } from "./types.ts";
 
 /** Per definition, for the metrics: newest success (Unix seconds) and whether BackupHealthy is True; undefined = forget. */
-export type HealthReport = (namespace: string, name: string, h: { lastSuccessSeconds?: number; healthy?: boolean } | undefined) => void;
+export type HealthReport = (namespace: string, name: string, h: { lastSuccessSeconds?: number; healthy?: boolean; suspended: boolean } | undefined) => void;
 
 export interface RunnerPollerDeps {
   client: KubeClient;
@@ -171,6 +171,7 @@ export class RunnerPoller {
     this.#d.health?.(ns, def.metadata.name, {
       ...(known.lastBackup ? { lastSuccessSeconds: Date.parse(known.lastBackup.time) / 1000 } : {}),
       ...(bh ? { healthy: bh.status === "True" } : {}),
+      suspended: spec?.suspend === true,
     });
     this.#reported.add(key);
     if (sameStatus(old, next)) return;

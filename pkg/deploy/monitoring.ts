@@ -43,12 +43,13 @@ export function alertRules(maxBackupAgeHours: string, alertLabels: Obj): AlertRu
   return [
     {
       alert: "ChbackupBackupUnhealthy",
-      expr: "chbackup_controller_definition_healthy == 0",
+      // A definition suspended on purpose is not an incident: its BackupHealthy says Suspended.
+      expr: "chbackup_controller_definition_healthy == 0 unless on (namespace, name) chbackup_controller_definition_suspended == 1",
       for: "15m",
       labels: labels("warning"),
       annotations: {
         summary: `Backups of ${def} are not healthy`,
-        description: `BackupDefinition ${def} has had BackupHealthy=False for 15 minutes: its newest successful backup is older than its schedule allows (NoRecentBackup), its backups fail (BackupsFailing), its runner cannot be reached (RunnerUnreachable) or it is suspended (Suspended). \`${describeCmd}\` shows the reason and since when.`,
+        description: `BackupDefinition ${def} has had BackupHealthy=False for 15 minutes: its newest successful backup is older than its schedule allows (NoRecentBackup), its backups fail (BackupsFailing), or its runner cannot be reached (RunnerUnreachable); suspended definitions are left out. \`${describeCmd}\` shows the reason and since when.`,
       },
     },
     {
