@@ -182,7 +182,9 @@ twoRunners("filesystem", async () => {
   };
   return {
     storage: { filesystem: { path: dir } },
-    inFlight: async () => (await temps()).length > 0,
+    // A data object's temp file: the in-progress marker is written (by a temp file of its own) and
+    // renamed into place before any data, so its temp file alone does not mean the upload is under way.
+    inFlight: async () => (await temps()).some((p) => !/\/inprogress\.json\.tmp-/.test(p)),
     leftovers: temps,
     done: () => removeDir(dir),
   };

@@ -47,7 +47,15 @@ describe("ClickHouse cluster (2 shards x 2 replicas, ZooKeeper)", () => {
   });
 
   it("runs ON CLUSTER DDL on every host through the distributed DDL queue", async () => {
-    await cluster.host(1, 1).exec(`CREATE TABLE smoke.local ON CLUSTER ${cluster.name} (x UInt8) ENGINE = MergeTree ORDER BY x`);
+    // The statement's answer waits for every host to run it; on a loaded machine 18.16 has closed that
+    // HTTP answer early (socket hang up after 10 s, once in a full CI run) while the queue went on.
+    // What this test proves is the queue's work: the table on every host, polled below.
+    await cluster
+      .host(1, 1)
+      .exec(`CREATE TABLE smoke.local ON CLUSTER ${cluster.name} (x UInt8) ENGINE = MergeTree ORDER BY x`)
+      .catch((err: unknown) => {
+        if (!/socket hang up|ECONNRESET|timeout/i.test(String(err))) throw err;
+      });
     for (const h of cluster.hosts) {
       await expect.poll(async () => (await h.server.query("SELECT 1 FROM system.tables WHERE database = 'smoke' AND name = 'local'")).length, { timeout: 30_000 }).toBe(1);
     }
