@@ -14,7 +14,8 @@ import { defKey, runnerName, splitKey } from "./names.ts";
 import { checkStorageLocation, planRunnerConfig, referencedSecrets, type FailureReason } from "./plan.ts";
 import { renderRunnerObjects } from "./render.ts";
 import { WorkQueue } from "./queue.ts";
-import { RunnerPoller, setCondition, type HealthReport } from "./poller.ts";
+import { RunnerPoller, type HealthReport } from "./poller.ts";
+import { nextCondition, setCondition } from "./conditions.ts";
 import type { RunnerSnapshotFetcher } from "./runnerstatus.ts";
 import type { ControllerSettings } from "./settings.ts";
 import type { BackupDefinitionObject, BackupDefinitionStatus, KubeObject, SecretObject, StorageLocationObject } from "./types.ts";
@@ -588,14 +589,7 @@ export class Controller {
     const old = def.status ?? {};
     const prev = old.conditions?.find((c) => c.type === "Ready");
     const generation = def.metadata.generation;
-    const cond: Condition = {
-      type: "Ready",
-      status: ready.status,
-      reason: ready.reason,
-      message: ready.message,
-      lastTransitionTime: prev && prev.status === ready.status ? prev.lastTransitionTime : this.#timestamp(),
-      ...(generation !== undefined ? { observedGeneration: generation } : {}),
-    };
+    const cond = nextCondition(prev, "Ready", ready, generation, this.#timestamp());
     const next: BackupDefinitionStatus = {
       ...old,
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
@@ -684,15 +678,8 @@ export class Controller {
     const prev = old.conditions?.find((c) => c.type === "Ready");
     const generation = loc.metadata.generation;
     if (prev && prev.status === check.status && prev.reason === check.reason && prev.message === check.message && old.observedGeneration === generation) return;
-    const cond: Condition = {
-      type: "Ready",
-      status: check.status,
-      reason: check.reason,
-      message: check.message,
-      lastTransitionTime: prev && prev.status === check.status ? prev.lastTransitionTime : this.#timestamp(),
-      ...(generation !== undefined ? { observedGeneration: generation } : {}),
-    };
-    const status = { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: [...(old.conditions ?? []).filter((c) => c.type !== "Ready"), cond] };
+    const cond = nextCondition(prev, "Ready", check, generation, this.#timestamp());
+    const status = { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: setCondition(old.conditions, cond) };
     const updated = await this.#client.patch<StorageLocationObject>(RESOURCES.storageLocations, ns, key, { status }, "merge", "status");
     this.locations.wrote(updated);
     if (!prev || prev.status !== cond.status || prev.reason !== cond.reason) {

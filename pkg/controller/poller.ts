@@ -7,7 +7,7 @@
 import type { Logger } from "winston";
 import { runPool } from "../concurrency/pool.ts";
 import { describeError } from "../common/errors.ts";
-import type { Condition } from "../apis/resources.ts";
+import { nextCondition, setCondition } from "./conditions.ts";
 import { backupHealthy, parseDuration, runnerReady, ScheduleIntervals, type ConditionVerdict } from "./health.ts";
 import type { Informer } from "./informer.ts";
 import { KubeApiError, RESOURCES, type KubeClient } from "./kube.ts";
@@ -36,15 +36,6 @@ export interface RunnerPollerDeps {
   polled?: (ok: boolean) => void;
   /** Runners polled at once (default 8). */
   concurrency?: number;
-}
-
-/** Sets a condition in place (a new type goes last), so the list's order never changes by itself. */
-export function setCondition(list: readonly Condition[] | undefined, c: Condition): Condition[] {
-  const out = [...(list ?? [])];
-  const i = out.findIndex((x) => x.type === c.type);
-  if (i >= 0) out[i] = c;
-  else out.push(c);
-  return out;
 }
 
 const FIGURE_KEYS = ["lastBackup", "lastFailure", "consecutiveFailures", "nextRun", "backups", "lastVerified", "currentOperation"] as const;
@@ -122,7 +113,7 @@ export class RunnerPoller {
     const sts = this.#d.statefulSets.get(runner.namespace, runner.statefulSet) as (KubeObject & { status?: { readyReplicas?: number } }) | undefined;
     const rr = runnerReady({ readyReplicas: sts ? (sts.status?.readyReplicas ?? 0) : undefined, poll });
     // Unreachable: the last known figures stay (never shown as current: the conditions say since when).
-    const known: Partial<MirroredFigures> = figures ?? pick(old);
+    const known: Partial<MirroredFigures> = figures ?? figuresOf(old);
     const prevRunner = old.conditions?.find((c) => c.type === "RunnerReady");
     const unreachableSince = !poll.ok ? (prevRunner && prevRunner.status === "False" && prevRunner.reason === rr.reason ? prevRunner.lastTransitionTime : (this.#lastContact.get(key) ?? stamp)) : undefined;
     const spec = current.spec;
@@ -155,17 +146,10 @@ export class RunnerPoller {
       // yet, say) is only logged: it is how every definition starts, not news.
       if (!prev) this.#d.logger.child({ definition: key }).info("condition set", { condition: type, status: v.status, reason: v.reason });
       else if (prev.status !== v.status || prev.reason !== v.reason) transitions.push({ type, v });
-      conditions = setCondition(conditions, {
-        type,
-        status: v.status,
-        reason: v.reason,
-        message: v.message,
-        lastTransitionTime: prev && prev.status === v.status ? prev.lastTransitionTime : stamp,
-        ...(current.metadata.generation !== undefined ? { observedGeneration: current.metadata.generation } : {}),
-      });
+      conditions = setCondition(conditions, nextCondition(prev, type, v, current.metadata.generation, stamp));
     }
     // Figures only when read now; messages that only say "N minutes ago" are not rewritten every poll.
-    const next: BackupDefinitionStatus = { ...old, ...(figures ? withFigures(figures) : {}), conditions: conditions ?? [] };
+    const next: BackupDefinitionStatus = { ...old, ...(figures ? figuresOf(figures) : {}), conditions: conditions ?? [] };
     if (figures && !figures.currentOperation) delete next.currentOperation;
     if (figures && !figures.lastFailure) delete next.lastFailure;
     this.#d.health?.(ns, def.metadata.name, {
@@ -193,17 +177,11 @@ export class RunnerPoller {
   }
 }
 
-function pick(s: BackupDefinitionStatus): Partial<MirroredFigures> {
+/** The mirrored figures that are set, from a status or from a poll (the same fields in both). */
+function figuresOf(x: Partial<Record<(typeof FIGURE_KEYS)[number], unknown>>): Partial<MirroredFigures> & Partial<BackupDefinitionStatus> {
   const out: Record<string, unknown> = {};
-  for (const k of FIGURE_KEYS) if (s[k] !== undefined) out[k] = s[k];
-  return out as Partial<MirroredFigures>;
-}
-
-function withFigures(f: MirroredFigures): Partial<BackupDefinitionStatus> {
-  const out: Record<string, unknown> = {};
-  for (const k of FIGURE_KEYS) if (f[k] !== undefined) out[k] = f[k];
-  // lastBackup keeps the checkedAt it never had: the figures' age is in the conditions.
-  return out as Partial<BackupDefinitionStatus>;
+  for (const k of FIGURE_KEYS) if (x[k] !== undefined) out[k] = x[k];
+  return out;
 }
 
 /** Fields the old status had and the new one drops, as merge-patch nulls. */
