@@ -30,3 +30,14 @@ export function formatIssues(error: z.ZodError, prefix = ""): string[] {
     i.code === "unrecognized_keys" ? i.keys.map((k) => `${at([...i.path, k])}: unknown field`) : [`${at(i.path)}: ${i.message}`],
   );
 }
+
+/** A status condition, as Kubernetes objects carry them (metav1.Condition). */
+export const condition = z.object({
+  type: z.string(),
+  status: z.enum(["True", "False", "Unknown"]),
+  reason: z.string(),
+  message: z.string().default(""),
+  lastTransitionTime: z.string(),
+  observedGeneration: z.int().optional(),
+});
+export type Condition = z.infer<typeof condition>;

@@ -7,15 +7,8 @@ import { storageLocationSpec, storageLocationValidations } from "./storagelocati
 import { backupDefinitionSpec, definitionValidations } from "./backupdefinition.ts";
 import { restorePrinterColumns, restoreSpec, restoreStatus, restoreValidations } from "./restore.ts";
 
-export const condition = z.object({
-  type: z.string(),
-  status: z.enum(["True", "False", "Unknown"]),
-  reason: z.string(),
-  message: z.string().default(""),
-  lastTransitionTime: z.string(),
-  observedGeneration: z.int().optional(),
-});
-export type Condition = z.infer<typeof condition>;
+import { condition } from "./common.ts";
+export { condition, type Condition } from "./common.ts";
 
 export const backupDefinitionStatus = z.object({
   observedGeneration: z.int().optional(),

@@ -7,7 +7,7 @@
 // patterns, lengths and CEL rules, so the apiserver refuses at admission what the runner would
 // refuse later; restore.test.ts holds the two side by side.
 import { z } from "zod";
-import { k8sName } from "./common.ts";
+import { condition, k8sName } from "./common.ts";
 
 const MAX_NAME = 255;
 /** No control characters (U+0000–U+001F, U+007F), as the runner API demands of every name. */
@@ -104,14 +104,6 @@ export const restoreValidations: { rule: string; message: string; fieldPath?: st
 export const RESTORE_PHASES = ["Pending", "Running", "Succeeded", "Failed"] as const;
 export type RestorePhase = (typeof RESTORE_PHASES)[number];
 
-const restoreCondition = z.object({
-  type: z.string(),
-  status: z.enum(["True", "False", "Unknown"]),
-  reason: z.string(),
-  message: z.string().default(""),
-  lastTransitionTime: z.string(),
-  observedGeneration: z.int().optional(),
-});
 
 export const restoreStatus = z.object({
   observedGeneration: z.int().optional(),
@@ -139,7 +131,7 @@ export const restoreStatus = z.object({
   rowsRestored: z.int().optional().describe("Rows the runner sent, counted in the data (once Succeeded)"),
   bytesRestored: z.int().optional().describe("Bytes read from the backup (once Succeeded)"),
   error: z.string().optional().describe("Why it failed (once Failed)"),
-  conditions: z.array(restoreCondition).optional(),
+  conditions: z.array(condition).optional(),
 });
 export type RestoreStatus = z.infer<typeof restoreStatus>;
 
