@@ -54,44 +54,19 @@ class ClickHouseEngine implements BackupEngine {
     if (deps.client) {
       this.#client = deps.client;
       this.#ownsClient = false;
+      // An injected client may not be an HTTP server at all (chDB): its endpoint is not read directly.
+      this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : [], undefined, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
     } else {
-      this.#client = createClient({
-        url: config.url,
-        username: config.username,
-        password: config.password,
-        request_timeout: config.requestTimeoutSeconds * 1000,
-        // the dump method compresses with zstd itself; HTTP compression would only cost CPU twice
-        compression: { request: false, response: false },
-        log: { level: ClickHouseLogLevel.OFF },
-        max_open_connections: 8,
-        application: "clickhouse-k8s-backup",
-      });
+      ({ client: this.#client, conn: this.#conn } = openServer(config, config.url));
       this.#ownsClient = true;
     }
-    // An injected client may not be an HTTP server at all (chDB); only an own client's endpoint is read directly.
-    const http = this.#ownsClient
-      ? { url: config.url, username: config.username, password: config.password, timeoutMs: config.requestTimeoutSeconds * 1000, userAgent: "clickhouse-k8s-backup" }
-      : undefined;
-    this.#conn = new Conn(this.#client, config.username, config.password ? [config.password] : [], http, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
   }
 
   /** Connections to the other hosts of a cluster, with the same credentials and settings. */
   readonly #connector: HostConnector = {
     connect: (url: string) => {
       if (!this.#ownsClient) throw new EngineError("cluster backups need the engine's own HTTP client (an injected client reaches one server)", { retryable: false });
-      const config = this.#config;
-      const client = createClient({
-        url,
-        username: config.username,
-        password: config.password,
-        request_timeout: config.requestTimeoutSeconds * 1000,
-        compression: { request: false, response: false },
-        log: { level: ClickHouseLogLevel.OFF },
-        max_open_connections: 8,
-        application: "clickhouse-k8s-backup",
-      });
-      const http = { url, username: config.username, password: config.password, timeoutMs: config.requestTimeoutSeconds * 1000, userAgent: "clickhouse-k8s-backup" };
-      const conn = new Conn(client, config.username, config.password ? [config.password] : [], http, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
+      const { client, conn } = openServer(this.#config, url);
       return { conn, close: () => client.close() };
     },
   };
@@ -166,4 +141,25 @@ export function registerClickHouse(registry: EngineRegistry): EngineRegistry {
     }
     return createClickHouseEngine(parsed.data, { logger: deps.logger });
   });
+}
+
+/**
+ * The engine's own HTTP client and connection to one server (the configured one, or another host
+ * of its cluster), with the configured credentials and timeouts.
+ */
+function openServer(config: ClickHouseRunnerConfig, url: string): { client: ClickHouseClient; conn: Conn } {
+  const client = createClient({
+    url,
+    username: config.username,
+    password: config.password,
+    request_timeout: config.requestTimeoutSeconds * 1000,
+    // the dump method compresses with zstd itself; HTTP compression would only cost CPU twice
+    compression: { request: false, response: false },
+    log: { level: ClickHouseLogLevel.OFF },
+    max_open_connections: 8,
+    application: "clickhouse-k8s-backup",
+  });
+  const http = { url, username: config.username, password: config.password, timeoutMs: config.requestTimeoutSeconds * 1000, userAgent: "clickhouse-k8s-backup" };
+  const conn = new Conn(client, config.username, config.password ? [config.password] : [], http, { answerTimeoutMs: config.idleTimeoutSeconds * 1000 });
+  return { client, conn };
 }
