@@ -12,6 +12,7 @@
 // wrote, as the runner pod would mount it, and reports the StatefulSet's pod
 // ready. Everything else is what a user sees: `kubectl get` tables from the
 // apiserver's Table output, a Restore object, and the data in ClickHouse.
+import { processAlive } from "../pkg/common/process.ts";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -91,15 +92,6 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
   }
 }
 
-/** True while a process with this pid exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err: unknown) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** The test servers this demo starts, each located as the tests locate them; the errors name the command that installs them. */
 function missingServers(): string[] {
@@ -454,7 +446,7 @@ async function main(): Promise<number> {
     ];
     const ports = [Number(new URL(proc.url).port), a.probePort, ...kube.ports, ...ch.ports, ...minio.ports];
     await stopAll();
-    const left = procs.filter(([, pid]) => alive(pid));
+    const left = procs.filter(([, pid]) => processAlive(pid));
     check(left.length === 0, `still running: ${left.map(([n, pid]) => `${n} (pid ${pid})`).join(", ")}`);
     const open: number[] = [];
     for (const p of ports) if (await isPortOpen(p)) open.push(p);

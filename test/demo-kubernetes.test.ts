@@ -4,6 +4,7 @@
 // wrote, scheduled backups seen through `kubectl get` tables, and a Restore
 // object that reaches Succeeded with the source's rows. The checks are on
 // what it prints; then that no process or port of it is left.
+import { processAlive } from "../pkg/common/process.ts";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
@@ -39,14 +40,6 @@ function tables(lines: string[], what: string, names: string[]): Record<string, 
   return out;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err: unknown) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 describe("npm run demo:kubernetes", () => {
   it("backs up on schedule and restores through a Restore object, with the shipped CRDs and RBAC, and leaves nothing running", async () => {
@@ -129,7 +122,7 @@ describe("npm run demo:kubernetes", () => {
     const gone = one(out, /^\[demo\]    no process left: (.*) are gone$/m);
     const pids = gone[1]!.split(", ").map((s) => s.split(" "));
     expect(pids.map(([name]) => name)).toEqual(["backup-runner", "etcd", "kube-apiserver", "clickhouse-server", "minio"]);
-    for (const [, pid] of pids) expect(alive(Number(pid))).toBe(false);
+    for (const [, pid] of pids) expect(processAlive(Number(pid))).toBe(false);
     const ports = one(out, /^\[demo\]    ports ([\d, ]+) refuse connections$/m)[1]!.split(", ").map(Number);
     expect(ports.length).toBeGreaterThanOrEqual(6);
     for (const p of ports) expect(await isPortOpen(p)).toBe(false);

@@ -9,6 +9,7 @@
 //
 // Journal writes never fail an operation: a write that fails is logged (once
 // per target until one succeeds again) and the operation goes on.
+import { processAlive } from "../common/process.ts";
 import { hostname } from "node:os";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -101,14 +102,6 @@ export function maybeStillRunning(entry: Pick<JournalEntry, "host" | "pid">, sel
   return entry.host === self.host && entry.pid !== self.pid && alive(entry.pid);
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err: unknown) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /**
  * What an interrupted operation left: the journal said running, nothing is
