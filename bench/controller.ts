@@ -128,7 +128,7 @@ async function main(): Promise<void> {
       await client.apply(RESOURCES.secrets, "baseline", o.name, o.secret);
       await client.apply(RESOURCES.statefulSets, "baseline", o.name, o.statefulSet);
       await client.apply(RESOURCES.services, "baseline", o.name, o.service);
-      await client.patch(RESOURCES.backupDefinitions, "baseline", name, { status: { conditions: [{ type: "Ready", status: "True", reason: "Reconciled", message: "", lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") }] } }, "merge", "status");
+      await client.patch(RESOURCES.backupDefinitions, "baseline", name, { status: { conditions: [{ type: "Ready", status: "True", reason: "Reconciled", message: "", lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") }] } }, "status");
     });
     const baselineMs = performance.now() - tb;
     // The controller watches every namespace: take the baseline's definitions away before it starts.

@@ -574,7 +574,6 @@ export class Controller {
       def.metadata.namespace ?? "",
       def.metadata.name,
       { metadata: { finalizers: list, resourceVersion: def.metadata.resourceVersion } },
-      "merge",
     );
     this.defs.wrote(updated);
     return updated;
@@ -602,7 +601,6 @@ export class Controller {
       def.metadata.namespace ?? "",
       def.metadata.name,
       { status: next },
-      "merge",
       "status",
     );
     this.defs.wrote(updated);
@@ -680,7 +678,7 @@ export class Controller {
     if (prev && prev.status === check.status && prev.reason === check.reason && prev.message === check.message && old.observedGeneration === generation) return;
     const cond = nextCondition(prev, "Ready", check, generation, this.#timestamp());
     const status = { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: setCondition(old.conditions, cond) };
-    const updated = await this.#client.patch<StorageLocationObject>(RESOURCES.storageLocations, ns, key, { status }, "merge", "status");
+    const updated = await this.#client.patch<StorageLocationObject>(RESOURCES.storageLocations, ns, key, { status }, "status");
     this.locations.wrote(updated);
     if (!prev || prev.status !== cond.status || prev.reason !== cond.reason) {
       log[cond.status === "True" ? "info" : "warn"]("storage location ready condition changed", { status: cond.status, reason: cond.reason, detail: cond.message });

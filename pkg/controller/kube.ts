@@ -366,6 +366,7 @@ export class KubeClient {
   readonly #config: Configuration;
   readonly #api: PlainObjectApi;
   readonly #http: NodeHttpTransport;
+  readonly #headers: KubeConfigHeaders;
 
   constructor(opts: KubeClientOptions) {
     this.kubeConfig = opts.kubeConfig;
@@ -374,7 +375,7 @@ export class KubeClient {
     if (!cluster) throw new KubeApiError("connect", 0, "NoCluster", "the kubeconfig has no current cluster");
     this.#config = createConfiguration({
       baseServer: new ServerConfiguration(cluster.server, {}),
-      authMethods: { default: new KubeConfigHeaders(opts.kubeConfig) },
+      authMethods: { default: (this.#headers = new KubeConfigHeaders(opts.kubeConfig)) },
       httpApi: (this.#http = new NodeHttpTransport(opts.kubeConfig, this.#calls, opts.timeoutMs ?? 30_000, opts.observe)),
     });
     this.#api = new PlainObjectApi(this.#config);
@@ -463,7 +464,7 @@ export class KubeClient {
   }
 
   /** A JSON merge patch of the object, or of its status subresource. */
-  async patch<T>(rt: ResourceType, namespace: string, name: string, body: Record<string, unknown>, _type: "merge", subresource?: string): Promise<T> {
+  async patch<T>(rt: ResourceType, namespace: string, name: string, body: Record<string, unknown>, subresource?: string): Promise<T> {
     if (subresource) return this.#subresourcePatch<T>(rt, namespace, name, subresource, body, PatchStrategy.MergePatch, false);
     const spec = withType(rt, namespace, body, name);
     return (await this.#call(rt, `patch ${rt.kind} ${namespace}/${name}`, {}, () =>
@@ -483,7 +484,7 @@ export class KubeClient {
       ctx.setHeaderParam("Content-Type", contentType);
       ctx.setHeaderParam("Accept", "application/json");
       ctx.setBody(JSON.stringify(body));
-      await new KubeConfigHeaders(this.kubeConfig).applySecurityAuthentication(ctx);
+      await this.#headers.applySecurityAuthentication(ctx);
       const res = await this.#config.httpApi.send(ctx).toPromise();
       const text = await res.body.text();
       if (res.httpStatusCode < 200 || res.httpStatusCode > 299) throw new ApiException(res.httpStatusCode, "Unsuccessful HTTP Request", safeJson(text) ?? text, res.headers);

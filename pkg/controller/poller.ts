@@ -162,7 +162,7 @@ export class RunnerPoller {
     try {
       // resourceVersion makes this a compare-and-swap with the reconcile's status writes: a 409 waits for the next poll.
       const body = { metadata: { resourceVersion: current.metadata.resourceVersion }, status: { ...next, ...nulls(old, next) } };
-      const updated = await this.#d.client.patch<BackupDefinitionObject>(RESOURCES.backupDefinitions, ns, def.metadata.name, body, "merge", "status");
+      const updated = await this.#d.client.patch<BackupDefinitionObject>(RESOURCES.backupDefinitions, ns, def.metadata.name, body, "status");
       this.#d.defs.wrote(updated);
     } catch (err: unknown) {
       if (err instanceof KubeApiError && err.status === 409) return;

@@ -455,7 +455,6 @@ export class RestoreController {
       r.metadata.namespace ?? "",
       r.metadata.name,
       { metadata: { resourceVersion: r.metadata.resourceVersion }, status: statusPatch(prev, next) },
-      "merge",
       "status",
     );
     this.informer.wrote(updated);

@@ -95,7 +95,8 @@ export function runnerSnapshotFetcher(url: RunnerUrl, timeoutMs = 5000): RunnerS
   const catalogs = new Map<string, { key: string; backups: RunnerBackupEntry[] }>();
   return async (service, token, signal) => {
     const base = url(service);
-    const where = `runner ${service.namespace}/${service.name}`;
+    const runnerKey = `${service.namespace}/${service.name}`;
+    const where = `runner ${runnerKey}`;
     const get = async (path: string, auth: boolean, okStatuses: number[]): Promise<unknown> => {
       const target = new URL(`${base}${path}`);
       const https = target.protocol === "https:";
@@ -126,16 +127,15 @@ export function runnerSnapshotFetcher(url: RunnerUrl, timeoutMs = 5000): RunnerS
     // /readyz answers 503 with the failed checks when the runner is up but not ready.
     const readyz = (await get("/readyz", false, [200, 503])) as { ready?: unknown; checks?: Record<string, unknown> };
     const status = (await get("/api/v1/status", true, [200])) as RunnerStatusAnswer;
-    const where2 = `${service.namespace}/${service.name}`;
     const catalogKey = JSON.stringify([status.backups, status.unreadableBackups, status.lastSuccess?.backup?.id, status.lastSuccess?.backup?.endedAt]);
     let backups: { backups?: RunnerBackupEntry[] };
-    const known = catalogs.get(where2);
+    const known = catalogs.get(runnerKey);
     if (known && known.key === catalogKey && typeof status.backups === "number") backups = { backups: known.backups };
     else {
       backups = (await get("/api/v1/backups", true, [200])) as { backups?: RunnerBackupEntry[] };
       // One entry per runner; a controller that saw many come and go starts over.
       if (catalogs.size > 10_000) catalogs.clear();
-      catalogs.set(where2, { key: catalogKey, backups: Array.isArray(backups.backups) ? backups.backups : [] });
+      catalogs.set(runnerKey, { key: catalogKey, backups: Array.isArray(backups.backups) ? backups.backups : [] });
     }
     const checks = readyz.checks ?? {};
     const str = (v: unknown) => (typeof v === "string" ? v : undefined);
