@@ -89,6 +89,26 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
   let before: { events: Record<string, unknown>; hostLog: Record<string, unknown>; counts: Record<string, unknown>; byS: Record<string, unknown> };
   let main: { result: EngineBackupResult; sink: DirSink };
 
+  /** A runner of the cluster's `shop` database with filesystem storage under `dir`. */
+  const clusterRunnerConfig = (name: string, dir: string, extra: { encryption?: { recipients: string[] } } = {}) =>
+    parseRunnerConfig({
+      definition: {
+        namespace: "analytics",
+        name,
+        clickhouse: {
+          url: cluster.host(1, 1).url,
+          username: cluster.username,
+          password: cluster.password,
+          databases: { include: ["shop"] },
+          cluster: { name: cluster.name, hosts: cluster.hostUrls, replicationTimeoutSeconds: 60 },
+        },
+        schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
+        ...extra,
+      },
+      storage: { filesystem: { path: dir } },
+      api: { token: "token-0123456789abcdef" },
+    });
+
   beforeAll(async () => {
     tmp = await makeTempDir("cluster-backup");
     cluster = await startClickHouseCluster({ shards: 2, replicas: 2 });
