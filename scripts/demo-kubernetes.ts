@@ -12,6 +12,7 @@
 // wrote, as the runner pod would mount it, and reports the StatefulSet's pod
 // ready. Everything else is what a user sees: `kubectl get` tables from the
 // apiserver's Table output, a Restore object, and the data in ClickHouse.
+import { DemoError, check, createDemo, runDemo } from "./demo-kit.ts";
 import { processAlive } from "../pkg/common/process.ts";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -48,52 +49,8 @@ const READY_TIMEOUT_MS = 30_000;
 const HEALTHY_TIMEOUT_MS = 90_000;
 const RESTORE_TIMEOUT_MS = 90_000;
 
-/** A failed check, a timeout or an interruption: reported by its message alone. */
-class DemoError extends Error {}
-const interrupted = new AbortController();
+const { interrupted, say, block, step, int, secs, until, onSignals } = createDemo();
 
-const say = (msg: string) => process.stdout.write(`[demo] ${msg}\n`);
-const block = (text: string) => {
-  for (const line of text.split("\n")) say(`   ${line}`);
-};
-let stepNo = 0;
-const step = (msg: string) => {
-  interrupted.signal.throwIfAborted();
-  say(`${++stepNo}. ${msg}`);
-};
-const int = (n: number) => n.toLocaleString("en-US");
-const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-const sleep = async (ms: number) => {
-  interrupted.signal.throwIfAborted();
-  await new Promise<void>((r) => setTimeout(r, ms));
-  interrupted.signal.throwIfAborted();
-};
-function check(ok: boolean, what: string): asserts ok {
-  if (!ok) throw new DemoError(what);
-}
-
-/** Polls `fn` until it returns a value (not undefined/false/null); past the deadline, fails saying what it waited for and what it saw last. */
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false | null>, intervalMs = 250, seen?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false && v !== null) return v;
-    } catch (err: unknown) {
-      if (err instanceof DemoError) throw err;
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const last = seen?.() ?? (lastError instanceof Error ? lastError.message : lastError === undefined ? "" : String(lastError));
-      throw new DemoError(`timed out after ${secs(timeoutMs)} waiting for ${what}${last ? `; last seen: ${last}` : ""}`);
-    }
-    await sleep(intervalMs);
-  }
-}
-
-
-/** The test servers this demo starts, each located as the tests locate them; the errors name the command that installs them. */
 function missingServers(): string[] {
   const missing: string[] = [];
   for (const find of [kubeApiserverBinary, etcdBinary, clickhouseServerBinary, minioBinary]) {
@@ -140,12 +97,7 @@ interface Restore {
 
 async function main(): Promise<number> {
   const started = Date.now();
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted.signal.aborted) process.exit(130);
-    interrupted.abort(new DemoError(`interrupted by ${sig}`));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const offSignals = onSignals();
 
   const missing = missingServers();
   if (missing.length) {
@@ -477,19 +429,9 @@ async function main(): Promise<number> {
     process.stderr.write(`[demo] stopped every server; ${tmp} removed\n`);
     return interrupted.signal.aborted ? 130 : 1;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    offSignals();
   }
   return 0;
 }
 
-main().then(
-  (code) => {
-    // Success: nothing is left running, so Node exits by itself (the proof of a clean shutdown).
-    if (code !== 0) process.exit(code);
-  },
-  (err: unknown) => {
-    process.stderr.write(`[demo] FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runDemo(main);

@@ -16,6 +16,7 @@
 // Before the restore the runner is restarted with the schedule suspended, as
 // an operator would: otherwise a tick between the DROP and the restore could
 // back up the damaged database, and that backup would become "latest".
+import { DemoError, check, createDemo, runDemo } from "./demo-kit.ts";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
@@ -43,28 +44,8 @@ const BACKUPS_TIMEOUT_MS = 60_000;
 const RESTORE_TIMEOUT_MS = 60_000;
 const GRACE_MS = 10_000;
 
-/** A failed check or an interruption: reported by its message alone. */
-class DemoError extends Error {}
-/** Aborted by Ctrl-C / SIGTERM: waits stop, everything is cleaned up. */
-const interrupted = new AbortController();
-
-const say = (msg: string) => process.stdout.write(`[demo] ${msg}\n`);
-let stepNo = 0;
-const step = (msg: string) => {
-  interrupted.signal.throwIfAborted();
-  say(`${++stepNo}. ${msg}`);
-};
-const int = (n: number) => n.toLocaleString("en-US");
+const { interrupted, say, step, int, secs, sleep, onSignals } = createDemo();
 const mib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
-const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-const sleep = async (ms: number) => {
-  interrupted.signal.throwIfAborted();
-  await new Promise<void>((r) => setTimeout(r, ms));
-  interrupted.signal.throwIfAborted();
-};
-function check(ok: boolean, what: string): asserts ok {
-  if (!ok) throw new DemoError(what);
-}
 
 interface Figures {
   rows: number;
@@ -171,13 +152,7 @@ async function serve(config: RunnerConfig, ch: ChdbEngine, logger: ReturnType<ty
 
 async function main(): Promise<number> {
   const started = Date.now();
-  // Ctrl-C: stop waiting, clean up, exit 130. A second one exits at once.
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted.signal.aborted) process.exit(130);
-    interrupted.abort(new DemoError(`interrupted by ${sig}`));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const offSignals = onSignals();
   const tmp = await makeTempDir("demo");
   const logPath = join(tmp, "runner.log");
   const logStream = createWriteStream(logPath, { flags: "a" });
@@ -384,19 +359,9 @@ async function main(): Promise<number> {
     process.stderr.write(`[demo] cleaned up; ${tmp} removed\n`);
     return interrupted.signal.aborted ? 130 : 1;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    offSignals();
   }
   return 0;
 }
 
-main().then(
-  (code) => {
-    // Success: nothing is left running, so Node exits by itself (the proof of a clean shutdown).
-    if (code !== 0) process.exit(code);
-  },
-  (err: unknown) => {
-    process.stderr.write(`[demo] FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runDemo(main);
