@@ -320,22 +320,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
   it("runs through the runner: the start-up clean-up on every host, backup, verify and a renamed restore as operations", async () => {
     // a staging table an interrupted restore left on another host than the configured one
     await cluster.host(2, 2).exec("CREATE TABLE shop._chbackup_stage_0badc0de_events (x UInt8) ENGINE = Log");
-    const config = parseRunnerConfig({
-      definition: {
-        namespace: "analytics",
-        name: "events-cluster",
-        clickhouse: {
-          url: cluster.host(1, 1).url,
-          username: cluster.username,
-          password: cluster.password,
-          databases: { include: ["shop"] },
-          cluster: { name: cluster.name, hosts: cluster.hostUrls, replicationTimeoutSeconds: 60 },
-        },
-        schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
-      },
-      storage: { filesystem: { path: join(tmp, "runner") } },
-      api: { token: "token-0123456789abcdef" },
-    });
+    const config = clusterRunnerConfig("events-cluster", join(tmp, "runner"));
     const runner = makeRunner(config);
     await runner.init();
     const cleaned = await runner.cleanupInterrupted(AbortSignal.timeout(30_000));
@@ -361,23 +346,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
     const identity = await generateX25519Identity();
     const keyFile = join(tmp, "cluster-key.txt");
     await writeFile(keyFile, `${identity}\n`, { mode: 0o600 });
-    const config = parseRunnerConfig({
-      definition: {
-        namespace: "analytics",
-        name: "events-encrypted",
-        clickhouse: {
-          url: cluster.host(1, 1).url,
-          username: cluster.username,
-          password: cluster.password,
-          databases: { include: ["shop"] },
-          cluster: { name: cluster.name, hosts: cluster.hostUrls, replicationTimeoutSeconds: 60 },
-        },
-        schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
-        encryption: { recipients: [await identityToRecipient(identity)] },
-      },
-      storage: { filesystem: { path: join(tmp, "runner-enc") } },
-      api: { token: "token-0123456789abcdef" },
-    });
+    const config = clusterRunnerConfig("events-encrypted", join(tmp, "runner-enc"), { encryption: { recipients: [await identityToRecipient(identity)] } });
     const runner = makeRunner(config);
     await runner.init();
     try {
