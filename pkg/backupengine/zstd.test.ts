@@ -423,3 +423,95 @@ describe("buffer ownership: a stage that reads a chunk after it was released fai
     }
   });
 });
+
+describe("ZstdFramesDecompress with pooled blocks (a restore: the socket hands each chunk back once written)", () => {
+  /** A consumer like the INSERT: copies each chunk out, then hands it back, a little later and not in order. */
+  function writesThenReleases(release: (c: Uint8Array) => void, out: Buffer[], opts: { early?: boolean } = {}): Writable {
+    const pending: Buffer[] = [];
+    return new Writable({
+      write(c: Buffer, _e, cb) {
+        if (opts.early) release(c); // wrong: read below
+        out.push(Buffer.from(c));
+        pending.push(c);
+        // hand back the older half, newest first
+        if (!opts.early && pending.length >= 4) for (const p of pending.splice(0, 2).reverse()) release(p);
+        setImmediate(cb);
+      },
+      final(cb) {
+        if (!opts.early) for (const p of pending.splice(0)) release(p);
+        cb();
+      },
+    });
+  }
+
+  it("frames come out as views of at most viewBytes; a block goes back once every view is back; the data round-trips", async () => {
+    for (const [frameBytes, viewBytes] of [
+      [256 * 1024, 64 * 1024],
+      [256 * 1024, 100_000],
+      [64 * 1024, 512 * 1024],
+    ] as const) {
+      const data = sample(20 * frameBytes + 777, frameBytes);
+      const z = await collect(chunked(data, 3), new ZstdFramesCompress({ level: 1, frameBytes, parallel: 2 }));
+      const d = new ZstdFramesDecompress({ frameBytes, parallel: 2, viewBytes, outputPool: { poisonOnRelease: true } });
+      expect(d.zlibOutputBlocks).toBe(true);
+      const out: Buffer[] = [];
+      await pipeline(chunked(z, 5), d, writesThenReleases(d.outputRelease, out));
+      expect(Buffer.concat(out).equals(data), `${frameBytes}/${viewBytes}`).toBe(true);
+      expect(Math.max(...out.map((c) => c.length))).toBeLessThanOrEqual(Math.min(viewBytes, frameBytes));
+      // a handful of blocks, reused (a fresh block per frame would be 21)
+      expect(d.outputBlocksAllocated).toBeGreaterThan(0);
+      expect(d.outputBlocksAllocated).toBeLessThanOrEqual(8);
+    }
+  });
+
+  it("a view handed back twice is refused (poisoned pool); one handed back before it is read is caught by the poison", async () => {
+    const frameBytes = 128 * 1024;
+    const data = sample(10 * frameBytes, 4);
+    const z = await collect(chunked(data, 3), new ZstdFramesCompress({ level: 1, frameBytes, parallel: 2 }));
+    const twice = new ZstdFramesDecompress({ frameBytes, viewBytes: 32 * 1024, outputPool: { poisonOnRelease: true } });
+    const seen: Buffer[] = [];
+    await pipeline(
+      chunked(z, 1),
+      twice,
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          seen.push(c);
+          cb();
+        },
+      }),
+    );
+    twice.outputRelease(seen[0]!);
+    expect(() => twice.outputRelease(seen[0]!)).toThrow(/handed back twice/);
+
+    const early = new ZstdFramesDecompress({ frameBytes, viewBytes: 32 * 1024, outputPool: { poisonOnRelease: true } });
+    const out: Buffer[] = [];
+    await pipeline(chunked(z, 1), early, writesThenReleases(early.outputRelease, out, { early: true })).catch(() => undefined);
+    expect(Buffer.concat(out).equals(data)).toBe(false);
+  });
+
+  it("inputRelease: every pooled input chunk goes back exactly once, after its bytes are copied into a frame", async () => {
+    const frameBytes = 64 * 1024;
+    for (const seed of [1, 2, 3]) {
+      const data = noise(15 * frameBytes + 99, seed);
+      const z = await collect(chunked(data, seed), new ZstdFramesCompress({ level: 1, frameBytes, parallel: 2 }));
+      // the input in pooled 16 KiB blocks (as a decryption hands them out), some of them empty
+      const inPool = new BufferPool(16 * 1024, 4, { poisonOnRelease: true });
+      let given = 0;
+      async function* produce(): AsyncGenerator<Buffer> {
+        given++;
+        yield inPool.take().subarray(0, 0);
+        for (let off = 0, i = 0; off < z.length; i++) {
+          const b = inPool.take();
+          const n = z.copy(b, 0, off, off + 1 + ((i * 7919 + seed) % b.length));
+          off += n;
+          given++;
+          yield b.subarray(0, n);
+        }
+      }
+      const d = new ZstdFramesDecompress({ frameBytes, parallel: 2, inputRelease: inPool.release });
+      const back = await collect(Readable.from(produce()), d);
+      expect(back.equals(data), `seed ${seed}`).toBe(true);
+      expect(inPool.released, `seed ${seed}`).toBe(given);
+    }
+  });
+});

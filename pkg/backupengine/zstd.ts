@@ -9,24 +9,8 @@
 // frame boundaries from the frame format (RFC 8878) and decompresses frames in
 // parallel too. Memory is bounded by about parallel × frameBytes × 2 per stream.
 import { Transform, type TransformCallback } from "node:stream";
-import { constants as zc, createZstdCompress, createZstdDecompress, type ZstdCompress, type ZstdOptions } from "node:zlib";
-import { BufferPool } from "../storage/bufferpool.ts";
-
-/**
- * Decompresses one frame into zstd's own output buffers, returned as they
- * are. (The one-shot zstdDecompress concatenates them into one more buffer:
- * a copy and twice the garbage, which in a restore kept V8 collecting.)
- */
-function decompressFrame(frame: Buffer, chunkSize: number): Promise<Buffer[]> {
-  return new Promise<Buffer[]>((resolve, reject) => {
-    const z = createZstdDecompress({ chunkSize });
-    const parts: Buffer[] = [];
-    z.on("data", (b: Buffer) => parts.push(b));
-    z.on("error", reject);
-    z.on("end", () => resolve(parts));
-    z.end(frame);
-  });
-}
+import { constants as zc, createZstdCompress, createZstdDecompress, type ZstdCompress, type ZstdDecompress, type ZstdOptions } from "node:zlib";
+import { BufferPool, BufferPoolMisuseError } from "../storage/bufferpool.ts";
 
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_PARALLEL = 3;
@@ -109,7 +93,7 @@ interface OutputTarget {
  * honour the fields differently, nothing breaks either: output that is not
  * in the block is passed on as it is (see oneViewOf).
  */
-function zlibOutputTarget(z: ZstdCompress, chunkSize: number): OutputTarget | undefined {
+function zlibOutputTarget(z: ZstdCompress | ZstdDecompress, chunkSize: number): OutputTarget | undefined {
   const s = z as unknown as Partial<ZlibOutputState>;
   if (!(Buffer.isBuffer(s._outBuffer) && typeof s._outOffset === "number" && s._chunkSize === chunkSize)) return undefined;
   const state = s as ZlibOutputState;
@@ -183,6 +167,96 @@ class FrameSlot {
           reject(err as Error); // a debug pool found the block released already
         }
       });
+    });
+  }
+
+  destroy(): void {
+    this.#z.destroy();
+  }
+}
+
+/**
+ * One long-lived zstd decompression stream that decompresses one frame at a
+ * time (written, then flushed; a zstd stream reads concatenated frames in
+ * turn). A stream per frame instead allocated a new decompression context
+ * with its ~4 MiB window on the thread pool for every frame: malloc kept
+ * much of that memory after it was freed, and a 1 GiB restore's RSS crept up
+ * by 20-30 MiB while its live memory stayed flat.
+ *
+ * With an output pool whose blocks are `chunkSize` bytes, each frame is
+ * decompressed straight into one of its blocks (see zlibOutputTarget) and
+ * comes out as one view of it (oneViewOf), for the last reader downstream to
+ * hand back. Without it, frames come out of zstd's own buffers (the one-shot
+ * zstdDecompress would concatenate them into one more: a copy and twice the
+ * garbage, which in a restore kept V8 collecting).
+ */
+class DecompressSlot {
+  readonly #z: ZstdDecompress;
+  readonly #out: { pool: BufferPool; target: OutputTarget } | undefined;
+  #used = false;
+  #parts: Buffer[] = [];
+  #reject: ((err: Error) => void) | undefined;
+  #failed: Error | undefined;
+
+  constructor(chunkSize: number, outPool?: BufferPool) {
+    this.#z = createZstdDecompress({ chunkSize });
+    const target = outPool ? zlibOutputTarget(this.#z, chunkSize) : undefined;
+    this.#out = outPool && target ? { pool: outPool, target } : undefined;
+    this.#z.on("data", (b: Buffer) => this.#parts.push(b));
+    this.#z.on("error", (err: Error) => {
+      this.#failed = err;
+      this.#reject?.(err);
+    });
+  }
+
+  /** True if frames are decompressed into blocks of the output pool. */
+  get pooled(): boolean {
+    return this.#out !== undefined;
+  }
+
+  /** The frame's data, as views of the output block or zstd's own buffers. The slot is busy until it settles. */
+  decompress(frame: Buffer): Promise<Buffer[]> {
+    return new Promise<Buffer[]>((resolve, reject) => {
+      if (this.#failed) return reject(this.#failed);
+      this.#reject = reject;
+      this.#used = true;
+      let block: Buffer | undefined;
+      if (this.#out) {
+        block = this.#out.pool.take();
+        this.#out.target.into(block);
+      }
+      this.#z.write(frame);
+      this.#z.flush(() => {
+        this.#reject = undefined;
+        // (on an error the block is left to the garbage collector: zlib may still hold it)
+        if (this.#failed) return reject(this.#failed);
+        const parts = this.#parts;
+        this.#parts = [];
+        try {
+          resolve(block ? oneViewOf(block, parts, this.#out!.pool) : parts);
+        } catch (err: unknown) {
+          reject(err as Error); // a debug pool found the block released already
+        }
+      });
+    });
+  }
+
+  /** Ends the stream: rejects if it stopped inside a frame, or produced data no frame was waited for. */
+  end(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.#failed) return reject(this.#failed);
+      if (!this.#used) {
+        // (zlib calls the end of a stream that never had input "unexpected end of file")
+        this.#z.destroy();
+        return resolve();
+      }
+      this.#reject = reject;
+      this.#z.once("end", () => {
+        this.#reject = undefined;
+        if (this.#parts.length > 0) reject(new ZstdFormatError("data after the last frame"));
+        else resolve();
+      });
+      this.#z.end();
     });
   }
 
@@ -378,14 +452,21 @@ class ByteQueue {
     return (this.byte(i) | (this.byte(i + 1) << 8) | (this.byte(i + 2) << 16) | (this.byte(i + 3) << 24)) >>> 0;
   }
 
-  /** Removes and returns the first n bytes as one Buffer (one copy at most). */
-  take(n: number): Buffer {
+  /**
+   * Removes and returns the first n bytes as one Buffer (one copy at most):
+   * a view of a chunk when they are all in one, else a copy, into `into`
+   * (from its start) when it is given and large enough.
+   */
+  take(n: number, into?: Buffer, release?: (chunk: Uint8Array) => void): Buffer {
     const parts: Buffer[] = [];
+    /** Chunks whose last byte this take consumes. */
+    const done: Buffer[] = [];
     let need = n;
     while (need > 0) {
       const c = this.#chunks[0]!;
       if (c.length <= need) {
         parts.push(c);
+        done.push(c);
         this.#chunks.shift();
         need -= c.length;
       } else {
@@ -397,7 +478,17 @@ class ByteQueue {
     this.#length -= n;
     this.#ci = 0;
     this.#cstart = 0;
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+    let out: Buffer;
+    if (parts.length === 1 && !release) out = parts[0]!;
+    else if (!into || into.length < n) out = Buffer.concat(parts, n);
+    else {
+      let at = 0;
+      for (const p of parts) at += p.copy(into, at);
+      out = into.subarray(0, n);
+    }
+    // copied: the chunks' producer may have them back (a chunk is a view of its own block)
+    if (release) for (const c of done) release(c);
+    return out;
   }
 }
 
@@ -471,6 +562,28 @@ export interface ZstdFramesDecompressOptions {
   frameBytes?: number | undefined;
   /** Largest compressed frame accepted (guards memory against corrupt input). */
   maxFrameBytes?: number;
+  /**
+   * Decompress frames into blocks of a pool (node:zlib's private output
+   * buffer pointed at them, as ZstdFramesCompress does): the output chunks
+   * are then the consumer's to hand back with `outputRelease` once it has
+   * written them. Without it (or when node:zlib does not pass the feature
+   * check), frames come out of zlib's own buffers, and releasing them is a
+   * no-op. Tests: `poisonOnRelease` poisons the pool's released blocks.
+   */
+  outputPool?: boolean | { poisonOnRelease?: boolean | undefined } | undefined;
+  /**
+   * With an output pool: a decompressed frame goes down the pipeline as
+   * views of at most this many bytes (default 512 KiB), and its block goes
+   * back to the pool once every view has been handed back. Every stage of a
+   * pipeline holds about one chunk, so smaller chunks keep fewer blocks out.
+   */
+  viewBytes?: number | undefined;
+  /**
+   * The input's chunks come from a pool (a decryption's output blocks): each
+   * is handed back through this once its bytes have been copied into a
+   * frame. Frames are then always copied, never decompressed in place.
+   */
+  inputRelease?: ((chunk: Uint8Array) => void) | undefined;
 }
 
 export class ZstdFramesDecompress extends Transform {
@@ -480,7 +593,22 @@ export class ZstdFramesDecompress extends Transform {
   readonly #scanner = new ZstdFrameScanner();
   readonly #work = new OrderedWork<Buffer[]>();
   readonly #queue = new ByteQueue();
+  readonly #outPool: BufferPool | undefined;
+  /** Frames that arrive in several chunks are put together in these. */
+  readonly #inPool: BufferPool;
+  readonly #slots: DecompressSlot[];
   #frames = 0;
+  #dataFrames = 0;
+  readonly #viewBytes: number;
+  /** The views of each block that went out and are not back yet, by their offset. */
+  readonly #outstanding = new Map<ArrayBufferLike, Set<number>>();
+  readonly #inputRelease: ((chunk: Uint8Array) => void) | undefined;
+  /**
+   * Hands an output chunk back (once the consumer has written it): a block
+   * goes back to the output pool once all its views are back. A no-op for
+   * chunks that did not come from the pool, or without a pool.
+   */
+  readonly outputRelease: (chunk: Uint8Array) => void;
 
   constructor(opts: ZstdFramesDecompressOptions = {}) {
     super();
@@ -488,22 +616,86 @@ export class ZstdFramesDecompress extends Transform {
     this.#maxFrame = opts.maxFrameBytes ?? 64 * 1024 * 1024;
     // (zlib starts a new output buffer when one is exactly full: the slack avoids a spare one per frame)
     this.#outBytes = Math.max(64 * 1024, opts.frameBytes ?? DEFAULT_FRAME_BYTES) + 64 * 1024;
+    // Blocks in use: `parallel` being decompressed, and a few queued downstream until the socket has written them.
+    const po = opts.outputPool;
+    this.#outPool = po ? new BufferPool(this.#outBytes, this.#parallel + 6, { poisonOnRelease: typeof po === "object" && po.poisonOnRelease === true }) : undefined;
+    this.#viewBytes = Math.max(4096, opts.viewBytes ?? 512 * 1024);
+    this.#inputRelease = opts.inputRelease;
+    this.outputRelease = this.#outPool ? (c) => this.#releaseView(c) : () => undefined;
+    this.#slots = Array.from({ length: this.#parallel }, () => new DecompressSlot(this.#outBytes, this.#outPool));
+    // (a frame's worst case; the pages of a block that smaller frames never touch are never resident)
+    this.#inPool = new BufferPool(outputBlockBytes(opts.frameBytes ?? DEFAULT_FRAME_BYTES), this.#parallel + 1);
+  }
+
+  /** True if frames are decompressed straight into output pool blocks (a pool was asked for and node:zlib passed the feature check). */
+  get zlibOutputBlocks(): boolean {
+    return this.#slots[0]!.pooled;
+  }
+
+  /** Buffers the output pool allocated so far (0 without one): tests and diagnostics. */
+  get outputBlocksAllocated(): number {
+    return this.#outPool?.allocated ?? 0;
   }
 
   async #drain(max: number): Promise<void> {
-    while (this.#work.size > max) for (const part of await this.#work.shift()) this.push(part);
+    while (this.#work.size > max) for (const part of await this.#work.shift()) this.#pushPart(part);
+  }
+
+  /** A decompressed part: a pooled block goes out as views of at most viewBytes, counted until they are all back. */
+  #pushPart(part: Buffer): void {
+    const pool = this.#outPool;
+    if (!pool || part.length <= this.#viewBytes || !pool.owns(part)) {
+      this.push(part);
+      return;
+    }
+    const views: Buffer[] = [];
+    const offsets = new Set<number>();
+    for (let o = 0; o < part.length; o += this.#viewBytes) {
+      const v = part.subarray(o, o + this.#viewBytes);
+      views.push(v);
+      offsets.add(v.byteOffset);
+    }
+    this.#outstanding.set(part.buffer, offsets);
+    for (const v of views) this.push(v);
+  }
+
+  #releaseView(c: Uint8Array): void {
+    const offsets = this.#outstanding.get(c.buffer);
+    if (!offsets) {
+      this.#outPool!.release(c); // a block that went out whole (or not the pool's: a no-op)
+      return;
+    }
+    if (!offsets.delete(c.byteOffset)) {
+      if (this.#outPool!.poisoned) throw new BufferPoolMisuseError("ZstdFramesDecompress: a view was handed back twice, or is not one that went out");
+      return;
+    }
+    if (offsets.size > 0) return;
+    this.#outstanding.delete(c.buffer);
+    this.#outPool!.release(c);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (chunk.length === 0) {
+      this.#inputRelease?.(chunk);
+      cb();
+      return;
+    }
     this.#queue.push(chunk);
     void (async () => {
       for (;;) {
         const n = this.#scanner.scan(this.#queue, this.#maxFrame);
         if (n === undefined) return;
-        const frame = this.#queue.take(n);
-        this.#frames++;
-        if (frame.readUInt32LE(0) === FRAME_MAGIC) this.#work.add(decompressFrame(frame, this.#outBytes));
+        // Backpressure: never more than `parallel` frames in flight; frame n goes to slot n % parallel, which is free again.
         await this.#drain(this.#parallel - 1);
+        // A frame in several chunks is copied into a pooled buffer, handed back once zstd is done with it.
+        const held = n <= this.#inPool.size ? this.#inPool.take() : undefined;
+        const frame = this.#queue.take(n, held, this.#inputRelease);
+        if (held && frame.buffer !== held.buffer) this.#inPool.release(held);
+        if (frame.readUInt32LE(0) === FRAME_MAGIC) {
+          const p = this.#slots[this.#dataFrames++ % this.#parallel]!.decompress(frame);
+          this.#work.add(held && frame.buffer === held.buffer ? p.finally(() => this.#inPool.release(held)) : p);
+        } else if (held && frame.buffer === held.buffer) this.#inPool.release(held);
+        this.#frames++;
       }
     })().then(() => cb(), (err: unknown) => cb(err as Error));
   }
@@ -513,6 +705,13 @@ export class ZstdFramesDecompress extends Transform {
       if (this.#queue.length > 0) throw new ZstdFormatError(`${this.#queue.length} bytes of an incomplete frame at the end`);
       if (this.#frames === 0) throw new ZstdFormatError("no frame");
       await this.#drain(0);
+      // a stream that still waits for the rest of a frame fails here ("unexpected end of file")
+      for (const s of this.#slots) await s.end();
     })().then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    for (const s of this.#slots) s.destroy();
+    cb(err);
   }
 }

@@ -10,6 +10,7 @@ import type { BackupSink, BackupSource, PutObjectOptions, VerifiedTable, VerifyR
 import { recipientFingerprint } from "../apis/encryption.ts";
 import { AgeError, ageDecryptStream, ageEncryptStream, type HeaderOpener } from "../encryption/age.ts";
 import type { AgeIdentities } from "../encryption/identity.ts";
+import { withChunkRelease } from "../storage/bufferpool.ts";
 import type { Manifest } from "./manifest.ts";
 
 export const AGE_SUFFIX = ".age";
@@ -109,8 +110,12 @@ export class DecryptingSource implements BackupSource {
   readonly #inner: BackupSource;
   readonly #open: HeaderOpener;
 
-  constructor(inner: BackupSource, identities: AgeIdentities, manifest: Pick<Manifest, "encryption">) {
+  readonly #poison: boolean;
+
+  /** `poisonOnRelease` (tests): the plaintext blocks' pool poisons released blocks and checks their use. */
+  constructor(inner: BackupSource, identities: AgeIdentities, manifest: Pick<Manifest, "encryption">, opts: { poisonOnRelease?: boolean | undefined } = {}) {
     this.#inner = inner;
+    this.#poison = opts.poisonOnRelease === true;
     const base = identities.opener();
     const fps = backupFingerprints(manifest);
     this.#open = async (header) => {
@@ -129,9 +134,12 @@ export class DecryptingSource implements BackupSource {
     };
   }
 
+  /** The plaintext of an age object; its chunks are pooled, for a consumer that hands them back (withChunkRelease). */
   #decrypt(name: string, raw: Readable): Readable {
     if (!name.endsWith(AGE_SUFFIX)) return raw;
-    return pipeline(raw, ageDecryptStream(this.#open, { what: `object "${name}"` }), () => undefined);
+    const dec = ageDecryptStream(this.#open, { what: `object "${name}"`, poisonOnRelease: this.#poison });
+    pipeline(raw, dec, () => undefined);
+    return withChunkRelease(dec, dec.outputRelease);
   }
 
   async getObject(name: string, signal: AbortSignal): Promise<Readable> {

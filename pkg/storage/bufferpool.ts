@@ -127,3 +127,23 @@ export class BufferPool {
     // (a poisoned pool remembers buffers it drops, so that a late second release still throws)
   }
 }
+
+const CHUNK_RELEASE = Symbol("chbackup.chunkRelease");
+
+/**
+ * Marks a readable whose chunks are pooled (a decryption's output): its
+ * consumer hands each chunk back with `release` once it has copied or written
+ * it. Stages that pass chunks on unchanged may sit between the two; a
+ * consumer that does not look for it lets the chunks go to the garbage
+ * collector, which is correct too.
+ */
+export function withChunkRelease<T extends object>(stream: T, release: (chunk: Uint8Array) => void): T {
+  Object.defineProperty(stream, CHUNK_RELEASE, { value: release });
+  return stream;
+}
+
+/** The release function of a stream marked with withChunkRelease, if it is one. */
+export function chunkReleaseOf(stream: object): ((chunk: Uint8Array) => void) | undefined {
+  const r: unknown = (stream as Record<symbol, unknown>)[CHUNK_RELEASE];
+  return typeof r === "function" ? (r as (chunk: Uint8Array) => void) : undefined;
+}

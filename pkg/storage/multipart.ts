@@ -58,13 +58,19 @@ export class PartLimitError extends Error {
   }
 }
 
+/** Size of the buffer an upload starts with; it moves to a whole part buffer once the data outgrows it. */
+export const FIRST_BUFFER_BYTES = 64 * 1024;
+
 export async function multipartUpload(o: MultipartOptions): Promise<{ uploadId: string | undefined; parts: number }> {
   const { client, bucket, key, partSize, queueSize } = o;
   const maxParts = o.maxParts ?? MAX_PARTS;
   const send = { ...(o.signal ? { abortSignal: o.signal } : {}) };
   const pool: Buffer[] = [];
   const take = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
-  let cur = take();
+  // The first part starts small: most objects (manifests, markers, journals,
+  // small tables) are far smaller than a part, and a part buffer of 8 MiB
+  // each was dead weight until V8's next full collection.
+  let cur: Buffer = Buffer.allocUnsafe(Math.min(partSize, FIRST_BUFFER_BYTES));
   let len = 0;
   let uploadId: string | undefined;
   let partNumber = 0;
@@ -109,7 +115,13 @@ export async function multipartUpload(o: MultipartOptions): Promise<{ uploadId: 
       while (off < chunk.length) {
         // Every allowed part is cut and there is more: fail before part maxParts + 1.
         if (partNumber >= maxParts) throw new PartLimitError(maxParts, partSize);
-        const n = Math.min(chunk.length - off, partSize - len);
+        if (len === cur.length && len < partSize) {
+          // more than the small first buffer holds: on to a whole part buffer
+          const full = take();
+          cur.copy(full, 0, 0, len);
+          cur = full;
+        }
+        const n = Math.min(chunk.length - off, cur.length - len);
         chunk.copy(cur, len, off, off + n);
         len += n;
         off += n;

@@ -4,7 +4,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import { StorageError } from "./errors.ts";
-import { multipartUpload, PartLimitError } from "./multipart.ts";
+import { FIRST_BUFFER_BYTES, multipartUpload, PartLimitError } from "./multipart.ts";
 import { createS3Store, MAX_OBJECT_SIZE, MAX_PARTS } from "./s3.ts";
 import { createErrorMapper } from "./s3/errors.ts";
 
@@ -92,6 +92,33 @@ describe("S3 store limits", () => {
     );
     expect(err).toBeInstanceOf(PartLimitError);
     expect(big.sent.filter((s) => s.name === "UploadPartCommand").length).toBe(1);
+  });
+
+  it("every size around the small first buffer and the part size uploads its bytes exactly (PUT below a part, else parts of partSize)", async () => {
+    const partSize = 256 * 1024;
+    for (const total of [0, 1, FIRST_BUFFER_BYTES - 1, FIRST_BUFFER_BYTES, FIRST_BUFFER_BYTES + 1, partSize - 1, partSize, partSize + 1, 3 * partSize + 17]) {
+      for (const chunk of [1000, 70_000, 300_000]) {
+        const data = Buffer.alloc(total);
+        for (let i = 0; i < total; i++) data[i] = (i * 7 + (i >> 8)) & 0xff;
+        const bodies: { part?: number; body: Buffer }[] = [];
+        const client = {
+          send: async (cmd: { constructor: { name: string }; input: { PartNumber?: number; Body?: Uint8Array } }) => {
+            if (cmd.input.Body) bodies.push({ part: cmd.input.PartNumber, body: Buffer.from(cmd.input.Body) });
+            if (cmd.constructor.name === "CreateMultipartUploadCommand") return { UploadId: "up-1" };
+            return { ETag: "e" };
+          },
+        } as unknown as S3Client;
+        async function* body(): AsyncGenerator<Uint8Array> {
+          for (let off = 0; off < total; off += chunk) yield data.subarray(off, off + chunk);
+        }
+        await multipartUpload({ client, bucket: "b", key: "k", body: body(), partSize, queueSize: 2 });
+        const what = `${total} bytes in chunks of ${chunk}`;
+        bodies.sort((a, b) => (a.part ?? 0) - (b.part ?? 0));
+        expect(Buffer.concat(bodies.map((b) => b.body)).equals(data), what).toBe(true);
+        expect(bodies.length, what).toBe(total <= partSize ? 1 : Math.ceil(total / partSize));
+        expect(bodies.slice(0, -1).every((b) => b.body.length === partSize), what).toBe(true);
+      }
+    }
   });
 
   it("the part limit maps to a terminal StorageError naming the store", () => {

@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import type { ClickHouseClient, ClickHouseSettings } from "@clickhouse/client";
 import { EngineError } from "../types.ts";
 import { abortReason, clickhouseCode, messageOf, wrapError } from "./errors.ts";
+import { httpInsert, type HttpInsertOptions } from "./httpinsert.ts";
 import { httpSelect, type HttpEndpoint, type HttpSelectOptions } from "./httpselect.ts";
 import { quoteString } from "./sql.ts";
 
@@ -24,6 +25,15 @@ export function parseVersion(version: string): [number, number, number] {
 
 export function versionAtLeast(v: readonly [number, number, number], major: number, minor = 0): boolean {
   return v[0] > major || (v[0] === major && v[1] >= minor);
+}
+
+/** Settings as URL parameters (what the HTTP interface takes). */
+function urlSettings(settings: ClickHouseSettings | undefined): Record<string, string | number | boolean> {
+  const params: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(settings ?? {})) {
+    if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") params[k] = v;
+  }
+  return params;
 }
 
 export interface ExecStream {
@@ -123,21 +133,31 @@ export class Conn {
   async selectStream(query: string, signal: AbortSignal, what: string, settings?: ClickHouseSettings, opts?: HttpSelectOptions): Promise<ExecStream> {
     if (!this.http) return this.execStream(query, signal, what, settings);
     signal.throwIfAborted();
-    const params: Record<string, string | number | boolean> = {};
-    for (const [k, v] of Object.entries(settings ?? {})) {
-      if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") params[k] = v;
-    }
     try {
-      const r = await httpSelect(this.http, query, params, signal, opts);
+      const r = await httpSelect(this.http, query, urlSettings(settings), signal, opts);
       return { stream: r.stream, headers: r.headers };
     } catch (err) {
       this.fail(err, signal, what, query);
     }
   }
 
-  /** A streaming INSERT: `query` ends with FORMAT ..., `body` is the data. */
-  async insertStream(query: string, body: Readable, signal: AbortSignal, what: string, settings?: ClickHouseSettings): Promise<void> {
+  /**
+   * A streaming INSERT: `query` ends with FORMAT ..., `body` is the data.
+   * With a known endpoint it is sent over node:http (httpinsert.ts), and
+   * `opts.release` gets each chunk back once the socket has written it; an
+   * injected client (chDB in tests) is used as it is, and releases nothing.
+   */
+  async insertStream(query: string, body: Readable, signal: AbortSignal, what: string, settings?: ClickHouseSettings, opts: HttpInsertOptions = {}): Promise<void> {
     signal.throwIfAborted();
+    if (this.http) {
+      // with a known endpoint, over node:http, which says when each chunk is written (see httpinsert.ts)
+      try {
+        await httpInsert(this.http, query, urlSettings(settings), body, signal, opts);
+      } catch (err) {
+        this.fail(err, signal, what, query);
+      }
+      return;
+    }
     try {
       const r = await this.client.exec({ query, values: body, abort_signal: signal, clickhouse_settings: settings });
       const s = r.stream as Readable;

@@ -13,8 +13,8 @@
 // once into blocks of `blockBytes` that go down the pipeline. Only what the
 // dump needs is implemented: one POST per connection (Connection: close),
 // Basic auth, settings as URL parameters, and chunked, Content-Length or
-// close-delimited bodies. Catalog queries, DDL and INSERTs stay on
-// @clickhouse/client.
+// close-delimited bodies. A restore's INSERTs go through httpinsert.ts;
+// catalog queries and DDL stay on @clickhouse/client.
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { Readable } from "node:stream";

@@ -31,6 +31,7 @@ import type { Logger } from "winston";
 import type { InterruptedCleanup, Progress, RestoreRequest, RestoreResult } from "../types.ts";
 import { EngineError } from "../types.ts";
 import { ZstdFramesDecompress } from "../zstd.ts";
+import { chunkReleaseOf } from "../../storage/bufferpool.ts";
 import { runPool } from "../../concurrency/pool.ts";
 import { createDatabaseSql, existingTables, hasRows, ordinaryColumns } from "./catalog.ts";
 import { CompressedStreamCheck } from "./compressed.ts";
@@ -667,6 +668,8 @@ async function insertObject(
       if (signal.aborted) throw abortReason(signal);
       throw err;
     }
+    // the source's chunks may be pooled (a decryption's): the stage that copies them last hands them back
+    const srcRelease = chunkReleaseOf(src);
     const counter = new ByteCounter(onBytes);
     // one watch where the data comes in, one where it goes out (the buffers between them can hold a small table whole)
     const sides = { upstream: "the storage", downstream: "ClickHouse", what: `restoring ${key}` };
@@ -681,7 +684,7 @@ async function insertObject(
         ? new CompressedStreamCheck(undefined, { onDecoded: (d) => walker.pushQuietly(d) })
         : new PassThrough()
       : details.compression.frameBytes !== undefined && !table.codec
-        ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes })
+        ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes, outputPool: { poisonOnRelease: ctx.debugPoolPoison === true }, inputRelease: srcRelease })
         : createZstdDecompress();
     const count = lz4 || !walk ? new PassThrough() : new NativeCountStream(walker);
     const body = new PassThrough();
@@ -696,7 +699,11 @@ async function insertObject(
       throw err;
     });
     const settings = { ...insertSettings(info), ...(lz4 ? { decompress: 1 } : {}) } as ClickHouseSettings;
-    const inserted = conn.insertStream(insertSql, body, ac.signal, `restoring the data of ${key} into ${db}.${into}`, settings).catch((err: unknown) => {
+    // Pooled chunks go back once the socket has written them: the decompressed frames' blocks, or
+    // with lz4 the source's own (a decryption's), which pass the check unchanged.
+    const sent = unpack instanceof ZstdFramesDecompress ? unpack.outputRelease : lz4 ? srcRelease : undefined;
+    const release = sent ? { release: sent } : {};
+    const inserted = conn.insertStream(insertSql, body, ac.signal, `restoring the data of ${key} into ${db}.${into}`, settings, release).catch((err: unknown) => {
       failures.note("clickhouse", err);
       if (!ac.signal.aborted) ac.abort(err);
       throw err;
