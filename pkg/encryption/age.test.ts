@@ -9,6 +9,7 @@ import { buffer } from "node:stream/consumers";
 import { pipeline } from "node:stream/promises";
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from "age-encryption";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { AGE_CHUNK, AgeError, ageDecryptStream, ageEncryptStream, identityOpener, identityRecipient, newAgeHeader, recipientKey } from "./age.ts";
 import { AgeIdentities } from "./identity.ts";
 import { recipientFingerprint } from "../apis/encryption.ts";
@@ -54,6 +55,30 @@ describe("age stream (node:crypto payload)", () => {
     const d = new Decrypter();
     d.addIdentity(id1);
     expect(Buffer.from(await d.decrypt(file))).toEqual(data);
+  });
+
+  it("any size in any pieces (whole chunks of large pieces are sealed in place): the library reads it (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 6 * AGE_CHUNK + 3 }),
+        fc.array(fc.constantFrom(1, 4096, AGE_CHUNK - 1, AGE_CHUNK, AGE_CHUNK + 1, 2 * AGE_CHUNK, 3 * AGE_CHUNK + 7, 1024 * 1024), { minLength: 1, maxLength: 6 }),
+        async (n, steps) => {
+          const data = randomBytes(n);
+          const parts: Buffer[] = [];
+          for (let o = 0, i = 0; o < n; i++) {
+            const k = steps[i % steps.length]!;
+            parts.push(data.subarray(o, o + k));
+            o += k;
+          }
+          const file = await buffer(Readable.from(parts).pipe(await ageEncryptStream([r1])));
+          const d = new Decrypter();
+          d.addIdentity(id1);
+          expect(Buffer.from(await d.decrypt(file)).equals(data)).toBe(true);
+          expect((await decrypt(file, [id1], 50_000)).equals(data)).toBe(true);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it.each(SIZES)("reads what the library writes (%i bytes)", async (n) => {

@@ -83,6 +83,27 @@ function unb64(s: string): Buffer | undefined {
   return b64(b) === s ? b : undefined;
 }
 
+/**
+ * Copies a Buffer that cipher.update just returned into `into` at `at`, and
+ * frees its memory at once by detaching its ArrayBuffer (ES2024
+ * ArrayBuffer.prototype.transfer), which only a buffer that owns all of its
+ * ArrayBuffer is (cipher outputs do; a slice of Node's shared pool would
+ * not, and is left to the collector). Returns the bytes copied.
+ *
+ * Why: left alone, each 64 KiB output is external memory that V8 frees only
+ * after tens of MiB of it (a 540 MiB encryption peaked 30-40 MiB higher).
+ * Getting the output as a latin1 string instead (young heap, gone at the
+ * next scavenge) cost 365 scavenges per 500 MiB. Measured on 8,000 chunks
+ * with the runner's V8 limits: latin1 551-798 ms of CPU and 694-1,054 MB/s,
+ * a Buffer copied and freed 325-445 ms and 1,226-1,744 MB/s, both at the same
+ * RSS (a Buffer left to the collector: RSS +70 MiB).
+ */
+function copyAndFree(out: Buffer, into: Buffer, at: number): number {
+  const n = out.copy(into, at);
+  if (out.byteOffset === 0 && out.buffer.byteLength === out.length && out.buffer instanceof ArrayBuffer && !out.buffer.detached) out.buffer.transfer(0);
+  return n;
+}
+
 function seal(key: Buffer, nonce: Buffer, plain: Buffer): Buffer {
   const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG });
   const out = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
@@ -213,13 +234,8 @@ export type AgeEncryptStream = Transform & { readonly outputRelease: (chunk: Uin
  *
  * Memory: the ciphertext is written into blocks of a BufferPool, which the
  * consumer hands back (`outputRelease`, given to the store as
- * PutOptions.release), and OpenSSL's output for each chunk comes back as a
- * latin1 string, which lives on V8's young heap and goes at the next
- * scavenge. A fresh Buffer per chunk instead (what cipher.update returns)
- * is external memory that V8 collects only after tens of MiB of it. Measured
- * with the runner's V8 limits, 540 MiB encrypted: peak RSS +65 MiB with a new
- * Buffer per chunk and no pool, +30-40 MiB with the pool but cipher.update's
- * Buffers, +8-10 MiB this way.
+ * PutOptions.release); OpenSSL's output for each chunk is copied there and
+ * freed at once (copyAndFree).
  */
 export async function ageEncryptStream(recipients: readonly string[], opts: AgeEncryptOptions = {}): Promise<AgeEncryptStream> {
   const { header, fileKey } = await newAgeHeader(recipients);
@@ -259,14 +275,15 @@ class AgeEncryptTransform extends Transform {
     this.#filled = 0;
   }
 
-  #seal(last: boolean): void {
-    const n = this.#used;
+  /** Seals `plain` (the buffered chunk, or a whole chunk of the input) into the current output block. */
+  #seal(last: boolean, plain: Buffer = this.#plain.subarray(0, this.#used)): void {
+    const n = plain.length;
     if (!this.#block || this.#block.length - this.#filled < n + TAG) {
       this.#emit();
       this.#block = this.#pool.take();
     }
     const c = createCipheriv("chacha20-poly1305", this.#key, chunkNonce(this.#counter++, last), { authTagLength: TAG });
-    this.#filled += this.#block.write(c.update(this.#plain.subarray(0, n), undefined, "latin1"), this.#filled, "latin1");
+    this.#filled += copyAndFree(c.update(plain), this.#block, this.#filled);
     c.final();
     this.#filled += c.getAuthTag().copy(this.#block, this.#filled);
     this.#used = 0;
@@ -286,6 +303,12 @@ class AgeEncryptTransform extends Transform {
       for (let off = 0; off < b.length; ) {
         // A full chunk is sealed only once more data is known to follow: the last one carries the flag.
         if (this.#used === AGE_CHUNK) this.#seal(false);
+        if (this.#used === 0 && b.length - off > AGE_CHUNK) {
+          // a whole chunk of the input with more after it: sealed where it is, without a copy
+          this.#seal(false, b.subarray(off, off + AGE_CHUNK));
+          off += AGE_CHUNK;
+          continue;
+        }
         const n = Math.min(AGE_CHUNK - this.#used, b.length - off);
         b.copy(this.#plain, this.#used, off, off + n);
         this.#used += n;
@@ -362,8 +385,8 @@ export function ageDecryptStream(open: HeaderOpener, opts: { what?: string | und
 
 /**
  * An age decryption stream. Each output chunk is one payload chunk's
- * plaintext in a pooled 64 KiB block (OpenSSL's output comes back as a
- * latin1 string on V8's young heap, as in encryption): a consumer that has
+ * plaintext in a pooled 64 KiB block (OpenSSL's output copied there and
+ * freed at once, as in encryption): a consumer that has
  * copied or written a chunk may hand it back with `outputRelease`; one that
  * does not leaves it to the garbage collector.
  */
@@ -404,7 +427,7 @@ class AgeDecryptTransform extends Transform {
     const d = createDecipheriv("chacha20-poly1305", this.#key!, chunkNonce(this.#counter, last), { authTagLength: TAG });
     d.setAuthTag(this.#sealed.subarray(n - TAG, n));
     const block = this.#pool.take();
-    const len = block.write(d.update(this.#sealed.subarray(0, n - TAG), undefined, "latin1"), 0, "latin1");
+    const len = copyAndFree(d.update(this.#sealed.subarray(0, n - TAG)), block, 0);
     try {
       d.final();
     } catch {

@@ -77,7 +77,10 @@ describe("httpInsert", () => {
     });
     const pool = new BufferPool(256 * 1024, 4);
     const { body } = pooledBody(64 * 1024 * 1024, pool);
-    const err = await httpInsert(ep, "INSERT INTO t FORMAT Native", {}, body, AbortSignal.timeout(10_000), { release: pool.release }).catch((e: unknown) => e as Error);
+    const err = (await httpInsert(ep, "INSERT INTO t FORMAT Native", {}, body, AbortSignal.timeout(10_000), { release: pool.release }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as Error;
     expect(err).toBeInstanceOf(Error);
     expect(err.message).toMatch(/Cannot parse input/);
     expect(clickhouseCode(err)).toBe(27);
@@ -122,7 +125,10 @@ describe("httpInsert", () => {
     const body = Readable.from((function* () {
       for (let i = 0; i < 1000; i++) yield Buffer.alloc(1024 * 1024);
     })());
-    const err = await httpInsert({ ...ep, timeoutMs: 500 }, "INSERT INTO t FORMAT Native", {}, body, AbortSignal.timeout(20_000)).catch((e: unknown) => e as Error & { code?: string });
+    const err = (await httpInsert({ ...ep, timeoutMs: 500 }, "INSERT INTO t FORMAT Native", {}, body, AbortSignal.timeout(20_000)).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as Error & { code?: string };
     expect(err.code).toBe("ETIMEDOUT");
   });
 
