@@ -160,6 +160,9 @@ describe("dump with poisoned buffer pools: ClickHouse 18.16 -> zstd -> MinIO and
       expect(backup.objects.filter((o) => o.name.includes("big")).every((o) => o.name.includes(".age"))).toBe(true);
       const manifest = { encryption: manifestEncryption([await identityToRecipient(identity)]) };
       const source = new DecryptingSource(new StoreSource(store, dir, backup.objects, storage), await AgeIdentities.parse(identity, "test"), manifest, { poisonOnRelease: true });
+      const verified = await engine(true, compression).verify!({ signal: AbortSignal.timeout(120_000), source, backup, logger });
+      expect(verified.ok, JSON.stringify(verified.tables.filter((t) => !t.ok))).toBe(true);
+      expect(verified.tables.find((t) => t.name === "big")!.rows).toBe(500_000); // the content was read: rows walked
       const into = `pz_age_${compression}`;
       await engine(true, compression).restore({ signal: AbortSignal.timeout(120_000), source, backup, logger, options: { renameDatabases: { pz: into }, existingTables: "fail" } });
       for (const t of tables) expect(await tableChecksum(ch, t.replace("pz.", `${into}.`)), t).toEqual(before.get(t));

@@ -110,7 +110,7 @@ class ClickHouseEngine implements BackupEngine {
       throw new EngineError(`verify reads the data of dump backups; a "${req.backup.method}" backup is written by ClickHouse itself (restore it to check it)`, { retryable: false });
     }
     if (isClusterDetails(req.backup.details)) return clusterVerify(req, { idleTimeoutMs: this.#config.idleTimeoutSeconds * 1000 });
-    return verifyDump(req, { idleTimeoutMs: this.#config.idleTimeoutSeconds * 1000 });
+    return verifyDump(req, { idleTimeoutMs: this.#config.idleTimeoutSeconds * 1000, debugPoolPoison: this.#debugPoolPoison });
   }
 
   async cleanupInterrupted(signal: AbortSignal): Promise<InterruptedCleanup> {

@@ -15,11 +15,13 @@ import { abortReason, messageOf } from "./errors.ts";
 import { progressReporter } from "./dump.ts";
 import { NativeCountStream, NativeWalker } from "./nativewalk.ts";
 import { ByteCounter, IdleWatch } from "./streams.ts";
+import { chunkReleaseOf } from "../../storage/bufferpool.ts";
 
-/** Reads and discards a stream. */
-const drain = () =>
+/** Reads and discards a stream; the end of a verify's pipeline, where a pooled chunk, read by the stages before, is handed back. */
+const drain = (release?: (chunk: Uint8Array) => void) =>
   new Writable({
-    write(_chunk, _enc, cb) {
+    write(chunk: Buffer, _enc, cb) {
+      release?.(chunk);
       cb();
     },
   });
@@ -36,7 +38,14 @@ async function open(req: VerifyRequest, names: readonly string[]): Promise<Reada
 }
 
 /** Counts the rows of one table's data; throws with what is wrong. */
-async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable, idleMs: number, onBytes: (n: number) => void): Promise<{ rows: number; bytes: number; uncompressed: number }> {
+async function countTable(
+  req: VerifyRequest,
+  details: DumpDetails,
+  t: DumpTable,
+  opts: VerifyOptions,
+  onBytes: (n: number) => void,
+): Promise<{ rows: number; bytes: number; uncompressed: number }> {
+  const idleMs = opts.idleTimeoutMs;
   const names = dataObjectsOf(t);
   const key = `${t.database}.${t.name}`;
   const walker = new NativeWalker({ what: key });
@@ -53,18 +62,30 @@ async function countTable(req: VerifyRequest, details: DumpDetails, t: DumpTable
         verifyChecksums: true,
         onDecoded: (d) => walker.pushQuietly(d),
       }),
-      drain(),
+      // (the check copies what it decodes: the source's pooled chunks go back once it has passed them on)
+      drain(chunkReleaseOf(src)),
       { signal: req.signal },
     );
     walker.end();
   } else {
-    const unzstd = details.compression.frameBytes !== undefined && !t.codec ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes }) : createZstdDecompress();
-    await pipeline(src, idle, stored, unzstd, new NativeCountStream(walker), drain(), { signal: req.signal });
+    // pooled frames and input chunks, each handed back once walked (the walker copies what it keeps)
+    const unzstd =
+      details.compression.frameBytes !== undefined && !t.codec
+        ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes, outputPool: { poisonOnRelease: opts.debugPoolPoison === true }, inputRelease: chunkReleaseOf(src) })
+        : createZstdDecompress();
+    const release = unzstd instanceof ZstdFramesDecompress ? unzstd.outputRelease : undefined;
+    await pipeline(src, idle, stored, unzstd, new NativeCountStream(walker), drain(release), { signal: req.signal });
   }
   return { rows: walker.rows, bytes: stored.bytes, uncompressed: walker.bytes };
 }
 
-export async function verifyDump(req: VerifyRequest, opts: { idleTimeoutMs: number }): Promise<VerifyResult> {
+export interface VerifyOptions {
+  idleTimeoutMs: number;
+  /** Tests: the decompressed frames' pool poisons released blocks and checks their use. */
+  debugPoolPoison?: boolean | undefined;
+}
+
+export async function verifyDump(req: VerifyRequest, opts: VerifyOptions): Promise<VerifyResult> {
   const parsed = dumpDetails.safeParse(req.backup.details);
   if (!parsed.success) throw new EngineError(`backup details are not a ClickHouse dump (${parsed.error.issues[0]?.message ?? "invalid"})`, { retryable: false });
   const details = parsed.data;
@@ -91,7 +112,7 @@ export async function verifyDump(req: VerifyRequest, opts: { idleTimeoutMs: numb
     progress.currentTable = `${t.database}.${t.name}`;
     try {
       if (names.length === 0) throw new Error("the manifest names no object for its data");
-      const r = await countTable(req, details, t, opts.idleTimeoutMs, (n) => {
+      const r = await countTable(req, details, t, opts, (n) => {
         progress.bytes += n;
         report({ ...progress });
       });
