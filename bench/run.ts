@@ -239,6 +239,9 @@ async function benchSize(gib: number): Promise<void> {
     const cpu = (s: { chMs: number; minioMs: number }, runnerMs?: number) =>
       `   cpu${runnerMs === undefined ? "" : ` runner ${(runnerMs / 1000).toFixed(2)}`} clickhouse ${(s.chMs / 1000).toFixed(2)} minio ${(s.minioMs / 1000).toFixed(2)} s`;
 
+    // operation times per codec and step, for the medians printed at the end (--encryption)
+    const times = new Map<string, number[]>();
+    const note = (key: string, ms: number) => times.set(key, [...(times.get(key) ?? []), ms]);
     for (let rep = 1; rep <= repeat; rep++) {
       if (repeat > 1) out(`-- run ${rep} of ${repeat}`);
       await settle(ch);
@@ -311,6 +314,10 @@ async function benchSize(gib: number): Promise<void> {
           if (Number(echeck?.c) !== rows) throw new Error(`encrypted restore check: ${echeck?.c} rows, expected ${rows}`);
           await ch.exec("DROP TABLE bench.t");
           await ch.exec("RENAME TABLE bench.keep TO bench.t");
+          note(`${codec} backup`, b.opMs);
+          note(`${codec} restore`, r.opMs);
+          note(`${codec} age backup`, eb.value.opMs);
+          note(`${codec} age restore`, er.value.opMs);
           out(`-- dump, compression ${codec}, encrypted (age): ${(eb.value.bytes / MiB).toFixed(0)} MiB stored`);
           row("age backup", eb.value.opMs, exp.value.ms, `   ${(b.opMs / eb.value.opMs).toFixed(2)}x unencrypted speed, peak RSS ${(eb.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(eb, eb.value.cpuMs)}`);
           row("age restore", er.value.opMs, ins.value.ms, `   ${(r.opMs / er.value.opMs).toFixed(2)}x unencrypted speed, peak RSS ${(er.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(er, er.value.cpuMs)}`);
@@ -329,6 +336,20 @@ async function benchSize(gib: number): Promise<void> {
           await ch.exec("RENAME TABLE bench.keep TO bench.t");
           row("baseline backup", bb.value.opMs, exp.value.ms, `   this runner ${(bb.value.opMs / b.opMs).toFixed(2)}x the baseline's speed, peak RSS ${(bb.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(bb, bb.value.cpuMs)}`);
           row("baseline restore", br.value.opMs, ins.value.ms, `   this runner ${(br.value.opMs / r.opMs).toFixed(2)}x the baseline's speed, peak RSS ${(br.value.maxRssKiB / 1024).toFixed(0)} MiB${cpu(br, br.value.cpuMs)}`);
+        }
+      }
+    }
+    if (values.encryption && repeat > 1) {
+      // Each pair (unencrypted, then encrypted) shares the machine's state of the moment; the medians over all runs
+      // are steadier than any one pair on a machine whose speed drifts by 10-20% from minute to minute.
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      out(`-- encryption, medians of ${repeat} runs (operation time)`);
+      for (const codec of codecs) {
+        for (const step of ["backup", "restore"]) {
+          const plain = times.get(`${codec} ${step}`) ?? [];
+          const enc = times.get(`${codec} age ${step}`) ?? [];
+          if (!plain.length || !enc.length) continue;
+          out(`${`${codec} ${step}`.padEnd(14)} unencrypted ${(median(plain) / 1000).toFixed(2)} s, age ${(median(enc) / 1000).toFixed(2)} s: ${(median(plain) / median(enc)).toFixed(2)}x unencrypted speed`);
         }
       }
     }
