@@ -106,100 +106,43 @@ function zlibOutputTarget(z: ZstdCompress | ZstdDecompress, chunkSize: number): 
 }
 
 /**
- * One long-lived zstd stream that compresses one frame at a time: the frame
- * is written and flushed with ZSTD_e_end, which ends the frame and leaves the
- * context ready for an independent next one. Cheaper than a one-shot
- * zstdCompress per frame, which sets up a new context each time and copies
- * its output into one buffer at the end (measured on 483 MiB: main-thread
- * time 20 ms instead of 40-80 ms, and about 10% less CPU in all).
+ * One long-lived zstd stream that works on one frame at a time: the frame is
+ * written, then flushed. Compressing, the flush is ZSTD_e_end, which ends
+ * the frame and leaves the context ready for an independent next one:
+ * cheaper than a one-shot zstdCompress per frame, which sets up a new
+ * context each time and copies its output into one buffer at the end
+ * (measured on 483 MiB: main-thread time 20 ms instead of 40-80 ms, and
+ * about 10% less CPU in all). Decompressing, a zstd stream reads
+ * concatenated frames in turn; a stream per frame instead allocated a new
+ * context with its ~4 MiB window for every frame, memory that malloc kept
+ * after it was freed (a 1 GiB restore's RSS crept up by 20-30 MiB while its
+ * live memory stayed flat).
  *
- * With an output pool, each frame is compressed into a block of that pool
+ * With an output pool, each frame's output goes into a block of that pool
  * (zlib's output buffer is pointed at it before the frame) and comes out as
- * one view of it, which the last reader downstream hands back. Left to
- * itself, zlib allocates a new output buffer for every frame or two; that
- * garbage, about as much as the compressed data, made V8 run a full
- * mark-compact every ~150 ms of a dump (26 in a 1 GiB backup, with this 5,
- * and about 7% less wall time on 2 cores).
+ * one view of it (oneViewOf), which the last reader downstream hands back.
+ * Left to itself, zlib allocates a new output buffer for every frame or two;
+ * compressing, that garbage, about as much as the compressed data, made V8
+ * run a full mark-compact every ~150 ms of a dump (26 in a 1 GiB backup,
+ * with this 5, and about 7% less wall time on 2 cores).
  */
 class FrameSlot {
-  readonly #z: ZstdCompress;
-  readonly #out: { pool: BufferPool; target: OutputTarget } | undefined;
-  #parts: Buffer[] = [];
-  #reject: ((err: Error) => void) | undefined;
-  #failed: Error | undefined;
-
-  /** Without `outPool` (or when node:zlib does not pass the feature check) frames come out of zlib's own buffers. */
-  constructor(opts: ZstdOptions, outPool?: BufferPool) {
-    this.#z = createZstdCompress(opts);
-    const target = outPool ? zlibOutputTarget(this.#z, outPool.size) : undefined;
-    this.#out = outPool && target ? { pool: outPool, target } : undefined;
-    this.#z.on("data", (b: Buffer) => this.#parts.push(b));
-    this.#z.on("error", (err: Error) => {
-      this.#failed = err;
-      this.#reject?.(err);
-    });
-  }
-
-  /** True if frames are compressed into blocks of the output pool (the fast path). */
-  get pooled(): boolean {
-    return this.#out !== undefined;
-  }
-
-  /** The compressed frame, as views of the output block or zstd's own buffers. The slot is busy until it settles. */
-  compress(frame: Buffer): Promise<Buffer[]> {
-    return new Promise<Buffer[]>((resolve, reject) => {
-      if (this.#failed) return reject(this.#failed);
-      this.#reject = reject;
-      let block: Buffer | undefined;
-      if (this.#out) {
-        block = this.#out.pool.take();
-        this.#out.target.into(block);
-      }
-      this.#z.write(frame);
-      this.#z.flush(zc.ZSTD_e_end, () => {
-        this.#reject = undefined;
-        if (this.#failed) return reject(this.#failed);
-        const parts = this.#parts;
-        this.#parts = [];
-        try {
-          resolve(block ? oneViewOf(block, parts, this.#out!.pool) : parts);
-        } catch (err: unknown) {
-          reject(err as Error); // a debug pool found the block released already
-        }
-      });
-    });
-  }
-
-  destroy(): void {
-    this.#z.destroy();
-  }
-}
-
-/**
- * One long-lived zstd decompression stream that decompresses one frame at a
- * time (written, then flushed; a zstd stream reads concatenated frames in
- * turn). A stream per frame instead allocated a new decompression context
- * with its ~4 MiB window on the thread pool for every frame: malloc kept
- * much of that memory after it was freed, and a 1 GiB restore's RSS crept up
- * by 20-30 MiB while its live memory stayed flat.
- *
- * With an output pool whose blocks are `chunkSize` bytes, each frame is
- * decompressed straight into one of its blocks (see zlibOutputTarget) and
- * comes out as one view of it (oneViewOf), for the last reader downstream to
- * hand back. Without it, frames come out of zstd's own buffers (the one-shot
- * zstdDecompress would concatenate them into one more: a copy and twice the
- * garbage, which in a restore kept V8 collecting).
- */
-class DecompressSlot {
-  readonly #z: ZstdDecompress;
+  readonly #z: ZstdCompress | ZstdDecompress;
+  readonly #flushKind: number | undefined;
   readonly #out: { pool: BufferPool; target: OutputTarget } | undefined;
   #used = false;
   #parts: Buffer[] = [];
   #reject: ((err: Error) => void) | undefined;
   #failed: Error | undefined;
 
-  constructor(chunkSize: number, outPool?: BufferPool) {
-    this.#z = createZstdDecompress({ chunkSize });
+  /**
+   * `flushKind`: what ends a frame (ZSTD_e_end to compress; the stream's
+   * default to decompress). Without `outPool` (or when node:zlib does not
+   * pass the feature check) frames come out of zlib's own buffers.
+   */
+  constructor(z: ZstdCompress | ZstdDecompress, chunkSize: number, flushKind?: number, outPool?: BufferPool) {
+    this.#z = z;
+    this.#flushKind = flushKind;
     const target = outPool ? zlibOutputTarget(this.#z, chunkSize) : undefined;
     this.#out = outPool && target ? { pool: outPool, target } : undefined;
     this.#z.on("data", (b: Buffer) => this.#parts.push(b));
@@ -209,13 +152,13 @@ class DecompressSlot {
     });
   }
 
-  /** True if frames are decompressed into blocks of the output pool. */
+  /** True if frames go into blocks of the output pool (the fast path). */
   get pooled(): boolean {
     return this.#out !== undefined;
   }
 
-  /** The frame's data, as views of the output block or zstd's own buffers. The slot is busy until it settles. */
-  decompress(frame: Buffer): Promise<Buffer[]> {
+  /** The frame's output, as views of the output block or zstd's own buffers. The slot is busy until it settles. */
+  run(frame: Buffer): Promise<Buffer[]> {
     return new Promise<Buffer[]>((resolve, reject) => {
       if (this.#failed) return reject(this.#failed);
       this.#reject = reject;
@@ -225,8 +168,7 @@ class DecompressSlot {
         block = this.#out.pool.take();
         this.#out.target.into(block);
       }
-      this.#z.write(frame);
-      this.#z.flush(() => {
+      const done = () => {
         this.#reject = undefined;
         // (on an error the block is left to the garbage collector: zlib may still hold it)
         if (this.#failed) return reject(this.#failed);
@@ -237,7 +179,10 @@ class DecompressSlot {
         } catch (err: unknown) {
           reject(err as Error); // a debug pool found the block released already
         }
-      });
+      };
+      this.#z.write(frame);
+      if (this.#flushKind === undefined) this.#z.flush(done);
+      else this.#z.flush(this.#flushKind, done);
     });
   }
 
@@ -246,7 +191,7 @@ class DecompressSlot {
     return new Promise<void>((resolve, reject) => {
       if (this.#failed) return reject(this.#failed);
       if (!this.#used) {
-        // (zlib calls the end of a stream that never had input "unexpected end of file")
+        // (zlib calls the end of a decompression that never had input "unexpected end of file")
         this.#z.destroy();
         return resolve();
       }
@@ -327,7 +272,7 @@ export class ZstdFramesCompress extends Transform {
     // Blocks in use: `parallel` being compressed and a few queued downstream until the upload has copied them.
     this.outputPool = opts.outputPool ?? new BufferPool(outBytes, this.#parallel + 4);
     const outPool = opts.zlibOutputBlocks === false ? undefined : this.outputPool;
-    this.#slots = Array.from({ length: this.#parallel }, () => new FrameSlot(zopts, outPool));
+    this.#slots = Array.from({ length: this.#parallel }, () => new FrameSlot(createZstdCompress(zopts), outBytes, zc.ZSTD_e_end, outPool));
     // Frame buffers are reused once zstd is done with them: fresh 4 MiB
     // buffers cost page faults on first touch and full GCs.
     this.#inPool = opts.pool;
@@ -343,7 +288,7 @@ export class ZstdFramesCompress extends Transform {
   #submit(frame: Buffer, holder: Buffer, pool: BufferPool | undefined): void {
     // Frame n goes to slot n % parallel: at most `parallel` frames are in
     // flight and they are drained in order, so that slot is free again.
-    const p = this.#slots[this.#frames % this.#parallel]!.compress(frame);
+    const p = this.#slots[this.#frames % this.#parallel]!.run(frame);
     // The holder goes back as soon as zstd is done with it; should that fail (a debug pool
     // that finds it released twice), the stream fails when the frame's turn comes.
     this.#work.add(p.finally(() => pool?.release(holder)));
@@ -596,7 +541,7 @@ export class ZstdFramesDecompress extends Transform {
   readonly #outPool: BufferPool | undefined;
   /** Frames that arrive in several chunks are put together in these. */
   readonly #inPool: BufferPool;
-  readonly #slots: DecompressSlot[];
+  readonly #slots: FrameSlot[];
   #frames = 0;
   #dataFrames = 0;
   readonly #viewBytes: number;
@@ -622,7 +567,7 @@ export class ZstdFramesDecompress extends Transform {
     this.#viewBytes = Math.max(4096, opts.viewBytes ?? 512 * 1024);
     this.#inputRelease = opts.inputRelease;
     this.outputRelease = this.#outPool ? (c) => this.#releaseView(c) : () => undefined;
-    this.#slots = Array.from({ length: this.#parallel }, () => new DecompressSlot(this.#outBytes, this.#outPool));
+    this.#slots = Array.from({ length: this.#parallel }, () => new FrameSlot(createZstdDecompress({ chunkSize: this.#outBytes }), this.#outBytes, undefined, this.#outPool));
     // (a frame's worst case; the pages of a block that smaller frames never touch are never resident)
     this.#inPool = new BufferPool(outputBlockBytes(opts.frameBytes ?? DEFAULT_FRAME_BYTES), this.#parallel + 1);
   }
@@ -692,7 +637,7 @@ export class ZstdFramesDecompress extends Transform {
         const frame = this.#queue.take(n, held, this.#inputRelease);
         if (held && frame.buffer !== held.buffer) this.#inPool.release(held);
         if (frame.readUInt32LE(0) === FRAME_MAGIC) {
-          const p = this.#slots[this.#dataFrames++ % this.#parallel]!.decompress(frame);
+          const p = this.#slots[this.#dataFrames++ % this.#parallel]!.run(frame);
           this.#work.add(held && frame.buffer === held.buffer ? p.finally(() => this.#inPool.release(held)) : p);
         } else if (held && frame.buffer === held.buffer) this.#inPool.release(held);
         this.#frames++;
