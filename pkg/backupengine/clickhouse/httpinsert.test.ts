@@ -3,7 +3,12 @@
 // it was written (a poisoned pool would corrupt what the server receives),
 // and how refusals, aborts, stalls and a failing body end. The real server
 // is exercised by every restore test under test/.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
@@ -65,6 +70,34 @@ describe("httpInsert", () => {
     expect(got!.te).toBe("chunked");
     expect(pool.released).toBe(chunks());
     expect(pool.allocated).toBeLessThan(chunks()); // blocks were reused
+  });
+
+  it("speaks TLS with the endpoint's CA, and refuses an untrusted certificate", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "httpinsert-tls-"));
+    try {
+      const key = join(dir, "key.pem");
+      const cert = join(dir, "cert.pem");
+      // (openssl comes with scripts/setup.sh)
+      await execa("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]);
+      let got: Buffer | undefined;
+      const s = createHttpsServer({ key: await readFile(key), cert: await readFile(cert) }, async (req, res) => {
+        got = await readAll(req);
+        res.end();
+      });
+      servers.push(s);
+      await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+      const url = `https://localhost:${(s.address() as AddressInfo).port}`;
+      const data = Buffer.alloc(3 * 1024 * 1024 + 5, 7);
+      await httpInsert({ url, username: "u", password: "p", timeoutMs: 10_000, ca: await readFile(cert) }, "INSERT INTO t FORMAT Native", {}, Readable.from([data]), AbortSignal.timeout(10_000));
+      expect(got!.equals(data)).toBe(true);
+      const err = (await httpInsert({ url, username: "u", password: "p", timeoutMs: 10_000 }, "INSERT INTO t FORMAT Native", {}, Readable.from([data]), AbortSignal.timeout(10_000)).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as { code?: unknown };
+      expect(err.code).toBe("DEPTH_ZERO_SELF_SIGNED_CERT");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("a refusal the server sends before it has read the data comes back as ClickHouse's error, and the body is destroyed", async () => {
