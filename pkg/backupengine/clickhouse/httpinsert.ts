@@ -117,7 +117,6 @@ export function httpInsert(
         return;
       }
       const t = setTimeout(() => finish(err), ANSWER_GRACE_MS);
-      t.unref();
       onAnswer = () => {
         clearTimeout(t);
         finish(answer?.err ?? err);
