@@ -6,7 +6,7 @@
 // ZooKeeper paths, a path in use refused), drop everything and restore,
 // replicas stopped during backup, and mergeShards into chDB. One cluster for
 // the whole file.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import winston from "winston";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -413,7 +413,15 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       expect
         .poll(async () => (await h21.query<{ value: string }>("SELECT value FROM system.settings WHERE name = 'readonly'"))[0]?.value, { timeout: 30_000, interval: 250 })
         .toBe(v);
-    await writeFile(users, original.replace("<max_memory_usage>", "<readonly>2</readonly><max_memory_usage>"));
+    // ClickHouse reloads users.xml when its modification time changes, which it reads to the second: each write
+    // gets a time of its own, so that putting the original back within the same second is not missed.
+    let writes = 0;
+    const writeUsers = async (text: string) => {
+      await writeFile(users, text);
+      const t = new Date(Date.now() + 10_000 * ++writes);
+      await utimes(users, t, t);
+    };
+    await writeUsers(original.replace("<max_memory_usage>", "<readonly>2</readonly><max_memory_usage>"));
     await readonly("2");
     try {
       const err = await restoreWith(main, { renameDatabases: { shop: "shop_fail" } }).catch((e: unknown) => e);
@@ -428,7 +436,7 @@ describe("cluster backups (2 shards x 2 replicas, ZooKeeper, ClickHouse 18.16)",
       expect((await sum(2, 2, "shop_fail.host_log")).rows).toBe(220);
       expect(await h21.query("SELECT name FROM system.databases WHERE name = 'shop_fail'")).toEqual([]);
     } finally {
-      await writeFile(users, original);
+      await writeUsers(original);
       await readonly("0");
       await cluster.execAll("DROP DATABASE IF EXISTS shop_fail");
     }
