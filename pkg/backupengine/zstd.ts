@@ -633,13 +633,15 @@ export class ZstdFramesDecompress extends Transform {
         // Backpressure: never more than `parallel` frames in flight; frame n goes to slot n % parallel, which is free again.
         await this.#drain(this.#parallel - 1);
         // A frame in several chunks is copied into a pooled buffer, handed back once zstd is done with it.
-        const held = n <= this.#inPool.size ? this.#inPool.take() : undefined;
-        const frame = this.#queue.take(n, held, this.#inputRelease);
-        if (held && frame.buffer !== held.buffer) this.#inPool.release(held);
+        const buf = n <= this.#inPool.size ? this.#inPool.take() : undefined;
+        const frame = this.#queue.take(n, buf, this.#inputRelease);
+        // (a frame in one chunk is that chunk, and a larger one a copy of its own)
+        const held = buf && frame.buffer === buf.buffer ? buf : undefined;
+        if (buf && !held) this.#inPool.release(buf);
         if (frame.readUInt32LE(0) === FRAME_MAGIC) {
           const p = this.#slots[this.#dataFrames++ % this.#parallel]!.run(frame);
-          this.#work.add(held && frame.buffer === held.buffer ? p.finally(() => this.#inPool.release(held)) : p);
-        } else if (held && frame.buffer === held.buffer) this.#inPool.release(held);
+          this.#work.add(held ? p.finally(() => this.#inPool.release(held)) : p);
+        } else if (held) this.#inPool.release(held);
         this.#frames++;
       }
     })().then(() => cb(), (err: unknown) => cb(err as Error));
