@@ -25,12 +25,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createZstdDecompress } from "node:zlib";
 import type { ClickHouseSettings } from "@clickhouse/client";
 import type { Logger } from "winston";
 import type { InterruptedCleanup, Progress, RestoreRequest, RestoreResult } from "../types.ts";
 import { EngineError } from "../types.ts";
-import { ZstdFramesDecompress } from "../zstd.ts";
 import { chunkReleaseOf } from "../../storage/bufferpool.ts";
 import { runPool } from "../../concurrency/pool.ts";
 import { createDatabaseSql, existingTables, hasRows, ordinaryColumns } from "./catalog.ts";
@@ -44,7 +42,7 @@ import { NativeCountStream, NativeWalker } from "./nativewalk.ts";
 import { CATEGORY_TABLE, dependencyOrder, restoreCategory } from "./order.ts";
 import { planRestore, type PlannedTable } from "./plan.ts";
 import { qualified, quoteIdent, quoteString, referencedNames, renameCreatedObject, tokenize } from "./sql.ts";
-import { ByteCounter, FailureTracker, IdleWatch, StallError } from "./streams.ts";
+import { ByteCounter, dumpZstdDecompressor, FailureTracker, IdleWatch, StallError } from "./streams.ts";
 
 /** Every object a restore creates under a name of its own starts with this. */
 export const STAGING_PREFIX = "_chbackup_stage_";
@@ -679,19 +677,14 @@ async function insertObject(
     // the runner decodes each block only to walk and count the rows it sends.
     const lz4 = codec === "lz4";
     // (lz4 without a walk passes through untouched: ClickHouse checks the blocks and their checksums itself)
-    const unpack = lz4
-      ? walk
-        ? new CompressedStreamCheck(undefined, { onDecoded: (d) => walker.pushQuietly(d) })
-        : new PassThrough()
-      : details.compression.frameBytes !== undefined && !table.codec
-        ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes, outputPool: { poisonOnRelease: ctx.debugPoolPoison === true }, inputRelease: srcRelease })
-        : createZstdDecompress();
+    const zstd = lz4 ? undefined : dumpZstdDecompressor(details, table, { poison: ctx.debugPoolPoison, inputRelease: srcRelease });
+    const unpack = zstd ? zstd.stream : walk ? new CompressedStreamCheck(undefined, { onDecoded: (d) => walker.pushQuietly(d) }) : new PassThrough();
     const count = lz4 || !walk ? new PassThrough() : new NativeCountStream(walker);
     const body = new PassThrough();
     const failures = new FailureTracker<"source" | "clickhouse">();
     failures.watch("source", src, counter, unpack, count);
     for (const w of [idle, idleOut]) w.once("error", (err: unknown) => failures.note(err instanceof StallError && err.stalled === "ClickHouse" ? "clickhouse" : "source", err));
-    // the client pipes `body` into the HTTP request: a failing request destroys it first
+    // the INSERT reads `body`: a failing request destroys it first
     failures.watch("clickhouse", body);
     const piped = pipeline(src, idle, counter, unpack, count, idleOut, body, { signal: ac.signal }).catch((err: unknown) => {
       failures.note("source", err);
@@ -701,7 +694,7 @@ async function insertObject(
     const settings = { ...insertSettings(info), ...(lz4 ? { decompress: 1 } : {}) } as ClickHouseSettings;
     // Pooled chunks go back once the socket has written them: the decompressed frames' blocks, or
     // with lz4 the source's own (a decryption's), which pass the check unchanged.
-    const sent = unpack instanceof ZstdFramesDecompress ? unpack.outputRelease : lz4 ? srcRelease : undefined;
+    const sent = zstd ? zstd.release : srcRelease;
     const release = sent ? { release: sent } : {};
     const inserted = conn.insertStream(insertSql, body, ac.signal, `restoring the data of ${key} into ${db}.${into}`, settings, release).catch((err: unknown) => {
       failures.note("clickhouse", err);

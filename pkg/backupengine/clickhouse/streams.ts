@@ -2,7 +2,10 @@
 // that ClickHouse wrote into a response body that had already started (it
 // cannot change the HTTP status by then), and a small worker pool.
 import { Transform, type TransformCallback } from "node:stream";
+import { createZstdDecompress } from "node:zlib";
 import { extractErrorAtTheEndOfChunk } from "@clickhouse/client";
+import { ZstdFramesDecompress } from "../zstd.ts";
+import type { DumpDetails, DumpTable } from "./details.ts";
 
 /** Counts bytes passing through. */
 export class ByteCounter extends Transform {
@@ -191,4 +194,23 @@ export class IdleWatch extends Transform {
     this.#consumerWaiting = true;
     super._read(size);
   }
+}
+
+/**
+ * The decompressor of a table's zstd object, for restore and verify: our
+ * own multi-frame objects (the backup records frameBytes, and the table was
+ * not stored in another codec) are decompressed into pooled blocks, with
+ * `release` handing each output chunk back once the consumer is done with it;
+ * anything else is one zstd stream (release undefined). `inputRelease`: the
+ * source's chunks are pooled (a decryption's) and go back once copied.
+ */
+export function dumpZstdDecompressor(
+  details: Pick<DumpDetails, "compression">,
+  table: Pick<DumpTable, "codec">,
+  opts: { poison?: boolean | undefined; inputRelease?: ((chunk: Uint8Array) => void) | undefined } = {},
+): { stream: Transform; release: ((chunk: Uint8Array) => void) | undefined } {
+  const frameBytes = details.compression.frameBytes;
+  if (frameBytes === undefined || table.codec) return { stream: createZstdDecompress(), release: undefined };
+  const d = new ZstdFramesDecompress({ frameBytes, outputPool: { poisonOnRelease: opts.poison === true }, inputRelease: opts.inputRelease });
+  return { stream: d, release: d.outputRelease };
 }

@@ -5,16 +5,14 @@
 // error of verify: the result names every table that is not whole.
 import { Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createZstdDecompress } from "node:zlib";
 import type { Progress, VerifiedTable, VerifyRequest, VerifyResult } from "../types.ts";
 import { EngineError } from "../types.ts";
-import { ZstdFramesDecompress } from "../zstd.ts";
 import { CompressedStreamCheck } from "./compressed.ts";
 import { dumpDetails, type DumpDetails, type DumpTable } from "./details.ts";
 import { abortReason, messageOf } from "./errors.ts";
 import { progressReporter } from "./dump.ts";
 import { NativeCountStream, NativeWalker } from "./nativewalk.ts";
-import { ByteCounter, IdleWatch } from "./streams.ts";
+import { ByteCounter, dumpZstdDecompressor, IdleWatch } from "./streams.ts";
 import { chunkReleaseOf } from "../../storage/bufferpool.ts";
 
 /** Reads and discards a stream; the end of a verify's pipeline, where a pooled chunk, read by the stages before, is handed back. */
@@ -69,12 +67,8 @@ async function countTable(
     walker.end();
   } else {
     // pooled frames and input chunks, each handed back once walked (the walker copies what it keeps)
-    const unzstd =
-      details.compression.frameBytes !== undefined && !t.codec
-        ? new ZstdFramesDecompress({ frameBytes: details.compression.frameBytes, outputPool: { poisonOnRelease: opts.debugPoolPoison === true }, inputRelease: chunkReleaseOf(src) })
-        : createZstdDecompress();
-    const release = unzstd instanceof ZstdFramesDecompress ? unzstd.outputRelease : undefined;
-    await pipeline(src, idle, stored, unzstd, new NativeCountStream(walker), drain(release), { signal: req.signal });
+    const unzstd = dumpZstdDecompressor(details, t, { poison: opts.debugPoolPoison, inputRelease: chunkReleaseOf(src) });
+    await pipeline(src, idle, stored, unzstd.stream, new NativeCountStream(walker), drain(unzstd.release), { signal: req.signal });
   }
   return { rows: walker.rows, bytes: stored.bytes, uncompressed: walker.bytes };
 }
