@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { waitUntil } from "../../test/env/proc.ts";
 import { createLogger } from "./logging.ts";
 import { OperationJournal, journalFileName, markInterrupted, maybeStillRunning, parseJournalEntry } from "./journal.ts";
 import type { Operation } from "./runner.ts";
@@ -58,9 +59,8 @@ describe("operation journal", () => {
     await j.flush();
     o.progress = { ...o.progress, rows: 42 };
     j.update(o);
-    await new Promise((r) => setTimeout(r, 150));
-    await j.flush();
-    expect((await read(o)).operation.progress.rows).toBe(42);
+    // no flush before the file shows it: the trailing write alone must record it
+    await waitUntil("trailing write", async () => (await read(o)).operation.progress.rows === 42, { timeoutMs: 10_000, intervalMs: 10 });
   });
 
   it("at load, running operations of a dead process become interrupted, once", async () => {
@@ -111,7 +111,7 @@ describe("operation journal", () => {
       await j.end(o);
     }
     await j.flush();
-    await new Promise((r) => setTimeout(r, 20));
+    await waitUntil("old files pruned", async () => (await readdir(dir)).length <= 4, { timeoutMs: 10_000, intervalMs: 10 });
     const names = (await readdir(dir)).sort();
     expect(names.length).toBeLessThanOrEqual(4);
     expect(names.at(-1)).toContain("op5");

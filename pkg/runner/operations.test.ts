@@ -5,14 +5,26 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FakeEngine, fakeRunner, gate } from "../../test/helpers/api-fake.ts";
+import { FakeEngine, fakeRunner, gate, type FakeRunner } from "../../test/helpers/api-fake.ts";
 import { hookStore, type HookedStore } from "../../test/helpers/hooked-store.ts";
+import { waitUntil } from "../../test/env/proc.ts";
 import { OperationFinishedError, OperationNotFoundError } from "./errors.ts";
 import { createLogger } from "./logging.ts";
 import { RunnerService } from "./service.ts";
 
 const TOKEN = "unit-test-token-0123456789abcdef";
 const silent = createLogger({ silent: true });
+
+// Every runner a test made settles (its journal's storage copies written) before its directory is removed.
+let made: FakeRunner[] = [];
+async function make(opts: Parameters<typeof fakeRunner>[0]): Promise<FakeRunner> {
+  const fr = await fakeRunner(opts);
+  made.push(fr);
+  return fr;
+}
+async function settleAll(): Promise<void> {
+  await Promise.all(made.splice(0).map((fr) => fr.settle()));
+}
 
 describe("runner operations (fake engine)", () => {
   let root: string;
@@ -24,15 +36,16 @@ describe("runner operations (fake engine)", () => {
     stateDir = join(root, "state");
   });
   afterEach(async () => {
+    await settleAll();
     await rm(root, { recursive: true, force: true });
   });
 
   it("cancel: a running backup ends cancelled, its objects are removed; cancel again is 'finished', unknown is 'not found'", async () => {
-    const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    const fr = await make({ token: TOKEN, logger: silent, dir: storage, stateDir });
     const g = gate();
     fr.engine.gate = g.promise;
     const { operation, finished } = fr.runner.startBackup("api");
-    await new Promise((r) => setTimeout(r, 50));
+    await fr.engine.atGate();
     expect(await readdir(join(storage, "shop", "orders", operation.backupId!))).toContain("data.bin");
     const c = fr.runner.cancel(operation.id, "test");
     expect(c.state).toBe("running");
@@ -49,12 +62,12 @@ describe("runner operations (fake engine)", () => {
   });
 
   it("cancel: a running restore ends cancelled", async () => {
-    const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: storage });
+    const fr = await make({ token: TOKEN, logger: silent, dir: storage });
     await fr.runner.startBackup("api").finished;
     const g = gate();
     fr.engine.gate = g.promise;
     const { operation, finished } = fr.runner.startRestore({ backup: "latest", existingTables: "fail" });
-    await new Promise((r) => setTimeout(r, 50));
+    await fr.engine.atGate();
     fr.runner.cancel(operation.id, "test");
     g.open();
     const op = await finished;
@@ -64,14 +77,14 @@ describe("runner operations (fake engine)", () => {
   });
 
   it("journal: a restore running when the runner 'died' is listed interrupted after a restart, with lastFailure; the storage copy is next to the backup", async () => {
-    const first = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    const first = await make({ token: TOKEN, logger: silent, dir: storage, stateDir });
     const backup = await first.runner.startBackup("api").finished;
     expect(backup.state).toBe("succeeded");
     const g = gate();
     first.engine.gate = g.promise;
     const { operation } = first.runner.startRestore({ backup: "latest", existingTables: "fail" });
-    // wait until the engine reported progress and the journal wrote its phase
-    await new Promise((r) => setTimeout(r, 100));
+    // wait until the engine reported progress; flush then writes the journal's phase
+    await first.engine.atGate();
     await first.runner.journal.flush();
     expect(first.runner.journal.dir).toBe(join(stateDir, "journal", first.runner.owner.id));
     const files = await readdir(first.runner.journal.dir!);
@@ -80,7 +93,7 @@ describe("runner operations (fake engine)", () => {
     expect(JSON.parse(await readFile(key, "utf8")).operation.state).toBe("running");
 
     // "restart": a new runner on the same storage and state directory (the old one never ended its operation)
-    const second = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    const second = await make({ token: TOKEN, logger: silent, dir: storage, stateDir });
     const op = second.runner.operation(operation.id);
     expect(op?.state).toBe("interrupted");
     expect(op?.progress.phase).toBe("restore");
@@ -94,14 +107,14 @@ describe("runner operations (fake engine)", () => {
     ]);
 
     // the volume is lost: the storage copy still tells
-    const third = await fakeRunner({ token: TOKEN, logger: silent, dir: storage });
+    const third = await make({ token: TOKEN, logger: silent, dir: storage });
     expect(third.runner.operation(operation.id)?.state).toBe("interrupted");
     expect(JSON.parse(await readFile(key, "utf8")).operation.state).toBe("interrupted");
     g.open();
   });
 
   it("idempotency key: journaled with the restore, so a restarted runner answers a repeated key with it and starts nothing", async () => {
-    const first = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    const first = await make({ token: TOKEN, logger: silent, dir: storage, stateDir });
     await first.runner.startBackup("api").finished;
     const a = first.runner.startRestore({ backup: "latest", existingTables: "fail" }, "api", "restore-uid-1");
     expect(a.replayed).toBeUndefined();
@@ -110,7 +123,7 @@ describe("runner operations (fake engine)", () => {
     expect(b.operation).toBe(a.operation);
     expect((await b.finished).state).toBe("succeeded");
     await first.runner.journal.flush();
-    const second = await fakeRunner({ token: TOKEN, logger: silent, dir: storage, stateDir });
+    const second = await make({ token: TOKEN, logger: silent, dir: storage, stateDir });
     const c = second.runner.startRestore({ backup: "latest", existingTables: "fail" }, "api", "restore-uid-1");
     expect(c.replayed).toBe(true);
     expect(c.operation).toMatchObject({ id: a.operation.id, state: "succeeded", idempotencyKey: "restore-uid-1" });
@@ -121,7 +134,7 @@ describe("runner operations (fake engine)", () => {
   });
 
   it("verify: a whole backup succeeds; a damaged one fails naming each table, keeps the report, and sets lastVerified", async () => {
-    const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: storage });
+    const fr = await make({ token: TOKEN, logger: silent, dir: storage });
     const b = await fr.runner.startBackup("api").finished;
     const ok = await fr.runner.startVerify("latest", "api").finished;
     expect(ok.state).toBe("succeeded");
@@ -150,14 +163,14 @@ describe("runner operations (fake engine)", () => {
   });
 
   it("verify needs no database: it works while the engine's check fails", async () => {
-    const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: storage });
+    const fr = await make({ token: TOKEN, logger: silent, dir: storage });
     await fr.runner.startBackup("api").finished;
     fr.engine.checkError = "connect ECONNREFUSED";
     expect((await fr.runner.startVerify("latest").finished).state).toBe("succeeded");
   });
 
   it("copies an interrupted restore kept are a warning in the status", async () => {
-    const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: storage });
+    const fr = await make({ token: TOKEN, logger: silent, dir: storage });
     fr.engine.cleanup = { removed: ["db._chbackup_stage_x_t"], restored: [], kept: ["db._chbackup_aside_x_t"] };
     const r = await fr.runner.cleanupInterrupted(new AbortController().signal);
     expect(r?.kept).toEqual(["db._chbackup_aside_x_t"]);
@@ -173,13 +186,14 @@ describe("service start without storage or database", () => {
     root = await mkdtemp(join(tmpdir(), "svc-"));
   });
   afterEach(async () => {
+    await settleAll();
     await rm(root, { recursive: true, force: true });
   });
 
   it("retries loading the catalog and the clean-up until they work, not ready meanwhile (with the reason), then ready", async () => {
     let store!: HookedStore;
     const engine = new FakeEngine();
-    const fr = await fakeRunner({
+    const fr = await make({
       token: TOKEN,
       logger: silent,
       dir: join(root, "storage"),
@@ -206,8 +220,7 @@ describe("service start without storage or database", () => {
     expect(service.catalogLoaded).toBe(false);
     expect(service.startupProblem()).toMatch(/loading the backup catalog from storage: .*ECONNREFUSED/);
     // storage back: the catalog loads; the database is still away
-    await new Promise((r) => setTimeout(r, 150));
-    expect(service.catalogLoaded).toBe(true);
+    await waitUntil("catalog loaded", async () => service.catalogLoaded === true, { timeoutMs: 10_000, intervalMs: 5 });
     expect(service.ready).toBe(false);
     expect(service.startupProblem()).toMatch(/cleaning up after interrupted restores in the database: ClickHouse unreachable/);
     expect(engine.cleanupCalls).toBeGreaterThan(0);
@@ -222,7 +235,7 @@ describe("service start without storage or database", () => {
   it("a signal ends the retries", async () => {
     const engine = new FakeEngine();
     engine.cleanupError = "down";
-    const fr = await fakeRunner({ token: TOKEN, logger: silent, dir: join(root, "storage"), engine, noInit: true });
+    const fr = await make({ token: TOKEN, logger: silent, dir: join(root, "storage"), engine, noInit: true });
     const service = new RunnerService({ runner: fr.runner, logger: silent, retry: { baseMs: 10_000, maxMs: 10_000 } });
     const ac = new AbortController();
     const started = service.start(ac.signal);

@@ -99,7 +99,7 @@ describe("two runners on one prefix", () => {
     clockA.t = T0 + 10 * 60_000;
     const a2run = A.startBackup("api");
     const a2 = a2run.operation.backupId!;
-    for (let i = 0; i < 200 && a2run.operation.progress.tablesDone < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    await engineA.atGate();
     expect((await readdir(join(root(dir), a2))).sort()).toEqual(["data.bin", "inprogress.json"]);
     expect(JSON.parse(await readFile(join(root(dir), a2, "inprogress.json"), "utf8"))).toEqual({ owner: A.owner, startedAt: new Date(clockA.t).toISOString(), backupId: a2 });
 
@@ -235,7 +235,7 @@ describe("incomplete backups at start", () => {
     const clock = { t: Date.now() };
     const A = runnerAt(config(dir, { uid: "uid-a", mode: "single" }), clock, engine);
     const run = A.startSingleBackup("exports/one");
-    for (let i = 0; i < 200 && run.operation.progress.tablesDone < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    await engine.atGate();
     const target = join(dir, "exports", "one");
     expect((await readdir(target)).sort()).toEqual(["data.bin", "inprogress.json"]);
     const B = runnerAt(config(dir, { uid: "uid-b", mode: "single" }), clock);

@@ -21,6 +21,8 @@ export class FakeEngine implements BackupEngine {
   checkError: string | undefined;
   /** check() takes this long. */
   checkDelayMs = 0;
+  /** How often check() was called. */
+  checkCalls = 0;
   /** When set, restore() fails with this message. */
   restoreError: string | undefined;
   readonly restores: RestoreRequest["options"][] = [];
@@ -31,8 +33,28 @@ export class FakeEngine implements BackupEngine {
   cleanup: InterruptedCleanup = { removed: [], restored: [], kept: [] };
   cleanupError: string | undefined;
   cleanupCalls = 0;
+  private waitingAtGate = 0;
+  private gateWaiters: (() => void)[] = [];
+
+  /** Resolves once an operation is held at the gate (at once if one already is). */
+  atGate(): Promise<void> {
+    if (this.waitingAtGate > 0) return Promise.resolve();
+    return new Promise((r) => this.gateWaiters.push(r));
+  }
+
+  private async hold(): Promise<void> {
+    if (!this.gate) return;
+    this.waitingAtGate++;
+    for (const w of this.gateWaiters.splice(0)) w();
+    try {
+      await this.gate;
+    } finally {
+      this.waitingAtGate--;
+    }
+  }
 
   async check(signal: AbortSignal): Promise<{ version: string }> {
+    this.checkCalls++;
     if (this.checkDelayMs) await new Promise((r) => setTimeout(r, this.checkDelayMs));
     signal.throwIfAborted();
     if (this.checkError) throw new Error(this.checkError);
@@ -44,7 +66,7 @@ export class FakeEngine implements BackupEngine {
     const data = Buffer.alloc(this.dataBytes, 7);
     const obj = await req.sink.putObject("data.bin", Readable.from([data]), req.signal);
     req.onProgress?.({ phase: "dump", tablesDone: 1, tablesTotal: 2, bytes: data.length, rows: 100, currentTable: "db1.t2" });
-    if (this.gate) await this.gate;
+    await this.hold();
     req.signal.throwIfAborted();
     req.onProgress?.({ phase: "dump", tablesDone: 2, tablesTotal: 2, bytes: data.length, rows: 150 });
     return {
@@ -66,7 +88,7 @@ export class FakeEngine implements BackupEngine {
     let bytes = 0;
     for await (const c of stream as AsyncIterable<Buffer>) bytes += c.length;
     req.onProgress?.({ phase: "restore", tablesDone: 1, tablesTotal: 2, bytes, rows: 100 });
-    if (this.gate) await this.gate;
+    await this.hold();
     req.signal.throwIfAborted();
     if (this.restoreError) throw new Error(this.restoreError);
     req.onProgress?.({ phase: "restore", tablesDone: 2, tablesTotal: 2, bytes, rows: 150 });
@@ -78,7 +100,7 @@ export class FakeEngine implements BackupEngine {
     let bytes = 0;
     for await (const c of stream as AsyncIterable<Buffer>) bytes += c.length;
     req.onProgress?.({ phase: "verify", tablesDone: 1, tablesTotal: 1, bytes, rows: 100, currentTable: "db1.t1" });
-    if (this.gate) await this.gate;
+    await this.hold();
     req.signal.throwIfAborted();
     return (
       this.verifyResult ?? {
@@ -111,6 +133,9 @@ export interface FakeRunner {
   engine: FakeEngine;
   config: RunnerConfig;
   dir: string;
+  /** Waits until the runner's operation has ended and every journal write (storage copies too) is done. */
+  settle(): Promise<void>;
+  /** settle(), then removes the storage directory. */
   cleanup(): Promise<void>;
 }
 
@@ -152,5 +177,19 @@ export async function fakeRunner(opts: {
     ...(opts.observer ? { observer: opts.observer } : {}),
   });
   if (!opts.noInit) await runner.init();
-  return { runner, engine, config, dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  const settle = async (): Promise<void> => {
+    await runner.idle();
+    await runner.journal.flush();
+  };
+  return {
+    runner,
+    engine,
+    config,
+    dir,
+    settle,
+    cleanup: async () => {
+      await settle();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

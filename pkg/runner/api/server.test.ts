@@ -7,6 +7,7 @@ import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, parsePrometheusText, pollJson, rawRequest } from "../../../test/helpers/api-http.ts";
 import { FAKE_CH_PASSWORD, fakeRunner, gate, type FakeRunner } from "../../../test/helpers/api-fake.ts";
+import { waitUntil } from "../../../test/env/proc.ts";
 import { createLogger } from "../logging.ts";
 import { RunnerMetrics } from "./metrics.ts";
 import { startApiServer, type ApiServer, type ApiService } from "./server.ts";
@@ -685,8 +686,9 @@ describe("API server: modes and shutdown", () => {
     const s = await setup();
     try {
       s.fr.engine.checkDelayMs = 300;
+      const checksBefore = s.fr.engine.checkCalls;
       const inFlight = rawRequest(s.server.url, { path: "/readyz" });
-      await new Promise((r) => setTimeout(r, 50));
+      await waitUntil("/readyz is in flight", async () => s.fr.engine.checkCalls > checksBefore, { timeoutMs: 10_000, intervalMs: 5 });
       // a connection that never finishes its request
       const hung = connect(s.server.port, "127.0.0.1");
       await new Promise((r) => hung.once("connect", r));
@@ -811,8 +813,9 @@ describe("API server: request log", () => {
       await rawRequest(s.server.url, { path: "/api/v1/backups", headers: { Authorization: "Bearer wrong-token-value-123" } });
       await rawRequest(s.server.url, { method: "POST", path: "/api/v1/restores", token: TOKEN, body: { backup: "latest", secretField: TOKEN } });
       await rawRequest(s.server.url, { path: "/healthz" });
-      await new Promise((r) => setTimeout(r, 50));
-      const reqLines = lines.map((l) => JSON.parse(l)).filter((l) => l.message === "request");
+      const requestLines = () => lines.map((l) => JSON.parse(l)).filter((l) => l.message === "request");
+      await waitUntil("four request lines", async () => requestLines().length >= 4, { timeoutMs: 10_000, intervalMs: 10 });
+      const reqLines = requestLines();
       expect(reqLines).toHaveLength(4);
       expect(reqLines[0]).toMatchObject({ level: "info", method: "GET", path: "/api/v1/status", status: 200 });
       expect(typeof reqLines[0].durationMs).toBe("number");
