@@ -17,6 +17,7 @@ import { TrailingExceptionCheck } from "../pkg/backupengine/clickhouse/streams.t
 import { httpSelect } from "../pkg/backupengine/clickhouse/httpselect.ts";
 import { EngineError, type EngineBackupResult, type Progress, type RestoreOptions } from "../pkg/backupengine/types.ts";
 import { freePort, makeTempDir, removeDir, startClickHouse, type ClickHouseServer } from "./env/index.ts";
+import { waitUntil } from "./env/proc.ts";
 import { DirSink } from "./helpers/sink.ts";
 
 const logger = winston.createLogger({ silent: true });
@@ -26,6 +27,9 @@ describe("ClickHouse engine, dump method, ClickHouse 18.16 server", () => {
   let tmp: string;
   let n = 0;
   const newSink = () => new DirSink(join(tmp, `b${++n}`));
+  /** No dump query of `big` is left running on the server. */
+  const waitNoDumpQuery = () =>
+    waitUntil("no dump query left running", async () => (await ch.query("SELECT query FROM system.processes WHERE query LIKE 'SELECT * FROM `big`%'")).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
   const engine = (over: Partial<ClickHouseRunnerConfigInput> = {}) =>
     createClickHouseEngine(clickhouseRunnerConfig.parse({ url: ch.url, username: ch.username, password: ch.password, ...over }), { logger });
 
@@ -317,9 +321,8 @@ describe("ClickHouse engine, dump method, ClickHouse 18.16 server", () => {
       } finally {
         await e.close();
       }
-      // the server is still fine and has no query left running
-      await new Promise((r) => setTimeout(r, 200));
-      expect(await ch.query("SELECT query FROM system.processes WHERE query LIKE 'SELECT * FROM `big`%'")).toEqual([]);
+      // the server is still fine and has no query left running (the cancelled query ends within seconds)
+      await waitNoDumpQuery();
     });
 
     it("the server killed mid-dump gives a retryable error and no complete object", async () => {
@@ -385,8 +388,7 @@ describe("ClickHouse engine, dump method, ClickHouse 18.16 server", () => {
       } finally {
         await e.close();
       }
-      await new Promise((r) => setTimeout(r, 200));
-      expect(await ch.query("SELECT query FROM system.processes WHERE query LIKE 'SELECT * FROM `big`%'")).toEqual([]);
+      await waitNoDumpQuery();
     });
 
     it("a corrupt backup object fails the restore with a terminal error naming it", async () => {
