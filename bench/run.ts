@@ -28,7 +28,8 @@
 // X25519 recipient; the restore with --identity), right after the unencrypted steps, and the
 // rows "age backup" / "age restore" give its speed against the unencrypted runner of the same run.
 //
-// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin] [--baseline REF] [--encryption]
+// Usage: npm run bench [-- --sizes 0.25,1.1] [--compression zstd,lz4] [--level N] [--repeat N] [--pin] [--baseline REF] [--encryption] [--cpu-prof DIR]
+//   --cpu-prof DIR  write a V8 CPU profile of every runner process into DIR (profiling slows the runner)
 //   --repeat N  measure everything N times per size (one data load), to see the spread
 //   --pin       a cluster-like split of the 2 cores: ClickHouse and MinIO on CPU 0, the client
 //               side (the runner, and this process for the raw baselines) on CPU 1 (taskset)
@@ -57,6 +58,7 @@ const { values } = parseArgs({
     pin: { type: "boolean", default: false },
     baseline: { type: "string" },
     encryption: { type: "boolean", default: false },
+    "cpu-prof": { type: "string" },
   },
 });
 const sizes = values.sizes.split(",").map(Number);
@@ -161,7 +163,12 @@ async function runRunner(args: string[], configPath: string, root = repoRoot): P
   const t = performance.now();
   // bin/backup-runner: the compiled runner with the V8 limits it is deployed with.
   const r = await timedClient([join(root, "bin", "backup-runner"), ...args, "--config", configPath], {
-    env: { LOG_LEVEL: "warn", PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}` },
+    env: {
+      LOG_LEVEL: "warn",
+      PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}`,
+      // --cpu-prof DIR: a V8 CPU profile of every runner process, for where the runner's CPU goes
+      ...(values["cpu-prof"] ? { BACKUP_RUNNER_NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values["cpu-prof"]}` } : {}),
+    },
   });
   const ms = performance.now() - t;
   if (r.exitCode !== 0) throw new Error(`backup-runner ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
