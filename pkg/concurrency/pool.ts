@@ -1,7 +1,7 @@
 // Bounded concurrency shared by the engines, the controller and the benchmarks.
 
 /** The error to throw once the caller's signal is aborted. */
-export function abortReason(signal: AbortSignal): unknown {
+export function abortReason(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
   if (r instanceof Error) return r;
   return new DOMException(typeof r === "string" ? r : "The operation was aborted", "AbortError");

@@ -20,6 +20,7 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
 import { parseError } from "@clickhouse/client";
+import { abortReason } from "../../concurrency/pool.ts";
 import type { HttpEndpoint } from "./httpselect.ts";
 
 export interface HttpInsertOptions {
@@ -35,10 +36,6 @@ const MAX_ERROR_BODY = 1024 * 1024;
 /** After a write fails, how long to wait for the answer the server may have sent first (its error says more than EPIPE). */
 const ANSWER_GRACE_MS = 2000;
 
-function abortError(signal: AbortSignal): Error {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r : new DOMException(typeof r === "string" ? r : "The operation was aborted", "AbortError");
-}
 
 /**
  * POSTs `query` (an INSERT ... FORMAT ...) with `body` as its data and
@@ -61,7 +58,7 @@ export function httpInsert(
   return new Promise<void>((resolve, reject) => {
     if (signal.aborted) {
       body.destroy();
-      reject(abortError(signal));
+      reject(abortReason(signal));
       return;
     }
     const u = new URL(ep.url);
@@ -86,7 +83,7 @@ export function httpInsert(
         reject(err);
       } else resolve();
     };
-    const onAbort = () => finish(abortError(signal));
+    const onAbort = () => finish(abortReason(signal));
     signal.addEventListener("abort", onAbort, { once: true });
 
     const options = {

@@ -19,6 +19,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { Readable } from "node:stream";
 import { parseError } from "@clickhouse/client";
+import { abortReason } from "../../concurrency/pool.ts";
 import type { BufferPool } from "../../storage/bufferpool.ts";
 
 export interface HttpEndpoint {
@@ -121,17 +122,13 @@ export function httpSelect(
 ): Promise<HttpSelectResponse> {
   return new Promise<HttpSelectResponse>((resolve, reject) => {
     if (signal.aborted) {
-      reject(abortError(signal));
+      reject(abortReason(signal));
       return;
     }
     new SelectBody(ep, query, settings, signal, opts, resolve, reject);
   });
 }
 
-function abortError(signal: AbortSignal): unknown {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r : new DOMException(typeof r === "string" ? r : "The operation was aborted", "AbortError");
-}
 
 class SelectBody extends Readable {
   readonly #socket: Socket;
@@ -209,7 +206,7 @@ class SelectBody extends Readable {
     s.on("close", () => {
       if (!this.#done) this.#fail(prematureClose());
     });
-    this.#onAbort = () => this.#fail(abortError(signal));
+    this.#onAbort = () => this.#fail(abortReason(signal));
     signal.addEventListener("abort", this.#onAbort, { once: true });
 
     const params = new URLSearchParams();
