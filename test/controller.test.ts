@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runnerConfig } from "../pkg/apis/index.ts";
 import { ANNOTATIONS, FINALIZER, LABELS, runnerName, type ControllerApp, type RequestRecord } from "../pkg/controller/index.ts";
 import { startKubeApiServer, type KubeApiServer } from "./env/index.ts";
-import { GV, createNamespace, installCrds, must, readyCondition, secretBody, startTestController, waitFor, waitReady } from "./helpers/kube.ts";
+import { GV, createNamespace, installCrds, must, readyCondition, secretBody, startTestController, waitEvents, waitFor, waitReady } from "./helpers/kube.ts";
 
 const CTRL_NS = "chbackup-system";
 const APP_NS = "shop";
@@ -124,8 +124,7 @@ describe("backup-controller against kube-apiserver", () => {
     expect(def.metadata.finalizers).toContain(FINALIZER);
     expect(def.status).toMatchObject({ observedGeneration: 1, runner: { namespace: CTRL_NS, secret: name, statefulSet: name, service: name } });
     // The transition was recorded as an Event on the definition.
-    const events = await must<{ items: { reason: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`);
-    expect(events.items.filter((e) => e.involvedObject.name === "orders").map((e) => e.reason)).toContain("Reconciled");
+    await waitEvents(kube, APP_NS, "BackupDefinition", "orders", ["Normal/Reconciled"]);
     // Every object went through server-side apply under the one field manager.
     const managers = ((await must<{ metadata: { managedFields: { manager: string; operation: string }[] } }>(kube, "GET", stsPath(name))).metadata.managedFields ?? []).map((m) => `${m.manager}:${m.operation}`);
     expect(managers).toContain("chbackup-controller:Apply");
@@ -387,9 +386,7 @@ describe("backup-controller against kube-apiserver", () => {
     expect(c3.message).toContain('"pw"');
     await must(kube, "PUT", secretPath(APP_NS, "not-yet"), secretBody(APP_NS, "not-yet", { pw: "finally" }));
     await waitReady(kube, APP_NS, "missing-secret", "Reconciled");
-    const events = await must<{ items: { reason: string; type: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`);
-    const reasons = events.items.filter((e) => e.involvedObject.name === "missing-secret").map((e) => `${e.type}/${e.reason}`);
-    expect(reasons).toEqual(expect.arrayContaining(["Warning/SecretNotFound", "Warning/SecretKeyNotFound", "Normal/Reconciled"]));
+    await waitEvents(kube, APP_NS, "BackupDefinition", "missing-secret", ["Warning/SecretNotFound", "Warning/SecretKeyNotFound", "Normal/Reconciled"]);
   });
 
   it("rejects invalid specs: CEL and schema at the apiserver, the rest as InvalidSpec", async () => {
@@ -596,9 +593,7 @@ describe("backup-controller against kube-apiserver", () => {
     await waitFor("SecretKeyNotFound", async () => (await readyOf("no-creds"))?.reason === "SecretKeyNotFound");
     await must(kube, "PUT", secretPath(CTRL_NS, "absent-creds"), secretBody(CTRL_NS, "absent-creds", { accessKeyId: "a", secretAccessKey: "b" }));
     await waitFor("Available", async () => (await readyOf("no-creds"))?.reason === "Available");
-    const events = await must<{ items: { reason: string; type: string; involvedObject: { kind: string; name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${CTRL_NS}/events`);
-    const mine = events.items.filter((e) => e.involvedObject.kind === "StorageLocation" && e.involvedObject.name === "no-creds").map((e) => `${e.type}/${e.reason}`);
-    expect(mine).toEqual(expect.arrayContaining(["Warning/SecretNotFound", "Warning/SecretKeyNotFound", "Normal/Available"]));
+    await waitEvents(kube, CTRL_NS, "StorageLocation", "no-creds", ["Warning/SecretNotFound", "Warning/SecretKeyNotFound", "Normal/Available"]);
     // No further writes once it is as it should be.
     await idle();
     const w0 = writes();

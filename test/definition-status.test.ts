@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControllerApp } from "../pkg/controller/index.ts";
 import { startClickHouse, startKubeApiServer, startMinio, makeTempDir, removeDir, type ClickHouseServer, type KubeApiServer, type MinioServer } from "./env/index.ts";
 import { parsePrometheusText } from "./helpers/api-http.ts";
-import { GV, createNamespace, getTable, installCrds, must, printTable, secretBody, startTestController, waitFor, waitReady } from "./helpers/kube.ts";
+import { GV, createNamespace, getTable, installCrds, must, printTable, secretBody, startTestController, waitEvents, waitFor, waitReady } from "./helpers/kube.ts";
 import { FakeKubelet } from "./helpers/kubelet.ts";
 
 const CTRL_NS = "chbackup-system";
@@ -154,7 +154,7 @@ describe("BackupDefinition status mirrors the runner", () => {
     // The runner reaches its storage but not ClickHouse.
     await waitCond("failing", "RunnerReady", "False", "ClickHouseUnavailable");
     expect(await metric(`chbackup_controller_definition_healthy{namespace="${APP_NS}",name="failing"}`)).toBe(0);
-    expect((await events("BackupsFailing")).some((e) => e.involvedObject.name === "failing" && e.type === "Warning")).toBe(true);
+    await waitEvents(kube, APP_NS, "BackupDefinition", "failing", ["Warning/BackupsFailing"]);
     // Fix the password: the controller rewrites the runner config; the pod restarts with it.
     const hashBefore = (await getDef("failing")) as unknown as { status: { runner: { configHash: string } } };
     await must(kube, "PUT", `/api/v1/namespaces/${APP_NS}/secrets/wrong`, secretBody(APP_NS, "wrong", { password: ch.password }));

@@ -16,7 +16,7 @@ import { parseYamlDocs } from "../pkg/deploy/kustomize.ts";
 import { startClickHouse, startKubeApiServer, makeTempDir, removeDir, repoRoot, freePort, type ClickHouseServer, type KubeApiServer } from "./env/index.ts";
 import { startProcess, waitUntil, type ManagedProcess } from "./env/proc.ts";
 import { apiClient, pollJson } from "./helpers/api-http.ts";
-import { GV, createNamespace, installCrds, must, secretBody, startTestController, waitFor, waitReady } from "./helpers/kube.ts";
+import { GV, createNamespace, installCrds, must, secretBody, startTestController, waitEvents, waitFor, waitReady } from "./helpers/kube.ts";
 import { tableChecksum } from "./helpers/runner.ts";
 
 const CTRL_NS = "chbackup-system";
@@ -170,8 +170,7 @@ describe("Restore objects", () => {
     expect((await ch.query<{ c: string }>("SELECT count() AS c FROM shop_restored.orders"))[0]!.c).toBe(String(ROWS));
     // One operation on the runner, under the Restore's key.
     expect((await restoresOf(created.metadata.uid)).map((o) => o.id)).toEqual([done.status!.operationId]);
-    const reasons = (await events("latest")).map((e) => e.reason);
-    expect(reasons).toContain("Succeeded");
+    await waitEvents(kube, APP_NS, "Restore", "latest", ["Normal/Succeeded"]);
     // The token is nowhere in the object.
     expect(JSON.stringify(done)).not.toContain(await token());
     // kubectl get restores
@@ -203,7 +202,7 @@ describe("Restore objects", () => {
     // Sent once, after the backup ended.
     expect((await restoresOf(created.metadata.uid)).length).toBe(1);
     expect(Date.parse(r!.startedAt)).toBeGreaterThanOrEqual(Date.parse(b.endedAt!));
-    expect((await events("busy")).map((e) => e.reason)).toEqual(expect.arrayContaining(["RunnerBusy", "Running", "Succeeded"]));
+    await waitEvents(kube, APP_NS, "Restore", "busy", ["Normal/RunnerBusy", "Normal/Running", "Normal/Succeeded"]);
   });
 
   it("a controller stopped while a Restore runs, and a fresh one started: the restore runs once", async () => {
@@ -257,7 +256,7 @@ describe("Restore objects", () => {
     const failed = await waitPhase("exists", "Failed");
     expect(failed.status!.reason).toBe("Failed");
     expect(failed.status!.error).toMatch(/shop_restored\.orders/);
-    expect((await events("exists")).some((e) => e.type === "Warning" && e.reason === "Failed")).toBe(true);
+    await waitEvents(kube, APP_NS, "Restore", "exists", ["Warning/Failed"]);
   });
 
   it("an app team with the Role of examples/restore.yaml creates Restores in its namespace, and nothing elsewhere", async () => {

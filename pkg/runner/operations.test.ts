@@ -202,11 +202,10 @@ describe("service start without storage or database", () => {
       wrapStore: (s) => (store = hookStore(s)),
     });
     // list is not hooked: fail the catalog's listing through the store's list by making the root a file for a while
-    let failures = 2;
+    let storageDown = true;
     const origList = store.list.bind(store);
     (store as unknown as { list: typeof store.list }).list = (prefix, opts) => {
-      if (failures > 0) {
-        failures--;
+      if (storageDown) {
         throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9000"), { code: "ECONNREFUSED" });
       }
       return origList(prefix, opts);
@@ -215,11 +214,12 @@ describe("service start without storage or database", () => {
     const service = new RunnerService({ runner: fr.runner, logger: silent, retry: { baseMs: 20, maxMs: 40 } });
     const ac = new AbortController();
     const started = service.start(ac.signal);
-    await new Promise((r) => setTimeout(r, 10));
+    await waitUntil("a failed catalog load", async () => service.startupProblem()?.includes("ECONNREFUSED") === true, { timeoutMs: 10_000, intervalMs: 5 });
     expect(service.ready).toBe(false);
     expect(service.catalogLoaded).toBe(false);
     expect(service.startupProblem()).toMatch(/loading the backup catalog from storage: .*ECONNREFUSED/);
     // storage back: the catalog loads; the database is still away
+    storageDown = false;
     await waitUntil("catalog loaded", async () => service.catalogLoaded === true, { timeoutMs: 10_000, intervalMs: 5 });
     expect(service.ready).toBe(false);
     expect(service.startupProblem()).toMatch(/cleaning up after interrupted restores in the database: ClickHouse unreachable/);
@@ -239,7 +239,7 @@ describe("service start without storage or database", () => {
     const service = new RunnerService({ runner: fr.runner, logger: silent, retry: { baseMs: 10_000, maxMs: 10_000 } });
     const ac = new AbortController();
     const started = service.start(ac.signal);
-    await new Promise((r) => setTimeout(r, 50));
+    await waitUntil("a failed clean-up", async () => engine.cleanupCalls > 0, { timeoutMs: 10_000, intervalMs: 5 });
     const t = Date.now();
     ac.abort(new Error("SIGTERM"));
     await expect(started).rejects.toThrow("SIGTERM");

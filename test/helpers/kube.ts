@@ -62,6 +62,31 @@ export function secretBody(namespace: string, name: string, data: Record<string,
   };
 }
 
+export interface KubeEvent {
+  type: string;
+  reason: string;
+  message: string;
+  involvedObject: { kind: string; name: string };
+}
+
+/**
+ * The Events of one object once every `type/reason` in `expected` is among them. The controller writes an
+ * object's status before the Event of that transition, so a test that has seen the status must still wait for it.
+ */
+export async function waitEvents(kube: KubeApiServer, namespace: string, kind: string, name: string, expected: string[], timeoutMs = 30_000): Promise<KubeEvent[]> {
+  const selector = encodeURIComponent(`involvedObject.kind=${kind},involvedObject.name=${name}`);
+  let seen: string[] = [];
+  try {
+    return await waitFor(`Events ${expected.join(", ")} of ${kind} ${namespace}/${name}`, async () => {
+      const items = (await must<{ items: KubeEvent[] }>(kube, "GET", `/api/v1/namespaces/${namespace}/events?fieldSelector=${selector}`)).items;
+      seen = items.map((e) => `${e.type}/${e.reason}`);
+      return expected.every((x) => seen.includes(x)) ? items : undefined;
+    }, timeoutMs);
+  } catch (err: unknown) {
+    throw new Error(`Events of ${kind} ${namespace}/${name}: saw [${seen.join(", ")}], expected [${expected.join(", ")}]`, { cause: err });
+  }
+}
+
 export interface ReadyCondition {
   status: string;
   reason: string;
