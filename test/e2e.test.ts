@@ -160,18 +160,22 @@ describe("end to end: definition in, restored data out", () => {
     const older = listed.backups.slice(1) as { labels: string[] }[];
     for (const b of older) expect(b.labels).toEqual(["hourly"]);
     expect(inBucket.filter((id) => !ids.includes(id)).length).toBeLessThanOrEqual(1); // at most one backup finishing right now
-    // Every manifest lists the table with its rows.
-    const man = await pollJson(() => r.api.get(`/api/v1/backups/${newest.id}`), () => true);
-    expect(JSON.stringify(man)).toContain("orders");
     // The controller shows the newest backup on the definition (the Last Backup column).
     const last = await waitFor("status.lastBackup", async () => {
       const d = await must<{ status?: { lastBackup?: { id: string; time: string } } }>(kube, "GET", defPath("orders"));
       return d.status?.lastBackup;
     }, 30_000, 250);
     expect(last.id).toMatch(/^\d{8}T\d{6}Z-[0-9a-f]{6}$/);
-    // Keep the newest for the restore below (retention would delete it once a newer one exists).
-    pinned = newest.id;
-    expect((await r.api.post(`/api/v1/backups/${pinned}/pin`)).status).toBe(200);
+    // Keep the newest for the restore below. Retention deletes an unlabelled newest backup as soon as a
+    // newer one commits (every 2 s here), so pin whichever is newest at the moment of pinning.
+    pinned = await waitFor("a pinned backup", async () => {
+      const id = ((await r.api.get("/api/v1/backups")).json as { backups: { id: string }[] }).backups[0]?.id;
+      return id !== undefined && (await r.api.post(`/api/v1/backups/${id}/pin`)).status === 200 ? id : undefined;
+    }, 30_000, 100);
+    expect(pinned >= newest.id).toBe(true);
+    // Its manifest lists the table with its rows.
+    const man = await pollJson(() => r.api.get(`/api/v1/backups/${pinned}`), () => true);
+    expect(JSON.stringify(man)).toContain("orders");
   });
 
   it("restore flow: data dropped in ClickHouse, restored through the runner API, equals the source", async () => {

@@ -313,7 +313,7 @@ describe("ClickHouse engine, dump method, ClickHouse 18.16 server", () => {
         const took = Date.now() - abortedAt;
         expect(abortedAt).toBeGreaterThan(0);
         expect((err as Error).name).toBe("AbortError");
-        expect(took).toBeLessThan(2000);
+        expect(took).toBeLessThan(5000); // a whole dump of big.numbers would take longer; loose enough for a loaded machine
         expect(sink.puts).toHaveLength(1);
         expect(sink.puts[0]).toMatchObject({ name: "data/big/numbers.native.zst", status: "aborted" });
         expect(existsSync(sink.pathOf("data/big/numbers.native.zst"))).toBe(false);
@@ -372,7 +372,7 @@ describe("ClickHouse engine, dump method, ClickHouse 18.16 server", () => {
       await e.close();
       expect(abortedAt).toBeGreaterThan(0);
       expect((err as Error).name).toBe("AbortError");
-      expect(Date.now() - abortedAt).toBeLessThan(3000);
+      expect(Date.now() - abortedAt).toBeLessThan(5000);
     });
 
     it("a failing sink fails the backup with the sink's own error", async () => {

@@ -39,12 +39,13 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
   let backupId: string;
   let runs = 0;
 
-  async function writeConfig(path: string, state: string): Promise<void> {
+  /** `idleTimeoutSeconds` short only where a stall is the point: it also bounds every query's answer. */
+  async function writeConfig(path: string, state: string, idleTimeoutSeconds?: number): Promise<void> {
     const config = {
       definition: {
         namespace: "team-o",
         name: "ops",
-        clickhouse: { url: ch.url, username: ch.username, password: ch.password, databases: { include: ["big"] }, idleTimeoutSeconds: 3 },
+        clickhouse: { url: ch.url, username: ch.username, password: ch.password, databases: { include: ["big"] }, ...(idleTimeoutSeconds ? { idleTimeoutSeconds } : {}) },
         schedule: { cron: "0 0 1 1 *", timeZone: "UTC" },
         suspend: true,
         stateDir: state,
@@ -133,9 +134,15 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
     expect((await r.api.del(`/api/v1/operations/${id}`)).status).toBe(409);
     const st = (await r.api.get("/api/v1/status")).json;
     expect(st.lastFailure.restore).toMatchObject({ id, state: "cancelled" });
-    // the journal copy next to the backup says so too
-    const copy = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${PREFIX}/team-o/ops/${backupId}/restores/${id}.json` }));
-    expect(JSON.parse(await copy.Body!.transformToString()).operation.state).toBe("cancelled");
+    // the journal copy next to the backup says so too (written after the operation ends, without holding it up)
+    const copyState = async () => {
+      const copy = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${PREFIX}/team-o/ops/${backupId}/restores/${id}.json` }));
+      return JSON.parse(await copy.Body!.transformToString()).operation.state as string;
+    };
+    let last = "";
+    await waitUntil("journal copy says cancelled", async () => (last = await copyState()) === "cancelled", { timeoutMs: 30_000, intervalMs: 100 }).catch((err: unknown) => {
+      throw new Error(`journal copy: state ${last}`, { cause: err });
+    });
   });
 
   it("DELETE cancels a backup: no manifest, none of its objects left", async () => {
@@ -183,9 +190,17 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
     const moving = await waitMoving(r, id);
     expect(moving.operation.state, "the restore ended before the kill").toBe("running");
     // the journal on the runner's volume follows the progress (at most a second behind)
-    const file = (await journalFiles(stateDir)).find((n) => n.endsWith(`-${id}.json`))!;
-    const journal = async () => JSON.parse(await readFile(file, "utf8"));
-    await waitUntil("progress journaled", async () => (await journal()).operation.progress.rows > 0, { timeoutMs: 30_000, intervalMs: 20 });
+    // (its first write is not awaited by the runner: look for the file until it is there)
+    let file: string | undefined;
+    const journal = async () => JSON.parse(await readFile(file!, "utf8"));
+    await waitUntil(
+      "progress journaled",
+      async () => {
+        file ??= (await journalFiles(stateDir)).find((n) => n.endsWith(`-${id}.json`));
+        return file !== undefined && (await journal()).operation.progress.rows > 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 20 },
+    );
     await r.proc.kill();
     const journaled = await journal();
     expect(journaled.operation.state, "the restore ended before the kill").toBe("running");
@@ -225,7 +240,10 @@ describe("operations across runner processes (ClickHouse 18.16, MinIO)", () => {
   });
 
   it("MinIO stopped (SIGSTOP) mid-restore: the restore fails within the idle timeout (3 s), naming the storage", async () => {
-    const r = runner!;
+    // A runner whose idle timeout is 3 s (the other tests keep the default, so a slow moment is not a stall).
+    await runner?.proc.stop(15_000);
+    await writeConfig(configPath, stateDir, 3);
+    const r = await startRunner();
     const start = await r.api.post("/api/v1/restores", { backup: backupId, renameDatabases: { big: "big_stall" }, existingTables: "fail" });
     const id = start.json.operation.id;
     const moving = await waitMoving(r, id);

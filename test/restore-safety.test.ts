@@ -17,6 +17,7 @@ import { ASIDE_PREFIX, STAGING_PREFIX } from "../pkg/backupengine/clickhouse/res
 import { quoteIdent } from "../pkg/backupengine/clickhouse/sql.ts";
 import type { BackupSink, BackupSource, EngineBackupResult, RestoreOptions } from "../pkg/backupengine/types.ts";
 import { makeTempDir, removeDir, startClickHouse, type ClickHouseServer } from "./env/index.ts";
+import { waitUntil } from "./env/proc.ts";
 import { DirSink } from "./helpers/sink.ts";
 
 const logger = winston.createLogger({ silent: true });
@@ -323,6 +324,8 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
     await run("INSERT INTO prod.orders VALUES (999999999, 'c', 1, NULL, toDateTime('2031-05-05 00:00:00'))");
     expect(await ch.query("SELECT toString(c) AS c FROM prod.daily WHERE day = '2031-05-05'")).toEqual([{ c: "1" }]);
     await run("ALTER TABLE prod.orders DELETE WHERE id = 999999999");
+    // A mutation runs in the background: let it finish here, not in the middle of the next test's digests.
+    await waitUntil("the mutation done", async () => (await ch.query<{ n: string }>("SELECT count() AS n FROM system.mutations WHERE database = 'prod' AND table = 'orders' AND is_done = 0"))[0]!.n === "0", { timeoutMs: 60_000 });
   }, 120_000);
 
   it("an aborted restore rolls back: the replaced tables are as they were, nothing is left behind", async () => {
@@ -373,12 +376,12 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
     it("a storage that stops sending fails the restore within the idle timeout, naming the storage; nothing changed", async () => {
       const { sink, backup } = await backupOf({ databases: { include: ["prod"] } });
       const before = await digest("prod", "orders");
-      const e = engine({ idleTimeoutSeconds: 1 });
+      const e = engine({ idleTimeoutSeconds: 2 });
       const t0 = Date.now();
       try {
         await expect(
           e.restore({ signal: AbortSignal.timeout(60_000), source: stalling(sink, 100_000), backup, options: { existingTables: "drop" }, logger }),
-        ).rejects.toThrow(/the storage stalled: no data moved for 1 s while restoring prod\.(orders|small)/);
+        ).rejects.toThrow(/the storage stalled: no data moved for 2 s while restoring prod\.(orders|small)/);
       } finally {
         await e.close();
       }
@@ -404,10 +407,10 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
             signal,
           ),
       };
-      const e = engine({ idleTimeoutSeconds: 1, databases: { include: ["prod"] } });
+      const e = engine({ idleTimeoutSeconds: 2, databases: { include: ["prod"] } });
       try {
         await expect(e.backup({ backupId: "stall", signal: AbortSignal.timeout(60_000), sink: stuck, logger })).rejects.toThrow(
-          /the storage stalled: no data moved for 1 s while dumping prod\.orders/,
+          /the storage stalled: no data moved for 2 s while dumping prod\.orders/,
         );
       } finally {
         await e.close();
@@ -419,7 +422,7 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
       await run("CREATE TABLE IF NOT EXISTS bulk.t (id UInt64, s String) ENGINE = MergeTree ORDER BY id");
       await run("INSERT INTO bulk.t SELECT number, concat(toString(cityHash64(number)), toString(cityHash64(number + 1)), toString(cityHash64(number + 2))) FROM system.numbers LIMIT 1000000");
       const sink = newSink();
-      const e = engine({ idleTimeoutSeconds: 1, databases: { include: ["bulk"] } });
+      const e = engine({ idleTimeoutSeconds: 2, databases: { include: ["bulk"] } });
       let stopped = false;
       sink.onBytes = (name) => {
         if (!stopped && name.includes("bulk")) {
@@ -428,7 +431,7 @@ describe("restore safety and row counts, ClickHouse 18.16", () => {
         }
       };
       try {
-        await expect(e.backup({ backupId: "stall2", signal: AbortSignal.timeout(60_000), sink, logger })).rejects.toThrow(/ClickHouse stalled: no data moved for 1 s/);
+        await expect(e.backup({ backupId: "stall2", signal: AbortSignal.timeout(60_000), sink, logger })).rejects.toThrow(/ClickHouse stalled: no data moved for 2 s/);
       } finally {
         process.kill(ch.pid(), "SIGCONT");
         await e.close();

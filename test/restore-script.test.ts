@@ -61,7 +61,7 @@ describe.skipIf(!hasCurl)("examples/restore.sh", () => {
         return true;
       }
     };
-    await expect.poll(gone, { timeout: 5000, interval: 50 }).toBe(true);
+    await expect.poll(gone, { timeout: 15_000, interval: 50 }).toBe(true);
   };
 
   beforeAll(async () => {

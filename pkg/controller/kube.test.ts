@@ -52,19 +52,20 @@ describe("replacingMessage", () => {
 
 describe("requests as the observer sees them", () => {
   const base = "https://127.0.0.1:6443";
-  it("name verb, group, resource and namespace from the URL", () => {
+  it("name verb, group, resource, namespace and object name from the URL", () => {
     expect(requestRecordOf("GET", `${base}/api/v1/namespaces/ns/secrets?limit=500`)).toEqual({ verb: "list", group: "", resource: "secrets", namespace: "ns" });
     expect(requestRecordOf("GET", `${base}/api/v1/secrets?limit=500`)).toEqual({ verb: "list", group: "", resource: "secrets" });
-    expect(requestRecordOf("GET", `${base}/api/v1/namespaces/team-a`)).toEqual({ verb: "get", group: "", resource: "namespaces" });
+    expect(requestRecordOf("GET", `${base}/api/v1/namespaces/team-a`)).toEqual({ verb: "get", group: "", resource: "namespaces", name: "team-a" });
     expect(requestRecordOf("PATCH", `${base}/apis/chbackup.dev/v1alpha1/namespaces/a/backupdefinitions/x/status?fieldManager=m`)).toEqual({
       verb: "patch",
       group: "chbackup.dev",
       resource: "backupdefinitions/status",
       namespace: "a",
+      name: "x",
     });
     expect(requestRecordOf("POST", `${base}/apis/apps/v1/namespaces/s/statefulsets`)).toEqual({ verb: "create", group: "apps", resource: "statefulsets", namespace: "s" });
     expect(requestRecordOf("PUT", `${base}/apis/coordination.k8s.io/v1/namespaces/s/leases/l`).verb).toBe("update");
-    expect(requestRecordOf("DELETE", `${base}/api/v1/namespaces/s/services/x`).verb).toBe("delete");
+    expect(requestRecordOf("DELETE", `${base}/api/v1/namespaces/s/services/x`)).toEqual({ verb: "delete", group: "", resource: "services", namespace: "s", name: "x" });
     expect(requestRecordOf("GET", `${base}/apis/chbackup.dev/v1alpha1`)).toEqual({ verb: "discovery", group: "chbackup.dev", resource: "" });
   });
 });

@@ -70,6 +70,8 @@ export interface RequestRecord {
   group: string;
   resource: string;
   namespace?: string;
+  /** The object's name, for a request about one object (get, update, patch, delete). */
+  name?: string;
   status: number;
 }
 
@@ -209,7 +211,7 @@ export function requestRecordOf(method: string, url: string): Omit<RequestRecord
   if (!resource) return { verb: "discovery", group, resource: "" };
   const verb =
     method === "GET" ? (name === undefined ? "list" : "get") : method === "POST" ? "create" : method === "PUT" ? "update" : method === "PATCH" ? "patch" : method === "DELETE" ? "delete" : method.toLowerCase();
-  return { verb, group, resource: sub ? `${resource}/${sub}` : resource, ...(namespace !== undefined ? { namespace } : {}) };
+  return { verb, group, resource: sub ? `${resource}/${sub}` : resource, ...(namespace !== undefined ? { namespace } : {}), ...(name !== undefined ? { name } : {}) };
 }
 
 /**

@@ -133,6 +133,10 @@ ${remoteServers}
     syncReplicas: async (timeoutMs = 60_000) => {
       for (const h of hosts) {
         if (!(await alive(h.server))) continue;
+        // An empty queue is not enough: an insert on another replica reaches this queue only once this
+        // replica has pulled the shared log. SYNC REPLICA waits for that pull and for the queue alike.
+        const tables = await h.server.query<{ database: string; table: string }>("SELECT database, table FROM system.replicas WHERE NOT is_readonly");
+        for (const t of tables) await h.server.exec(`SYSTEM SYNC REPLICA \`${t.database}\`.\`${t.table}\``);
         await waitUntil(
           `replication queues of ${h.id} empty`,
           async () => {
