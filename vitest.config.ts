@@ -11,6 +11,9 @@ export default defineConfig({
           name: "unit",
           include: ["pkg/**/*.test.ts", "cmd/**/*.test.ts", "scripts/**/*.test.ts"],
           environment: "node",
+          // Some unit tests take 2-3 s (a TypeScript program over the SDK's types, TLS, a socket timeout):
+          // the default 5 s leaves too little room on a busy 2-core machine.
+          testTimeout: 30_000,
         },
       },
       {

@@ -8,13 +8,16 @@ describe("WorkQueue", () => {
     const running = new Set<string>();
     const runs: string[] = [];
     let overlap = false;
+    // a's first run is held until the test lets it go, so the adds below happen while it runs.
+    let releaseA!: () => void;
+    const gateA = new Promise<void>((r) => (releaseA = r));
     const q = new WorkQueue({
       workers: 4,
       handle: async (key) => {
         if (running.has(key)) overlap = true;
         running.add(key);
         runs.push(key);
-        await tick(20);
+        await (key === "a" && runs.filter((k) => k === "a").length === 1 ? gateA : tick(20));
         running.delete(key);
       },
     });
@@ -22,8 +25,10 @@ describe("WorkQueue", () => {
     q.add("a");
     q.add("b");
     await tick(5);
+    expect(running.has("a")).toBe(true);
     q.add("a"); // while a runs
     q.add("a"); // deduplicated
+    releaseA();
     await q.idle();
     expect(overlap).toBe(false);
     expect(runs.filter((k) => k === "a")).toHaveLength(2);

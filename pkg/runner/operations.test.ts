@@ -243,6 +243,6 @@ describe("service start without storage or database", () => {
     const t = Date.now();
     ac.abort(new Error("SIGTERM"));
     await expect(started).rejects.toThrow("SIGTERM");
-    expect(Date.now() - t).toBeLessThan(1000);
+    expect(Date.now() - t).toBeLessThan(5000); // the retry delay is 10 s: ending sooner means the signal ended it
   });
 });

@@ -362,14 +362,14 @@ describe("applyRetention: examples", () => {
     expect(() => applyRetention([bk("a", new Date(Number.NaN))], {}, "UTC")).toThrow(TypeError);
   });
 
-  it("decides a year of hourly backups in well under a second", () => {
+  it("decides a year of hourly backups in linear-ish time (well under a second idle; the bound only catches a quadratic slip)", () => {
     const backups = series("2025-01-01T00:00:00Z", 8760, HOUR);
     for (const zone of ["UTC", "Europe/Berlin"]) {
       const t0 = performance.now();
       const d = applyRetention(backups, { hourly: 24, daily: 7, weekly: 4, monthly: 12 }, zone);
       const ms = performance.now() - t0;
       expect(d.keep.length + d.delete.length).toBe(8760);
-      expect(ms).toBeLessThan(1000);
+      expect(ms).toBeLessThan(5000);
     }
   });
 });

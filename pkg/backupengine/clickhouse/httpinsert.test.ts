@@ -135,19 +135,24 @@ describe("httpInsert", () => {
   });
 
   it("abort: rejects with the reason and closes the connection", async () => {
-    let closed = false;
+    let seen!: () => void;
+    const arrived = new Promise<void>((r) => (seen = r));
+    let socketClosed: Promise<unknown> | undefined;
     const ep = await serve((req) => {
       req.resume();
-      req.socket.once("close", () => (closed = true));
+      // (not events.once: the server's parser errors on the cut-off chunked body first, and once() would reject on that)
+      socketClosed = new Promise((r) => req.socket.once("close", r));
+      seen();
     });
     const ac = new AbortController();
     const body = new Readable({ read() {} });
     body.push(Buffer.alloc(100_000));
     const p = httpInsert(ep, "INSERT INTO t FORMAT Native", {}, body, ac.signal);
-    setTimeout(() => ac.abort(new Error("cancelled by the user")), 200);
+    // Aborted once the request is under way at the server (not after a fixed time, which a slow machine may not reach).
+    await arrived;
+    ac.abort(new Error("cancelled by the user"));
     await expect(p).rejects.toThrow("cancelled by the user");
-    await new Promise((r) => setTimeout(r, 100));
-    expect(closed).toBe(true);
+    await socketClosed; // the connection is closed: this would hang (and time out) if it were not
     expect(body.destroyed).toBe(true);
   });
 

@@ -51,7 +51,8 @@ describe("IdleWatch", () => {
         yield Buffer.from([i]);
       }
     })());
-    await pipeline(src, new IdleWatch(200, { upstream: "storage", downstream: "ClickHouse", what: "restoring t" }), async function* (s: AsyncIterable<Buffer>) {
+    // (2 s: well above the 30 ms between chunks, and above an event-loop stall of a busy machine)
+    await pipeline(src, new IdleWatch(2000, { upstream: "storage", downstream: "ClickHouse", what: "restoring t" }), async function* (s: AsyncIterable<Buffer>) {
       for await (const c of s) out.push(c);
     });
     expect(Buffer.concat(out)).toEqual(Buffer.from([0, 1, 2, 3, 4]));

@@ -700,7 +700,7 @@ describe("API server: modes and shutdown", () => {
       expect(r.status).toBe(200); // in flight while stopping: completes normally
       const t0 = Date.now();
       await s.server.close(200);
-      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(Date.now() - t0).toBeLessThan(5000); // not held up by the hung connection
       await hungClosed;
     } finally {
       await s.fr.cleanup();
