@@ -68,10 +68,6 @@ describe("BackupDefinition status mirrors the runner", () => {
       ...spec,
     },
   });
-  const events = async (reason: string) =>
-    (await must<{ items: { reason: string; type: string; message: string; involvedObject: { name: string } }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events`)).items.filter(
-      (e) => e.reason === reason,
-    );
   const metric = async (name: string) => {
     const text = await (await fetch(`http://127.0.0.1:${app.probePort}/metrics`)).text();
     return parsePrometheusText(text).get(name);
@@ -140,10 +136,7 @@ describe("BackupDefinition status mirrors the runner", () => {
       return mirrored !== undefined && catalog[0] === mirrored;
     });
     // Transitions are Events (a condition's first value is only logged): PodNotReady → RunnerReady, AwaitingFirstBackup → RecentBackup.
-    await waitFor("RunnerReady and RecentBackup Events", async () => {
-      const [a, b] = [await events("RunnerReady"), await events("RecentBackup")];
-      return a.some((e) => e.involvedObject.name === "orders" && e.type === "Normal") && b.some((e) => e.involvedObject.name === "orders");
-    });
+    await waitEvents(kube, APP_NS, "BackupDefinition", "orders", ["Normal/RunnerReady", "Normal/RecentBackup"]);
     expect(await metric(`chbackup_controller_definition_healthy{namespace="${APP_NS}",name="orders"}`)).toBe(1);
     const last = await metric(`chbackup_controller_definition_last_success_timestamp_seconds{namespace="${APP_NS}",name="orders"}`);
     expect(last).toBeGreaterThan(Date.now() / 1000 - 120);

@@ -78,8 +78,6 @@ describe("Restore objects", () => {
   const restoresOf = async (uid: string) => (await operations()).filter((o) => o.kind === "restore" && o.idempotencyKey === `restore-${uid}`);
   const controller = () =>
     startTestController({ kube, namespace: CTRL_NS, observe: (r) => requests.push(r), runnerUrl: (svc) => (svc.name === runnerName(APP_NS, "orders") && runner ? runner.url : "http://127.0.0.1:9") });
-  const events = async (name: string) =>
-    (await must<{ items: { reason: string; type: string; message: string }[] }>(kube, "GET", `/api/v1/namespaces/${APP_NS}/events?fieldSelector=${encodeURIComponent(`involvedObject.kind=Restore,involvedObject.name=${name}`)}`)).items;
 
   /** What the kubelet would do: mount the runner Secret and start the container. */
   async function startRunner(): Promise<void> {
@@ -239,8 +237,7 @@ describe("Restore objects", () => {
     const created = await must<RestoreObj>(kube, "POST", restorePath(), restore("deleted", { databases: ["shop"], renameDatabases: { shop: "shop_deleted" } }));
     const running = await waitPhase("deleted", "Running", 30_000);
     await must(kube, "DELETE", restorePath("deleted"));
-    const ev = await waitFor("DeletedWhileRunning event", async () => (await events("deleted")).find((e) => e.reason === "DeletedWhileRunning"));
-    expect(ev.type).toBe("Warning");
+    const ev = (await waitEvents(kube, APP_NS, "Restore", "deleted", ["Warning/DeletedWhileRunning"])).find((e) => e.reason === "DeletedWhileRunning")!;
     expect(ev.message).toContain(`DELETE /api/v1/operations/${running.status!.operationId}`);
     const [op] = await waitFor("the operation ended", async () => {
       const ops = await restoresOf(created.metadata.uid);
