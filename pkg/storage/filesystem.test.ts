@@ -265,6 +265,26 @@ describe("filesystem store", () => {
     expect(await readdir(path.join(store.root, "ns/def/20261124T031000Z-a1b2c3"))).toEqual(["inprogress.json"]);
   });
 
+  it("puts into a directory that concurrent deletes keep pruning all succeed (what a backup sees when the engine removes an object it will write again)", async () => {
+    // Each round: the only object of a fresh <id>/data/dbN/ is deleted, which prunes dbN/ once it is empty,
+    // while four puts go into dbN/: mkdir -p, fsync of the new directories and the temp file's open all race
+    // with the rmdir. (Before the retry covered mkdir -p too, about one round in 20 lost a put here.)
+    const base = "ns/def/20261201T134953Z-63f11f";
+    await store.put(`${base}/inprogress.json`, Readable.from([Buffer.from("{}")]));
+    const failures: string[] = [];
+    const rounds = 200;
+    for (let round = 0; round < rounds; round++) {
+      const victim = `${base}/data/db${round}/victim`;
+      await store.put(victim, Readable.from([Buffer.from("v")]));
+      const puts = [0, 1, 2, 3].map((i) => store.put(`${base}/data/db${round}/t${i}`, Readable.from([Buffer.from(`r${round}`)])).catch((e: unknown) => failures.push(String(e))));
+      await Promise.all([store.delete([victim]), ...puts]);
+    }
+    expect(failures).toEqual([]);
+    const names = (await collect(store.list(`${base}/data/`))).map((o) => o.key);
+    expect(names).toHaveLength(rounds * 4);
+    expect(names.some((k) => k.includes("victim"))).toBe(false);
+  });
+
   it("cleanupIncomplete removes old empty directories under the prefix, not recent ones nor the root", async () => {
     const old = path.join(store.root, "ns/def/20261124T031000Z-a1b2c3/data/shop");
     const recent = path.join(store.root, "ns/def/20261124T041000Z-d4e5f6/data/shop");

@@ -135,14 +135,16 @@ export function createFilesystemStore(cfg: FilesystemStoreConfig): FilesystemSto
     let fh: FileHandle | undefined;
     let tmpCreated = false;
     try {
-      // A concurrent delete may prune the freshly created directory; retry a few times.
+      // A concurrent delete in the same directory (another put that failed, an engine removing an object it
+      // will write again) prunes directories that are empty at that instant: it may remove one while
+      // mkdir -p walks down through it, or between the mkdir and the open. Either shows as ENOENT: retry.
       for (let attempt = 0; ; attempt++) {
-        await ensureParent(final);
         try {
+          await ensureParent(final);
           fh = await open(tmp, "wx", 0o644);
           break;
         } catch (err) {
-          if (errCode(err) !== "ENOENT" || attempt >= 3) throw err;
+          if (errCode(err) !== "ENOENT" || attempt >= 5) throw err;
         }
       }
       tmpCreated = true;
