@@ -7,20 +7,56 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it). */
-export async function freePort(): Promise<number> {
+/** Listens on 127.0.0.1:port (0: the kernel picks) and closes again: the port, or undefined if it is taken. */
+function tryPort(port: number): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.once("error", (err: NodeJS.ErrnoException) => (err.code === "EADDRINUSE" || err.code === "EACCES" ? resolve(undefined) : reject(err)));
+    srv.listen(port, "127.0.0.1", () => {
       const addr = srv.address();
-      srv.close(() => {
-        if (addr && typeof addr === "object") resolve(addr.port);
-        else reject(new Error("freePort: no address"));
-      });
+      srv.close(() => resolve(addr && typeof addr === "object" ? addr.port : undefined));
     });
   });
+}
+
+/** The kernel's range for the local ports of outgoing connections (Linux), if it can be read. */
+function ephemeralRange(): [number, number] | undefined {
+  try {
+    const [lo, hi] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    return lo && hi ? [lo, hi] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const handedOut = new Set<number>();
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago. Servers are started with it a little later, so it is
+ * taken from below the kernel's ephemeral range where there is room: a port the kernel picks (listen on 0)
+ * is one it also gives to outgoing connections, and the many connections of a test run took such a port
+ * before the server could bind it ("Address already in use"). Random within the range, never the same port
+ * twice in one process; the kernel's pick when no such range is known.
+ */
+export async function freePort(): Promise<number> {
+  const range = ephemeralRange();
+  const lo = 10_000;
+  const hi = range ? range[0] - 1 : 0;
+  if (hi - lo >= 1000) {
+    for (let i = 0; i < 200; i++) {
+      const candidate = lo + Math.floor(Math.random() * (hi - lo + 1));
+      if (handedOut.has(candidate)) continue;
+      const port = await tryPort(candidate);
+      if (port !== undefined) {
+        handedOut.add(port);
+        return port;
+      }
+    }
+  }
+  const port = await tryPort(0);
+  if (port === undefined) throw new Error("freePort: no free port");
+  return port;
 }
 
 /** True if something accepts TCP connections on 127.0.0.1:port. */
