@@ -20,11 +20,11 @@ function tryPort(port: number): Promise<number | undefined> {
   });
 }
 
-/** The kernel's range for the local ports of outgoing connections (Linux), if it can be read. */
-function ephemeralRange(): [number, number] | undefined {
+/** The lowest local port the kernel gives outgoing connections (Linux), if it can be read. */
+function ephemeralLow(): number | undefined {
   try {
-    const [lo, hi] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    return lo && hi ? [lo, hi] : undefined;
+    const lo = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return lo > 0 ? lo : undefined;
   } catch {
     return undefined;
   }
@@ -40,9 +40,8 @@ const handedOut = new Set<number>();
  * twice in one process; the kernel's pick when no such range is known.
  */
 export async function freePort(): Promise<number> {
-  const range = ephemeralRange();
   const lo = 10_000;
-  const hi = range ? range[0] - 1 : 0;
+  const hi = (ephemeralLow() ?? 0) - 1;
   if (hi - lo >= 1000) {
     for (let i = 0; i < 200; i++) {
       const candidate = lo + Math.floor(Math.random() * (hi - lo + 1));

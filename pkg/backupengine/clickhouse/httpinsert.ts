@@ -36,7 +36,6 @@ const MAX_ERROR_BODY = 1024 * 1024;
 /** After a write fails, how long to wait for the answer the server may have sent first (its error says more than EPIPE). */
 const ANSWER_GRACE_MS = 2000;
 
-
 /**
  * POSTs `query` (an INSERT ... FORMAT ...) with `body` as its data and
  * resolves once the server has answered 2xx. Rejects with the server's error

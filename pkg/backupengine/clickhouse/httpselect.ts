@@ -129,7 +129,6 @@ export function httpSelect(
   });
 }
 
-
 class SelectBody extends Readable {
   readonly #socket: Socket;
   readonly #timeoutMs: number;
